@@ -1,0 +1,335 @@
+//! The balancer: listeners, the backend pool, reload and drain.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::backend::{Backend, lock};
+use crate::config::LbConfig;
+use crate::health::Checker;
+use crate::policy::Selector;
+use crate::status::LbStatus;
+use crate::{LbError, session};
+
+/// Everything a new session needs, swapped whole on reload. Sessions keep the pool they
+/// started with, so a reload never touches a tunnel in progress.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub backends: Vec<Arc<Backend>>,
+    pub selector: Selector,
+    pub connect_timeout: Duration,
+    pub passive_fall: u32,
+    pub shutdown_sessions_on_down: bool,
+    pub idle_timeout: Option<Duration>,
+    pub tcp_keepalive: Option<Duration>,
+    pub max_per_backend: Option<usize>,
+    pub splice: bool,
+    pub checks_enabled: bool,
+}
+
+struct ListenerHandle {
+    local: SocketAddr,
+    stop: CancellationToken,
+}
+
+pub(crate) struct Shared {
+    pool: RwLock<Arc<Pool>>,
+    listeners: Mutex<HashMap<SocketAddr, ListenerHandle>>,
+    checks_stop: Mutex<CancellationToken>,
+    limit: Arc<Semaphore>,
+    max_connections: AtomicUsize,
+    /// Stops every listener (drain, drop).
+    accept_stop: CancellationToken,
+    /// Closes every session (drain timeout, drop).
+    pub hard_stop: CancellationToken,
+    sessions: TaskTracker,
+    pub active: AtomicUsize,
+    pub total: AtomicU64,
+    pub failed: AtomicU64,
+    draining: AtomicBool,
+    /// Serialises reloads so two cannot interleave their listener changes.
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    pub fn pool(&self) -> Arc<Pool> {
+        self.pool.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A running load balancer. Dropping it stops listeners, checks and sessions at once;
+/// call [`Balancer::drain`] for a graceful stop.
+pub struct Balancer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Balancer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Balancer")
+            .field("listening", &self.local_addrs())
+            .finish()
+    }
+}
+
+impl Balancer {
+    /// Validates `config`, binds every listener and starts the health checks.
+    /// Must be called within a tokio runtime.
+    pub async fn start(config: LbConfig) -> Result<Balancer, LbError> {
+        config.validate()?;
+        let checker = Arc::new(Checker::new(
+            &config.health_check,
+            config.shutdown_sessions_on_down,
+        )?);
+        let pool = Arc::new(build_pool(&config, &[], checker.enabled()));
+        let shared = Arc::new(Shared {
+            pool: RwLock::new(pool.clone()),
+            listeners: Mutex::new(HashMap::new()),
+            checks_stop: Mutex::new(CancellationToken::new()),
+            limit: Arc::new(Semaphore::new(config.max_connections)),
+            max_connections: AtomicUsize::new(config.max_connections),
+            accept_stop: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            active: AtomicUsize::new(0),
+            total: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let mut bound = Vec::new();
+        for &addr in &config.listen {
+            bound.push((addr, bind(addr, config.backlog)?));
+        }
+        for (addr, l) in bound {
+            spawn_listener(&shared, addr, l);
+        }
+        let stop = lock(&shared.checks_stop).clone();
+        for b in &pool.backends {
+            checker.spawn(b.clone(), stop.child_token());
+        }
+        tracing::info!(listen = ?config.listen, backends = pool.backends.len(), policy = ?config.policy, "load balancer started");
+        Ok(Balancer { shared })
+    }
+
+    /// Applies a new configuration in place: backends (matched by address, keeping their
+    /// state and counters), policy, checks, limits and listeners. Established sessions are
+    /// left alone, including those to removed backends. On error nothing changes.
+    pub async fn reload(&self, config: LbConfig) -> Result<(), LbError> {
+        let _serial = self.shared.reload_lock.lock().await;
+        if self.shared.draining.load(Relaxed) {
+            return Err(LbError::Draining);
+        }
+        config.validate()?;
+        let checker = Arc::new(Checker::new(
+            &config.health_check,
+            config.shutdown_sessions_on_down,
+        )?);
+        // Bind new listeners first: if one fails, the old configuration stays whole.
+        let mut fresh = Vec::new();
+        {
+            let listeners = lock(&self.shared.listeners);
+            for &addr in &config.listen {
+                if !listeners.contains_key(&addr) && !fresh.iter().any(|(a, _)| *a == addr) {
+                    fresh.push((addr, bind(addr, config.backlog)?));
+                }
+            }
+        }
+        let old = self.shared.pool();
+        let pool = Arc::new(build_pool(&config, &old.backends, checker.enabled()));
+        *self.shared.pool.write().unwrap_or_else(|p| p.into_inner()) = pool.clone();
+
+        // Restart checks with the new settings; backend state carries over.
+        let stop = {
+            let mut guard = lock(&self.shared.checks_stop);
+            guard.cancel();
+            *guard = CancellationToken::new();
+            guard.clone()
+        };
+        for b in &pool.backends {
+            checker.spawn(b.clone(), stop.child_token());
+        }
+
+        for (addr, l) in fresh {
+            spawn_listener(&self.shared, addr, l);
+        }
+        lock(&self.shared.listeners).retain(|addr, h| {
+            let keep = config.listen.contains(addr);
+            if !keep {
+                tracing::info!(listen = %addr, "listener removed by reload");
+                h.stop.cancel();
+            }
+            keep
+        });
+
+        let new_max = config.max_connections;
+        let old_max = self.shared.max_connections.swap(new_max, Relaxed);
+        if new_max > old_max {
+            self.shared.limit.add_permits(new_max - old_max);
+        } else if new_max < old_max {
+            let deficit = old_max - new_max;
+            let forgotten = self.shared.limit.forget_permits(deficit);
+            if forgotten < deficit {
+                // Permits still held by sessions are retired as those sessions end.
+                let limit = self.shared.limit.clone();
+                let rest = (deficit - forgotten) as u32;
+                tokio::spawn(async move {
+                    if let Ok(p) = limit.acquire_many(rest).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+        tracing::info!(backends = pool.backends.len(), policy = ?config.policy, "load balancer reloaded");
+        Ok(())
+    }
+
+    /// Addresses actually bound (resolves port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = lock(&self.shared.listeners)
+            .values()
+            .map(|h| h.local)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Current state and counters, ready to serialize for /status or export as metrics.
+    pub fn snapshot(&self) -> LbStatus {
+        let pool = self.shared.pool();
+        LbStatus {
+            listening: self.local_addrs(),
+            policy: pool.selector.policy,
+            active_connections: self.shared.active.load(Relaxed) as u64,
+            total_connections: self.shared.total.load(Relaxed),
+            failed_connections: self.shared.failed.load(Relaxed),
+            draining: self.shared.draining.load(Relaxed),
+            backends: pool.backends.iter().map(|b| b.status()).collect(),
+        }
+    }
+
+    /// Graceful stop: stop accepting, let tunnels finish for up to `timeout`, then close the
+    /// rest. Returns when every session has ended.
+    pub async fn drain(self, timeout: Duration) {
+        self.shared.draining.store(true, Relaxed);
+        self.shared.accept_stop.cancel();
+        lock(&self.shared.listeners).clear();
+        let active = self.shared.active.load(Relaxed);
+        tracing::info!(active, ?timeout, "draining load balancer");
+        self.shared.sessions.close();
+        if tokio::time::timeout(timeout, self.shared.sessions.wait())
+            .await
+            .is_err()
+        {
+            let left = self.shared.active.load(Relaxed);
+            tracing::warn!(left, "drain timeout reached, closing remaining sessions");
+            self.shared.hard_stop.cancel();
+            self.shared.sessions.wait().await;
+        }
+        lock(&self.shared.checks_stop).cancel();
+        tracing::info!("load balancer drained");
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.shared.accept_stop.cancel();
+        self.shared.hard_stop.cancel();
+        lock(&self.shared.checks_stop).cancel();
+    }
+}
+
+fn build_pool(config: &LbConfig, previous: &[Arc<Backend>], checks_enabled: bool) -> Pool {
+    let backends: Vec<Arc<Backend>> = config
+        .backends
+        .iter()
+        .map(|bc| match previous.iter().find(|b| b.addr == bc.addr) {
+            Some(b) => {
+                b.weight.store(bc.weight, Relaxed);
+                b.clone()
+            }
+            None => Arc::new(Backend::new(bc.addr, bc.weight)),
+        })
+        .collect();
+    let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
+    Pool {
+        selector: Selector::new(config.policy, &weights),
+        backends,
+        connect_timeout: config.connect_timeout,
+        passive_fall: config.passive_fall,
+        shutdown_sessions_on_down: config.shutdown_sessions_on_down,
+        idle_timeout: config.idle_timeout,
+        tcp_keepalive: config.tcp_keepalive,
+        max_per_backend: config.max_connections_per_backend,
+        splice: config.splice,
+        checks_enabled,
+    }
+}
+
+/// A listening socket with IP_FREEBIND, so a VIP can be bound before this node holds it.
+fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, LbError> {
+    let err = |source| LbError::Bind { addr, source };
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    sock.set_reuse_address(true).map_err(err)?;
+    if addr.is_ipv4() {
+        sock.set_freebind_v4(true).map_err(err)?;
+    } else {
+        sock.set_freebind_v6(true).map_err(err)?;
+        sock.set_only_v6(true).map_err(err)?;
+    }
+    sock.set_nonblocking(true).map_err(err)?;
+    sock.bind(&SockAddr::from(addr)).map_err(err)?;
+    sock.listen(backlog.min(i32::MAX as u32) as i32)
+        .map_err(err)?;
+    TcpListener::from_std(sock.into()).map_err(err)
+}
+
+fn spawn_listener(shared: &Arc<Shared>, addr: SocketAddr, listener: TcpListener) {
+    let local = listener.local_addr().unwrap_or(addr);
+    let stop = shared.accept_stop.child_token();
+    lock(&shared.listeners).insert(
+        addr,
+        ListenerHandle {
+            local,
+            stop: stop.clone(),
+        },
+    );
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        tracing::info!(listen = %local, "listening");
+        loop {
+            // Take a connection slot before accepting: at the limit, clients wait in the
+            // kernel backlog instead of being refused.
+            let permit = tokio::select! {
+                _ = stop.cancelled() => break,
+                p = shared.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((sock, peer)) => {
+                    shared.total.fetch_add(1, Relaxed);
+                    shared
+                        .sessions
+                        .spawn(session::run(sock, peer, shared.clone(), permit));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(listen = %local, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        tracing::info!(listen = %local, "listener stopped");
+    });
+}

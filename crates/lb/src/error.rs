@@ -1,0 +1,34 @@
+//! Errors returned by the balancer API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything that can go wrong while starting or reloading the balancer.
+#[derive(Debug, thiserror::Error)]
+pub enum LbError {
+    /// The configuration is inconsistent; the message names the field.
+    #[error("invalid load balancer config: {0}")]
+    InvalidConfig(String),
+    /// A listener could not be created or bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address that was requested.
+        addr: SocketAddr,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// A PEM file for the HTTPS check could not be read or parsed.
+    #[error("cannot load {path}: {reason}")]
+    Pem {
+        /// The file that failed.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls rejected the TLS settings of the HTTPS check.
+    #[error("tls settings rejected: {0}")]
+    Tls(#[from] rustls::Error),
+    /// The balancer is draining and no longer accepts reloads.
+    #[error("balancer is draining")]
+    Draining,
+}

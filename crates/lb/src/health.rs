@@ -1,0 +1,314 @@
+//! Active health checks: TCP connect, HTTP GET, HTTPS GET. One task per backend, so checks run
+//! concurrently and a slow backend never delays another's verdict.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::LbError;
+use crate::backend::Backend;
+use crate::config::{CheckKind, HealthCheckConfig, HttpCheck, TlsCheck};
+
+/// A check configuration with its TLS client built once (files read at start/reload).
+pub(crate) struct Checker {
+    pub cfg: HealthCheckConfig,
+    tls: Option<(tokio_rustls::TlsConnector, Option<String>)>,
+    pub shutdown_sessions: bool,
+}
+
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checker").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Checker {
+    pub fn new(cfg: &HealthCheckConfig, shutdown_sessions: bool) -> Result<Self, LbError> {
+        let tls = match &cfg.kind {
+            CheckKind::Https(_, t) => Some((
+                tokio_rustls::TlsConnector::from(Arc::new(client_config(t)?)),
+                t.server_name.clone(),
+            )),
+            _ => None,
+        };
+        Ok(Checker {
+            cfg: cfg.clone(),
+            tls,
+            shutdown_sessions,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !matches!(self.cfg.kind, CheckKind::None)
+    }
+
+    /// Runs checks on `backend` until `stop` fires.
+    pub fn spawn(self: &Arc<Self>, backend: Arc<Backend>, stop: CancellationToken) {
+        if !self.enabled() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            // A random first offset spreads the checks of all backends over the interval.
+            let first = this.cfg.interval.mul_f64(fastrand::f64());
+            let mut next = tokio::time::Instant::now() + first;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep_until(next) => {}
+                }
+                let started = Instant::now();
+                next = tokio::time::Instant::now() + this.jittered_interval();
+                let result = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = tokio::time::timeout(this.cfg.timeout, this.probe(backend.addr)) => match r {
+                        Ok(Ok(())) => Ok(started.elapsed()),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(format!("timed out after {:?}", this.cfg.timeout)),
+                    },
+                };
+                if let Err(e) = &result {
+                    tracing::debug!(backend = %backend.addr, error = %e, "health check failed");
+                }
+                backend.record_check(result, this.cfg.rise, this.cfg.fall, this.shutdown_sessions);
+            }
+        });
+    }
+
+    fn jittered_interval(&self) -> Duration {
+        let j = self.cfg.jitter;
+        self.cfg
+            .interval
+            .mul_f64(1.0 + j * (2.0 * fastrand::f64() - 1.0))
+    }
+
+    async fn probe(&self, addr: SocketAddr) -> Result<(), String> {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        match (&self.cfg.kind, &self.tls) {
+            (CheckKind::None | CheckKind::Tcp, _) => Ok(()),
+            (CheckKind::Http(h), _) => http_get(tcp, h, addr).await,
+            (CheckKind::Https(h, _), Some((connector, name))) => {
+                let server_name = match name {
+                    Some(n) => ServerName::try_from(n.clone()).map_err(|e| e.to_string())?,
+                    None => ServerName::IpAddress(addr.ip().into()),
+                };
+                let tls = connector
+                    .connect(server_name, tcp)
+                    .await
+                    .map_err(|e| format!("tls: {e}"))?;
+                http_get(tls, h, addr).await
+            }
+            (CheckKind::Https(..), None) => Err("https check without tls client".to_string()),
+        }
+    }
+}
+
+/// Sends `GET path HTTP/1.1` and judges the status line (RFC 9112 §4).
+async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    h: &HttpCheck,
+    addr: SocketAddr,
+) -> Result<(), String> {
+    let host = h.host.clone().unwrap_or_else(|| addr.to_string());
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: haplane-lb\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        h.path
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    // The status line is short; 4 KiB without a line end is not HTTP.
+    while !buf.contains(&b'\n') && buf.len() < 4096 {
+        let n = s
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("receive: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let code = parse_status(&buf).ok_or_else(|| "no http status line".to_string())?;
+    if h.expect_status.contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("status {code}"))
+    }
+}
+
+/// Status code of `HTTP/1.x NNN reason` (RFC 9112 §4: status-line = HTTP-version SP status-code SP [reason]).
+fn parse_status(buf: &[u8]) -> Option<u16> {
+    let line = buf.split(|&b| b == b'\n').next()?;
+    let line = std::str::from_utf8(line).ok()?;
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let version = parts.next()?;
+    if !version.starts_with("HTTP/1.") {
+        return None;
+    }
+    let code = parts.next()?;
+    if code.len() != 3 {
+        return None;
+    }
+    code.parse().ok()
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn pem_err(path: &std::path::Path, e: impl std::fmt::Display) -> LbError {
+    LbError::Pem {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+fn client_config(t: &TlsCheck) -> Result<rustls::ClientConfig, LbError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let builder = if t.insecure_skip_verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider())))
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(path) = &t.ca_file {
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| pem_err(path, e))?;
+            for c in certs {
+                roots
+                    .add(c.map_err(|e| pem_err(path, e))?)
+                    .map_err(|e| pem_err(path, e))?;
+            }
+            if roots.is_empty() {
+                return Err(pem_err(path, "no certificate in file"));
+            }
+        }
+        builder.with_root_certificates(roots)
+    };
+    match (&t.client_cert, &t.client_key) {
+        (Some(cert), Some(key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| pem_err(cert, e))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem_err(cert, e))?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_err(key, e))?;
+            Ok(builder.with_client_auth_cert(chain, key)?)
+        }
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Insecure mode: any certificate is accepted, but handshake signatures are still verified so
+/// the check at least talks to the holder of the presented key.
+#[derive(Debug)]
+struct AnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_line_parsing_follows_rfc9112_section_4() {
+        assert_eq!(parse_status(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(
+            parse_status(b"HTTP/1.0 503 Service Unavailable\r\n"),
+            Some(503)
+        );
+        assert_eq!(parse_status(b"HTTP/1.1 204\r\n"), Some(204));
+        assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
+        assert_eq!(parse_status(b"HTTP/1.1 2000 OK\r\n"), None);
+        assert_eq!(parse_status(b""), None);
+    }
+
+    #[test]
+    fn https_check_without_ca_or_insecure_mode_is_rejected() {
+        let cfg = crate::LbConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            backends: vec![crate::BackendConfig::new("127.0.0.1:1".parse().unwrap())],
+            ..Default::default()
+        };
+        assert!(matches!(cfg.validate(), Err(LbError::InvalidConfig(_))));
+    }
+
+    #[test]
+    fn insecure_https_client_builds_without_files() {
+        let t = TlsCheck {
+            insecure_skip_verify: true,
+            ..Default::default()
+        };
+        assert!(client_config(&t).is_ok());
+    }
+
+    #[test]
+    fn missing_ca_file_is_reported_with_its_path() {
+        let t = TlsCheck {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        match client_config(&t) {
+            Err(LbError::Pem { path, .. }) => {
+                assert_eq!(path, std::path::Path::new("/nonexistent/ca.pem"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Backend selection: weighted round-robin, least-connections, random-two-choices.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use crate::backend::Backend;
+use crate::config::Policy;
+
+/// Which backends a pick may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// Backends marked up with weight > 0.
+    Healthy,
+    /// Everything else: when no healthy backend is left, try them all anyway rather than refuse
+    /// (the lesson of k3s PR #10241).
+    LastResort,
+}
+
+#[derive(Debug)]
+pub(crate) struct Selector {
+    pub policy: Policy,
+    /// Smooth weighted round-robin order (nginx's algorithm), one slot per unit of weight.
+    schedule: Vec<usize>,
+    cursor: AtomicUsize,
+}
+
+impl Selector {
+    pub fn new(policy: Policy, weights: &[u32]) -> Self {
+        Selector {
+            policy,
+            schedule: smooth_wrr(weights),
+            cursor: AtomicUsize::new(fastrand::usize(..1024)),
+        }
+    }
+
+    /// Picks a backend index. `usable` tells whether a backend is allowed (not tried yet, not at
+    /// its connection limit).
+    pub fn pick(
+        &self,
+        backends: &[Arc<Backend>],
+        tier: Tier,
+        usable: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        let n = backends.len();
+        let eligible = |i: usize| {
+            let b = &backends[i];
+            let healthy = b.is_up() && b.weight.load(Relaxed) > 0;
+            usable(i) && (healthy == (tier == Tier::Healthy))
+        };
+        if tier == Tier::LastResort {
+            // Order matters little here; rotate so concurrent clients spread out.
+            let start = self.cursor.fetch_add(1, Relaxed);
+            return (0..n).map(|k| (start + k) % n).find(|&i| eligible(i));
+        }
+        match self.policy {
+            Policy::RoundRobin => {
+                let len = self.schedule.len();
+                if len == 0 {
+                    return None;
+                }
+                let start = self.cursor.fetch_add(1, Relaxed);
+                (0..len)
+                    .map(|k| self.schedule[(start + k) % len])
+                    .find(|&i| eligible(i))
+            }
+            Policy::LeastConnections => {
+                let start = self.cursor.fetch_add(1, Relaxed);
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| eligible(i))
+                    .reduce(|a, b| {
+                        if lighter(&backends[b], &backends[a]) {
+                            b
+                        } else {
+                            a
+                        }
+                    })
+            }
+            Policy::RandomTwoChoices => {
+                let idx: Vec<usize> = (0..n).filter(|&i| eligible(i)).collect();
+                match idx.len() {
+                    0 => None,
+                    1 => Some(idx[0]),
+                    m => {
+                        let a = fastrand::usize(..m);
+                        let b = (a + 1 + fastrand::usize(..m - 1)) % m;
+                        let (a, b) = (idx[a], idx[b]);
+                        Some(if lighter(&backends[b], &backends[a]) {
+                            b
+                        } else {
+                            a
+                        })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// True when `a` carries strictly less load per unit of weight than `b`.
+fn lighter(a: &Backend, b: &Backend) -> bool {
+    let (wa, wb) = (
+        a.weight.load(Relaxed) as u128,
+        b.weight.load(Relaxed) as u128,
+    );
+    let (ca, cb) = (
+        a.active.load(Relaxed) as u128,
+        b.active.load(Relaxed) as u128,
+    );
+    // ca/wa < cb/wb without division.
+    ca * wb < cb * wa
+}
+
+/// Smooth weighted round-robin: spreads each backend's slots evenly instead of in runs.
+fn smooth_wrr(weights: &[u32]) -> Vec<usize> {
+    let total: i64 = weights.iter().map(|&w| w as i64).sum();
+    let mut current = vec![0i64; weights.len()];
+    let mut out = Vec::with_capacity(total as usize);
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, &w) in weights.iter().enumerate() {
+            current[i] += w as i64;
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total;
+        out.push(best);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn backends(weights: &[u32]) -> Vec<Arc<Backend>> {
+        weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| {
+                let addr: SocketAddr = format!("192.0.2.{}:6443", i + 1).parse().unwrap();
+                Arc::new(Backend::new(addr, w))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn weighted_round_robin_gives_each_backend_its_weight_share() {
+        let b = backends(&[3, 1, 0]);
+        let s = Selector::new(Policy::RoundRobin, &[3, 1, 0]);
+        let mut counts = [0; 3];
+        for _ in 0..400 {
+            counts[s.pick(&b, Tier::Healthy, |_| true).unwrap()] += 1;
+        }
+        assert_eq!(counts, [300, 100, 0]);
+    }
+
+    #[test]
+    fn smooth_round_robin_interleaves_instead_of_running_in_blocks() {
+        assert_eq!(smooth_wrr(&[2, 1]), vec![0, 1, 0]);
+        assert_eq!(smooth_wrr(&[1, 1, 1]), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn down_backends_are_skipped_while_a_healthy_one_exists() {
+        let b = backends(&[1, 1]);
+        b[0].mark_down(crate::backend::Cause::ActiveCheck, false, "test");
+        let s = Selector::new(Policy::RoundRobin, &[1, 1]);
+        for _ in 0..10 {
+            assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(1));
+        }
+    }
+
+    #[test]
+    fn last_resort_tier_offers_down_backends_when_all_are_down() {
+        // k3s PR #10241: when every backend is down, try them all rather than refuse.
+        let b = backends(&[1, 1]);
+        for x in &b {
+            x.mark_down(crate::backend::Cause::ActiveCheck, false, "test");
+        }
+        let s = Selector::new(Policy::LeastConnections, &[1, 1]);
+        assert_eq!(s.pick(&b, Tier::Healthy, |_| true), None);
+        let first = s.pick(&b, Tier::LastResort, |_| true).unwrap();
+        let second = s.pick(&b, Tier::LastResort, |i| i != first).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(
+            s.pick(&b, Tier::LastResort, |i| i != first && i != second),
+            None
+        );
+    }
+
+    #[test]
+    fn least_connections_prefers_the_backend_with_fewer_sessions_per_weight() {
+        let b = backends(&[1, 2]);
+        b[0].active.store(2, Relaxed);
+        b[1].active.store(3, Relaxed); // 1.5 per weight unit < 2
+        let s = Selector::new(Policy::LeastConnections, &[1, 2]);
+        assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(1));
+        b[1].active.store(5, Relaxed);
+        assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(0));
+    }
+
+    #[test]
+    fn random_two_choices_never_picks_the_loaded_one_of_two() {
+        let b = backends(&[1, 1]);
+        b[0].active.store(10, Relaxed);
+        let s = Selector::new(Policy::RandomTwoChoices, &[1, 1]);
+        for _ in 0..50 {
+            assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(1));
+        }
+    }
+
+    #[test]
+    fn unusable_backends_are_not_picked() {
+        let b = backends(&[1, 1, 1]);
+        let s = Selector::new(Policy::RoundRobin, &[1, 1, 1]);
+        for _ in 0..10 {
+            assert_eq!(s.pick(&b, Tier::Healthy, |i| i == 2), Some(2));
+        }
+    }
+}

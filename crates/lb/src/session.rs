@@ -1,0 +1,172 @@
+//! One client connection: pick a backend, connect with retries, then tunnel until both sides
+//! are done, the backend is marked down, the idle timeout fires, or a drain closes it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::backend::Backend;
+use crate::balancer::{Pool, Shared};
+use crate::datapath::one_way;
+use crate::policy::Tier;
+
+/// Decrements a backend's active count however the session ends.
+struct Active(Arc<Backend>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
+}
+
+pub(crate) async fn run(
+    client: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+) {
+    shared.active.fetch_add(1, Relaxed);
+    let _count = scopeguard(&shared);
+    let pool = shared.pool();
+    tune(&client, pool.tcp_keepalive);
+    let Some((server, active)) = connect(&pool, peer).await else {
+        shared.failed.fetch_add(1, Relaxed);
+        tracing::warn!(%peer, "no backend reachable, closing client");
+        return;
+    };
+    let backend = active.0.clone();
+    tune(&server, pool.tcp_keepalive);
+    backend.total.fetch_add(1, Relaxed);
+    let down = backend.session_token();
+    let activity = AtomicU64::new(0);
+    let tunnel = async {
+        tokio::try_join!(
+            one_way(
+                &client,
+                &server,
+                &backend.bytes_to_backend,
+                &activity,
+                pool.splice
+            ),
+            one_way(
+                &server,
+                &client,
+                &backend.bytes_from_backend,
+                &activity,
+                pool.splice
+            ),
+        )
+    };
+    tokio::select! {
+        r = tunnel => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, backend = %backend.addr, error = %e, "tunnel ended with error");
+                // Pass the abort on as a reset rather than a clean end of stream.
+                reset(&client);
+                reset(&server);
+            }
+        }
+        _ = down.cancelled() => {
+            backend.sessions_closed_on_down.fetch_add(1, Relaxed);
+            tracing::debug!(%peer, backend = %backend.addr, "closing session: backend marked down");
+            // A reset makes the client give up this connection at once, even mid-request.
+            reset(&client);
+            reset(&server);
+        }
+        _ = shared.hard_stop.cancelled() => {
+            tracing::debug!(%peer, backend = %backend.addr, "closing session: drain timeout");
+        }
+        _ = idle(&activity, pool.idle_timeout) => {
+            tracing::debug!(%peer, backend = %backend.addr, "closing session: idle timeout");
+        }
+    }
+    drop(active);
+}
+
+fn scopeguard(shared: &Arc<Shared>) -> impl Drop + '_ {
+    struct G<'a>(&'a Shared);
+    impl Drop for G<'_> {
+        fn drop(&mut self) {
+            self.0.active.fetch_sub(1, Relaxed);
+        }
+    }
+    G(shared)
+}
+
+/// Tries healthy backends in policy order, then — only when none is left — every other one.
+/// A refused or timed-out connect moves on at once, so the client never sees it.
+async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
+    let mut tried: Vec<usize> = Vec::new();
+    for tier in [Tier::Healthy, Tier::LastResort] {
+        loop {
+            let usable = |i: usize| {
+                !tried.contains(&i)
+                    && pool
+                        .max_per_backend
+                        .is_none_or(|m| pool.backends[i].active.load(Relaxed) < m)
+            };
+            let Some(i) = pool.selector.pick(&pool.backends, tier, usable) else {
+                break;
+            };
+            tried.push(i);
+            let b = pool.backends[i].clone();
+            let before = b.active.fetch_add(1, Relaxed);
+            let active = Active(b.clone());
+            if pool.max_per_backend.is_some_and(|m| before >= m) {
+                continue; // lost a race for the last slot
+            }
+            let err = match tokio::time::timeout(pool.connect_timeout, TcpStream::connect(b.addr))
+                .await
+            {
+                Ok(Ok(s)) => {
+                    b.connect_succeeded(pool.checks_enabled);
+                    return Some((s, active));
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("connect timed out after {:?}", pool.connect_timeout),
+            };
+            tracing::info!(%peer, backend = %b.addr, ?tier, error = %err, "connect failed, trying next backend");
+            b.connect_failed(pool.passive_fall, pool.shutdown_sessions_on_down, &err);
+        }
+    }
+    None
+}
+
+fn tune(s: &TcpStream, keepalive: Option<Duration>) {
+    let _ = s.set_nodelay(true);
+    if let Some(idle) = keepalive {
+        let interval = (idle / 3).max(Duration::from_secs(1));
+        let ka = TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(interval)
+            .with_retries(3);
+        if let Err(e) = SockRef::from(s).set_tcp_keepalive(&ka) {
+            tracing::debug!(error = %e, "cannot set tcp keepalive");
+        }
+    }
+}
+
+fn reset(s: &TcpStream) {
+    let _ = SockRef::from(s).set_linger(Some(Duration::ZERO));
+}
+
+/// Resolves once no byte moved in either direction for `timeout`; never without a timeout.
+async fn idle(activity: &AtomicU64, timeout: Option<Duration>) {
+    let Some(timeout) = timeout else {
+        return std::future::pending().await;
+    };
+    let mut seen = activity.load(Relaxed);
+    loop {
+        tokio::time::sleep(timeout).await;
+        let now = activity.load(Relaxed);
+        if now == seen {
+            return;
+        }
+        seen = now;
+    }
+}
