@@ -1,0 +1,965 @@
+//! The haplane cluster file.
+//!
+//! One YAML document describes the whole cluster and is the same on every node; a node finds
+//! itself by its local addresses or by `--node`. The key names are a public contract: extend
+//! them, never rename them. Every key has a default documented in `docs/config.md`, and the
+//! defaults live here, next to the keys, so the two cannot drift apart.
+
+#![forbid(unsafe_code)]
+
+mod duration;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use duration::{Dur, DurationError};
+pub use validate::{Finding, Severity};
+
+/// Why a cluster file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The YAML does not parse or does not fit the schema; the message carries line and column.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// The document parsed but breaks one or more rules; every finding is listed.
+    #[error("{path}: {} error(s):\n{}", .findings.iter().filter(|f| f.severity == Severity::Error).count(), render(.findings))]
+    Invalid {
+        path: PathBuf,
+        findings: Vec<Finding>,
+    },
+}
+
+fn render(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| format!("  {f}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Why this host could not pick its node entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FindNodeError {
+    /// `--node` names a node that is not in `nodes`.
+    #[error("node {0:?} is not listed under nodes; known nodes: {1}")]
+    UnknownName(String, String),
+    /// No local address matches a node's address.
+    #[error(
+        "none of this host's addresses ({0}) is a node address in the cluster file; pass --node NAME"
+    )]
+    NoMatch(String),
+    /// Several nodes match local addresses.
+    #[error("this host has the addresses of several nodes ({0}); pass --node NAME")]
+    Ambiguous(String),
+}
+
+/// The whole cluster file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Cluster {
+    /// A name for the cluster, used in logs, metrics and the lab.
+    pub cluster: String,
+    /// Every node: masters, workers and external etcd members.
+    pub nodes: Vec<Node>,
+    /// The virtual IP held by the VRRP master.
+    pub vip: Vip,
+    /// Where each daemon serves /healthz, /status and /metrics.
+    #[serde(default)]
+    pub status: Status,
+    /// The kube-apiserver on each master.
+    #[serde(default)]
+    pub api_server: ApiServer,
+    /// The L4 balancer in front of the apiservers.
+    #[serde(default)]
+    pub load_balancer: LoadBalancer,
+    /// The etcd cluster haplane elects through (and that kube-apiserver uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<Etcd>,
+    /// Singletons that run only on the elected node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elections: Vec<Election>,
+    /// Scheduled etcd snapshots, taken by one elected node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshots: Option<Snapshots>,
+    /// Inputs for `haplane plan` (kubeadm rendering).
+    #[serde(default)]
+    pub kubernetes: Kubernetes,
+}
+
+/// What a node does in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Role {
+    /// Runs an apiserver, joins VRRP for the VIP and balances the apiservers.
+    Master,
+    /// Runs the node-local balancer on 127.0.0.1.
+    Worker,
+    /// Runs an external etcd member (`etcd.topology: external`).
+    Etcd,
+}
+
+fn default_roles() -> Vec<Role> {
+    vec![Role::Master]
+}
+fn default_priority() -> u8 {
+    100
+}
+
+/// One machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Node {
+    /// Unique node name (also its hostname in plans).
+    pub name: String,
+    /// The node's primary address on the VIP's segment.
+    pub address: IpAddr,
+    /// VRRP base priority, 1..=255 (255 means address owner). Default 100.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// Roles of this node. Default `[master]`.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<Role>,
+    /// Interface for the VIP on this node, when it differs from `vip.interface`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+}
+
+impl Node {
+    pub fn is(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// An address with a prefix length, such as `192.0.2.100/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `other` lies in this network.
+    pub fn contains(&self, other: IpAddr) -> bool {
+        match (self.addr, other) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(a) & mask == u32::from(b) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(a) & mask == u128::from(b) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address with a prefix, like 192.0.2.100/24"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?} has a prefix length outside 0..={max}"))?,
+            None => {
+                return Err(format!(
+                    "{s:?} needs a prefix length so the VIP lands in the right subnet, like {addr}/{}",
+                    if addr.is_ipv4() { 24 } else { 64 }
+                ));
+            }
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl Serialize for IpNet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// VRRP protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VrrpVersion {
+    /// RFC 3768.
+    V2,
+    /// RFC 5798.
+    V3,
+}
+
+impl Serialize for VrrpVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(match self {
+            VrrpVersion::V2 => 2,
+            VrrpVersion::V3 => 3,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for VrrpVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u8::deserialize(d)? {
+            2 => Ok(VrrpVersion::V2),
+            3 => Ok(VrrpVersion::V3),
+            other => Err(serde::de::Error::custom(format!(
+                "VRRP version {other} does not exist; use 2 (RFC 3768) or 3 (RFC 5798)"
+            ))),
+        }
+    }
+}
+
+/// How the VIP is protected against split brain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Fencing {
+    /// `quorum` when an `etcd` section exists, otherwise `none`.
+    #[default]
+    Auto,
+    /// Hold the VIP only while also holding its election in etcd.
+    Quorum,
+    /// Plain VRRP, as keepalived does.
+    None,
+}
+
+fn default_interface() -> String {
+    "eth0".into()
+}
+fn default_version() -> VrrpVersion {
+    VrrpVersion::V3
+}
+fn default_advert() -> Dur {
+    Dur::from_secs(1)
+}
+fn yes() -> bool {
+    true
+}
+
+/// The virtual IP and its VRRP router.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Vip {
+    /// The VIP with its prefix length, e.g. `192.0.2.100/24`.
+    pub address: IpNet,
+    /// Interface the VIP is added to. Default `eth0`.
+    #[serde(default = "default_interface")]
+    pub interface: String,
+    /// Virtual router id, 1..=255, unique on the segment.
+    pub vrid: u8,
+    /// VRRP version, 2 or 3. Default 3.
+    #[serde(default = "default_version")]
+    pub version: VrrpVersion,
+    /// Advertisement interval. Default 1s. v2: whole seconds 1..255; v3: 10ms steps up to 40.95s.
+    #[serde(default = "default_advert")]
+    pub advert_interval: Dur,
+    /// Send adverts to each other master instead of 224.0.0.18. Default false.
+    #[serde(default)]
+    pub unicast: bool,
+    /// A higher-priority backup takes over from a live master. Default true.
+    #[serde(default = "yes")]
+    pub preempt: bool,
+    /// Wait this long after start before preempting. Default 0s.
+    #[serde(default)]
+    pub preempt_delay: Dur,
+    /// v2 simple password (keepalived `auth_type PASS`); only the first 8 bytes count. Default none.
+    #[serde(default)]
+    pub auth_pass: Option<String>,
+    /// v3: checksum without the IPv4 pseudo-header (keepalived `v3_checksum_as_v2`). Default false.
+    #[serde(default)]
+    pub v3_checksum_as_v2: bool,
+    /// Split-brain protection: auto, quorum or none. Default auto.
+    #[serde(default)]
+    pub fencing: Fencing,
+    /// Gratuitous ARP / unsolicited NA on becoming master.
+    #[serde(default)]
+    pub garp: Garp,
+    /// Command run on each state change with keepalived's arguments. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Vec<String>>,
+    /// Checks that lower (or raise) this node's priority, like keepalived's vrrp_script.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub track: Vec<TrackScript>,
+}
+
+fn five() -> u32 {
+    5
+}
+fn five_secs() -> Dur {
+    Dur::from_secs(5)
+}
+
+/// Gratuitous ARP bursts (keepalived's vrrp_garp_* defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Garp {
+    /// Packets per burst. Default 5.
+    #[serde(default = "five")]
+    pub repeat: u32,
+    /// Delay before the second burst; 0s disables it. Default 5s.
+    #[serde(default = "five_secs")]
+    pub delay: Dur,
+    /// Gap between packets in a burst. Default 0s.
+    #[serde(default)]
+    pub interval: Dur,
+    /// Re-announce periodically while master; 0s disables. Default 0s.
+    #[serde(default)]
+    pub refresh: Dur,
+}
+
+impl Default for Garp {
+    fn default() -> Self {
+        Garp {
+            repeat: 5,
+            delay: Dur::from_secs(5),
+            interval: Dur::default(),
+            refresh: Dur::default(),
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A tracked script (keepalived's vrrp_script): a command whose exit status moves the priority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrackScript {
+    /// Name used in logs and status.
+    pub name: String,
+    /// Command and arguments; exit 0 means healthy. No shell is involved.
+    pub command: Vec<String>,
+    /// How often to run it. Default 1s.
+    #[serde(default = "default_advert")]
+    pub interval: Dur,
+    /// Kill and count as failed after this long. Default: the interval.
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Successes needed to count as up. Default 1.
+    #[serde(default = "one")]
+    pub rise: u32,
+    /// Failures needed to count as down. Default 1.
+    #[serde(default = "one")]
+    pub fall: u32,
+    /// -253..=253. Negative: subtracted while failing. Positive: added while passing. 0: FAULT while failing. Default 0.
+    #[serde(default)]
+    pub weight: i16,
+}
+
+fn default_status_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9470))
+}
+
+/// The local status endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Status {
+    /// Address for /healthz, /status and /metrics. Default 127.0.0.1:9470.
+    #[serde(default = "default_status_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            listen: default_status_listen(),
+        }
+    }
+}
+
+fn default_api_port() -> u16 {
+    6443
+}
+
+/// The kube-apiserver on each master.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApiServer {
+    /// Port the apiservers listen on (on their node address). Default 6443.
+    #[serde(default = "default_api_port")]
+    pub port: u16,
+}
+
+impl Default for ApiServer {
+    fn default() -> Self {
+        ApiServer { port: 6443 }
+    }
+}
+
+/// A listen address for the balancer: `vip:PORT` or `IP:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListenAddr {
+    /// The VIP at this port.
+    Vip(u16),
+    /// A fixed socket address.
+    Socket(SocketAddr),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Vip(port) => write!(f, "vip:{port}"),
+            ListenAddr::Socket(sa) => write!(f, "{sa}"),
+        }
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(port) = s.strip_prefix("vip:") {
+            return port
+                .parse()
+                .map(ListenAddr::Vip)
+                .map_err(|_| format!("{s:?}: the port after vip: must be 1..=65535"));
+        }
+        s.parse().map(ListenAddr::Socket).map_err(|_| {
+            format!("{s:?} is not a listen address; write vip:6443, 127.0.0.1:6443 or [::1]:6443")
+        })
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Backend selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// Weighted round-robin.
+    #[default]
+    RoundRobin,
+    /// Fewest active connections (weighted).
+    LeastConnections,
+    /// Pick two at random, take the less loaded.
+    RandomTwoChoices,
+}
+
+/// A balancer backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Backend {
+    /// Backend address and port.
+    pub address: SocketAddr,
+    /// Relative weight, 1..=256. Default 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+/// Active health-check kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckType {
+    /// TCP connect only.
+    Tcp,
+    /// Plain HTTP GET.
+    Http,
+    /// HTTPS GET (the apiserver's /readyz).
+    #[default]
+    Https,
+}
+
+fn default_check_path() -> String {
+    "/readyz".into()
+}
+fn two() -> u32 {
+    2
+}
+fn default_expect() -> String {
+    "200-299".into()
+}
+
+/// Active health checks of every backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// tcp, http or https. Default https.
+    #[serde(default, rename = "type")]
+    pub kind: CheckType,
+    /// HTTP path. Default /readyz (fails as soon as an apiserver starts shutting down).
+    #[serde(default = "default_check_path")]
+    pub path: String,
+    /// Accepted status codes, `200-299` or a single code. Default 200-299.
+    #[serde(default = "default_expect")]
+    pub expect_status: String,
+    /// Time between checks. Default 1s.
+    #[serde(default = "default_advert")]
+    pub interval: Dur,
+    /// Time allowed per check. Default 1s.
+    #[serde(default = "default_advert")]
+    pub timeout: Dur,
+    /// Consecutive successes to mark a backend up. Default 2.
+    #[serde(default = "two")]
+    pub rise: u32,
+    /// Consecutive failures to mark a backend down. Default 2.
+    #[serde(default = "two")]
+    pub fall: u32,
+    /// Skip TLS verification (explicit opt-in). Default false.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// CA bundle for HTTPS checks. Default none (system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for HTTPS checks. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// Client key for HTTPS checks. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            kind: CheckType::Https,
+            path: default_check_path(),
+            expect_status: default_expect(),
+            interval: Dur::from_secs(1),
+            timeout: Dur::from_secs(1),
+            rise: 2,
+            fall: 2,
+            insecure_skip_verify: false,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+fn default_lb_listen() -> Vec<ListenAddr> {
+    vec![ListenAddr::Vip(6443)]
+}
+fn default_node_local_listen() -> Vec<ListenAddr> {
+    vec![ListenAddr::Socket(SocketAddr::from(([127, 0, 0, 1], 6443)))]
+}
+fn three() -> u32 {
+    3
+}
+fn default_max_conns() -> usize {
+    100_000
+}
+fn default_drain() -> Dur {
+    Dur::from_secs(30)
+}
+fn default_keepalive() -> Option<Dur> {
+    Some(Dur::from_secs(30))
+}
+
+/// The L4 balancer in front of the apiservers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// Run the balancer. Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Listen addresses on masters. Default `["vip:6443"]`.
+    #[serde(default = "default_lb_listen")]
+    pub listen: Vec<ListenAddr>,
+    /// Listen addresses on workers (node-local balancing). Default `["127.0.0.1:6443"]`.
+    #[serde(default = "default_node_local_listen")]
+    pub node_local_listen: Vec<ListenAddr>,
+    /// Backends. Default: every master's address at `apiServer.port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<Backend>>,
+    /// round-robin, least-connections or random-two-choices. Default round-robin.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// Connect timeout to a backend before trying the next. Default 1s.
+    #[serde(default = "default_advert")]
+    pub connect_timeout: Dur,
+    /// Consecutive failed connects that mark a backend down. Default 3.
+    #[serde(default = "three")]
+    pub passive_fall: u32,
+    /// Close a backend's sessions when it is marked down. Default true.
+    #[serde(default = "yes")]
+    pub shutdown_sessions_on_down: bool,
+    /// Idle timeout for established tunnels. Default none (watches and `logs -f` live forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Dur>,
+    /// TCP keepalive idle time on both sides; null disables. Default 30s.
+    #[serde(default = "default_keepalive")]
+    pub tcp_keepalive: Option<Dur>,
+    /// Maximum concurrent client connections. Default 100000.
+    #[serde(default = "default_max_conns")]
+    pub max_connections: usize,
+    /// Maximum concurrent connections per backend. Default unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_backend: Option<usize>,
+    /// On SIGTERM, how long established tunnels may finish. Default 30s.
+    #[serde(default = "default_drain")]
+    pub drain_timeout: Dur,
+    /// Use splice(2) zero-copy. Default true.
+    #[serde(default = "yes")]
+    pub splice: bool,
+}
+
+impl Default for LoadBalancer {
+    fn default() -> Self {
+        LoadBalancer {
+            enabled: true,
+            listen: default_lb_listen(),
+            node_local_listen: default_node_local_listen(),
+            backends: None,
+            policy: Policy::default(),
+            health_check: HealthCheck::default(),
+            connect_timeout: Dur::from_secs(1),
+            passive_fall: 3,
+            shutdown_sessions_on_down: true,
+            idle_timeout: None,
+            tcp_keepalive: default_keepalive(),
+            max_connections: default_max_conns(),
+            max_connections_per_backend: None,
+            drain_timeout: default_drain(),
+            splice: true,
+        }
+    }
+}
+
+/// Where etcd runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum EtcdTopology {
+    /// One member on each master (kubeadm's default).
+    #[default]
+    Stacked,
+    /// Members on the nodes with role `etcd`.
+    External,
+}
+
+fn default_dial() -> Dur {
+    Dur::from_secs(2)
+}
+fn default_ttl() -> Dur {
+    Dur::from_secs(2)
+}
+
+/// The etcd cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Etcd {
+    /// Client URLs. Default: every member's `http(s)://ADDRESS:2379`.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// stacked or external. Default stacked.
+    #[serde(default)]
+    pub topology: EtcdTopology,
+    /// CA bundle for TLS. Default none.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate. Default none.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Client key. Default none.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Connect timeout. Default 2s.
+    #[serde(default = "default_dial")]
+    pub dial_timeout: Dur,
+    /// Lease TTL for elections and the fenced VIP (whole seconds, at least 2s). Default 2s.
+    #[serde(default = "default_ttl")]
+    pub lease_ttl: Dur,
+}
+
+/// What the leader of an election does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ManifestAction {
+    /// The manifest to publish while leader.
+    pub source: PathBuf,
+    /// Where the kubelet reads static pods (removed when not leader).
+    pub target: PathBuf,
+}
+
+fn default_grace() -> Dur {
+    Dur::from_secs(5)
+}
+
+/// A command run only while leader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecAction {
+    /// Command and arguments (no shell).
+    pub command: Vec<String>,
+    /// SIGTERM→SIGKILL grace on leadership loss. Default 5s.
+    #[serde(default = "default_grace")]
+    pub grace: Dur,
+}
+
+/// One election.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Election {
+    /// Unique election name (its etcd key prefix).
+    pub name: String,
+    /// Keep a static-pod manifest in place while leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<ManifestAction>,
+    /// Run a command while leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecAction>,
+}
+
+fn default_snapshot_interval() -> Dur {
+    Dur::from_secs(3600)
+}
+fn default_snapshot_dir() -> PathBuf {
+    PathBuf::from("/var/lib/haplane/snapshots")
+}
+fn default_keep() -> usize {
+    24
+}
+
+/// Scheduled etcd snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Snapshots {
+    /// Time between snapshots. Default 1h.
+    #[serde(default = "default_snapshot_interval")]
+    pub interval: Dur,
+    /// Directory for snapshot files. Default /var/lib/haplane/snapshots.
+    #[serde(default = "default_snapshot_dir")]
+    pub dir: PathBuf,
+    /// Snapshots to keep. Default 24.
+    #[serde(default = "default_keep")]
+    pub keep: usize,
+}
+
+fn default_k8s_version() -> String {
+    "v1.31.0".into()
+}
+fn default_pod_subnet() -> String {
+    "10.244.0.0/16".into()
+}
+fn default_service_subnet() -> String {
+    "10.96.0.0/12".into()
+}
+
+/// Inputs for `haplane plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Kubernetes {
+    /// Kubernetes version for kubeadm. Default v1.31.0.
+    #[serde(default = "default_k8s_version")]
+    pub version: String,
+    /// Pod network CIDR. Default 10.244.0.0/16.
+    #[serde(default = "default_pod_subnet")]
+    pub pod_subnet: String,
+    /// Service CIDR. Default 10.96.0.0/12.
+    #[serde(default = "default_service_subnet")]
+    pub service_subnet: String,
+}
+
+impl Default for Kubernetes {
+    fn default() -> Self {
+        Kubernetes {
+            version: default_k8s_version(),
+            pod_subnet: default_pod_subnet(),
+            service_subnet: default_service_subnet(),
+        }
+    }
+}
+
+impl Cluster {
+    /// Parse a cluster file and apply every rule; warnings are returned, errors fail.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<(Cluster, Vec<Finding>), ConfigError> {
+        let cluster: Cluster = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let findings = cluster.validate();
+        if findings.iter().any(|f| f.severity == Severity::Error) {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                findings,
+            });
+        }
+        Ok((cluster, findings))
+    }
+
+    /// Read, parse and validate a cluster file.
+    pub fn load(path: &Path) -> Result<(Cluster, Vec<Finding>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Cluster::from_yaml(&text, path)
+    }
+
+    /// Every rule of the file format; see [`validate`].
+    pub fn validate(&self) -> Vec<Finding> {
+        validate::cluster(self)
+    }
+
+    /// Render back to YAML.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn masters(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.is(Role::Master))
+    }
+
+    /// Pick this host's node: by name, or by the one node whose address is local.
+    pub fn find_node(
+        &self,
+        name: Option<&str>,
+        local_addresses: &[IpAddr],
+    ) -> Result<&Node, FindNodeError> {
+        if let Some(name) = name {
+            return self.node(name).ok_or_else(|| {
+                FindNodeError::UnknownName(
+                    name.to_string(),
+                    self.nodes
+                        .iter()
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            });
+        }
+        let matches: Vec<&Node> = self
+            .nodes
+            .iter()
+            .filter(|n| local_addresses.contains(&n.address))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(FindNodeError::NoMatch(
+                local_addresses
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+            many => Err(FindNodeError::Ambiguous(
+                many.iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
+        }
+    }
+
+    /// The interface carrying the VIP on `node`.
+    pub fn vip_interface<'a>(&'a self, node: &'a Node) -> &'a str {
+        node.interface.as_deref().unwrap_or(&self.vip.interface)
+    }
+
+    /// Effective fencing mode after resolving `auto`.
+    pub fn fencing(&self) -> Fencing {
+        match self.vip.fencing {
+            Fencing::Auto if self.etcd.is_some() => Fencing::Quorum,
+            Fencing::Auto => Fencing::None,
+            other => other,
+        }
+    }
+
+    /// Balancer backends: the explicit list, or every master at the apiserver port.
+    pub fn lb_backends(&self) -> Vec<Backend> {
+        match &self.load_balancer.backends {
+            Some(list) => list.clone(),
+            None => self
+                .masters()
+                .map(|n| Backend {
+                    address: SocketAddr::new(n.address, self.api_server.port),
+                    weight: 1,
+                })
+                .collect(),
+        }
+    }
+
+    /// Resolve a listen address against the VIP.
+    pub fn resolve_listen(&self, listen: ListenAddr) -> SocketAddr {
+        match listen {
+            ListenAddr::Vip(port) => SocketAddr::new(self.vip.address.addr, port),
+            ListenAddr::Socket(sa) => sa,
+        }
+    }
+
+    /// The etcd members: masters when stacked, `etcd` nodes when external.
+    pub fn etcd_members(&self) -> Vec<&Node> {
+        let topology = self.etcd.as_ref().map(|e| e.topology).unwrap_or_default();
+        let role = match topology {
+            EtcdTopology::Stacked => Role::Master,
+            EtcdTopology::External => Role::Etcd,
+        };
+        self.nodes.iter().filter(|n| n.is(role)).collect()
+    }
+
+    /// etcd client endpoints: explicit, or derived from the members.
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        let Some(etcd) = &self.etcd else {
+            return Vec::new();
+        };
+        if !etcd.endpoints.is_empty() {
+            return etcd.endpoints.clone();
+        }
+        let scheme = if etcd.ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.etcd_members()
+            .iter()
+            .map(|n| match n.address {
+                IpAddr::V4(a) => format!("{scheme}://{a}:2379"),
+                IpAddr::V6(a) => format!("{scheme}://[{a}]:2379"),
+            })
+            .collect()
+    }
+}
