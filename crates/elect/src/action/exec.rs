@@ -1,0 +1,182 @@
+//! The `exec` action: run a command while leader, stop it on loss, restart it with backoff.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncWriteExt;
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+use crate::Role;
+use crate::election::Backoff;
+
+/// A run this long counts as healthy and resets the restart backoff.
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// Lease guard run by bash between us and the command. It reads "seconds left on the
+/// lease" lines from its stdin (we write one per renewal); when none arrives in time (we are
+/// frozen by SIGSTOP, hung, or dead: EOF) it sends SIGTERM, then SIGKILL after the fence
+/// grace, to the command. So the command cannot outlive our deadline even when this process
+/// cannot run. It exits with the command's status so we still see exits and restart.
+const GUARD: &str = r#"t=$HAPLANE_LEASE_LEFT; g=$HAPLANE_FENCE_GRACE
+unset HAPLANE_LEASE_LEFT HAPLANE_FENCE_GRACE
+"$@" </dev/null &
+c=$!
+( while IFS= read -r -t "$t" t; do :; done
+  kill -TERM "$c" 2>/dev/null; sleep "$g"; kill -KILL "$c" 2>/dev/null ) &
+w=$!
+wait "$c"; s=$?
+kill "$w" 2>/dev/null
+exit "$s""#;
+const BASH: &str = "/bin/bash";
+
+/// The guard, the command and the watchdog share one process group; dropping this kills
+/// the whole group, so nothing the command forked outlives a leadership we no longer hold.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pgid: Pid,
+    started: Instant,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+}
+
+fn start(command: &[String], left: Duration, fence_grace: Duration) -> std::io::Result<Running> {
+    let mut argv: Vec<String> = Vec::new();
+    // setpriv --pdeathsig: if this process dies, the kernel kills the guard at once and the
+    // guard's EOF on stdin stops the command.
+    if Path::new(SETPRIV).exists() {
+        argv.extend([SETPRIV, "--pdeathsig", "KILL", "--"].map(String::from));
+    }
+    let guarded = Path::new(BASH).exists();
+    if guarded {
+        argv.extend([BASH, "-c", GUARD, "haplane-lease-guard"].map(String::from));
+    }
+    argv.extend(command.iter().cloned());
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("HAPLANE_LEASE_LEFT", format!("{:.3}", left.as_secs_f64()))
+        .env(
+            "HAPLANE_FENCE_GRACE",
+            format!("{:.3}", fence_grace.as_secs_f64()),
+        )
+        .process_group(0)
+        .stdin(if guarded {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let pid = child.id().unwrap_or(0) as i32;
+    Ok(Running {
+        stdin: child.stdin.take(),
+        child,
+        pgid: Pid::from_raw(pid),
+        started: Instant::now(),
+    })
+}
+
+/// Tells the guard how long the lease is still ours.
+async fn heartbeat(r: &mut Running, deadline: Instant) {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if let Some(stdin) = r.stdin.as_mut() {
+        let line = format!("{:.3}\n", left.as_secs_f64());
+        if stdin.write_all(line.as_bytes()).await.is_err() {
+            r.stdin = None;
+        }
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after `grace`, then reap.
+async fn stop(election: &str, mut r: Running, grace: Duration) {
+    let _ = killpg(r.pgid, Signal::SIGTERM);
+    match tokio::time::timeout(grace, r.child.wait()).await {
+        Ok(st) => info!(%election, status = ?st.ok(), "command stopped"),
+        Err(_) => {
+            warn!(%election, ?grace, "command ignored SIGTERM; sending SIGKILL");
+            let _ = killpg(r.pgid, Signal::SIGKILL);
+            let _ = r.child.wait().await;
+        }
+    }
+    // Stragglers in the group (children of the command) go too.
+    let _ = killpg(r.pgid, Signal::SIGKILL);
+}
+
+pub(crate) async fn run(
+    election: String,
+    command: Vec<String>,
+    grace: Duration,
+    margin: Duration,
+    mut role: watch::Receiver<Role>,
+    mut stop_rx: oneshot::Receiver<()>,
+) {
+    // On a lease loss the command must be gone before the server can expire the lease,
+    // which is at least `margin` after our deadline: cap the grace at half of it.
+    let fence_grace = grace.min(margin / 2);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let mut not_before = Instant::now();
+    let mut running: Option<Running> = None;
+    loop {
+        let until = role.borrow_and_update().leading_until();
+        match (until, running.take()) {
+            (Some(d), None) if Instant::now() >= not_before => match start(
+                &command,
+                d.saturating_duration_since(Instant::now()),
+                fence_grace,
+            ) {
+                Ok(r) => {
+                    info!(%election, ?command, pid = r.pgid.as_raw(), "command started");
+                    running = Some(r);
+                }
+                Err(e) => {
+                    warn!(%election, ?command, error = %e, "command failed to start");
+                    not_before = Instant::now() + backoff.next();
+                }
+            },
+            (None, Some(r)) => {
+                info!(%election, "leadership lost; stopping command");
+                stop(&election, r, fence_grace).await;
+            }
+            (Some(d), Some(mut r)) => {
+                heartbeat(&mut r, d).await;
+                running = Some(r);
+            }
+            (_, r) => running = r,
+        }
+        tokio::select! {
+            biased;
+            _ = &mut stop_rx => break,
+            r = role.changed() => if r.is_err() { break },
+            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now).into()), if until.is_some() => {}
+            st = async {
+                match running.as_mut() {
+                    Some(r) => r.child.wait().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let ran = running.as_ref().map(|r| r.started.elapsed()).unwrap_or_default();
+                running = None;
+                if ran >= HEALTHY_RUN {
+                    backoff.reset();
+                }
+                let wait = backoff.next();
+                warn!(%election, status = ?st.ok(), restart_in = ?wait, "command exited");
+                not_before = Instant::now() + wait;
+            }
+            _ = tokio::time::sleep_until(not_before.into()), if running.is_none() && until.is_some() => {}
+        }
+    }
+    if let Some(r) = running.take() {
+        stop(&election, r, grace).await;
+    }
+}

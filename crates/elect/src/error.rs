@@ -1,0 +1,111 @@
+//! Errors of the elect crate.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong talking to etcd, running actions or taking snapshots.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectError {
+    /// A configuration value is out of range or inconsistent.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// A TLS file (CA, certificate or key) could not be read.
+    #[error("cannot read {what} {path}: {source}")]
+    TlsFile {
+        /// Which file: "ca file", "cert file" or "key file".
+        what: &'static str,
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The etcd client could not be set up for these endpoints.
+    #[error("cannot connect to etcd at {endpoints}: {detail}")]
+    Connect {
+        /// The endpoints, comma separated.
+        endpoints: String,
+        /// The full error chain, flattened.
+        detail: String,
+    },
+    /// No etcd endpoint answered a quorum read in time.
+    #[error("etcd at {endpoints} did not answer a quorum read within {timeout:?}")]
+    Unreachable {
+        /// The endpoints, comma separated.
+        endpoints: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// An etcd request failed.
+    #[error("etcd {op} failed: {detail}")]
+    Etcd {
+        /// The operation, e.g. "lease grant".
+        op: &'static str,
+        /// The full error chain, flattened.
+        detail: String,
+    },
+    /// An etcd request did not finish in time.
+    #[error("etcd {op} timed out after {timeout:?}")]
+    Timeout {
+        /// The operation, e.g. "lease grant".
+        op: &'static str,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// Our lease is gone on the server (expired or revoked).
+    #[error("lease {0:x} is gone on the server")]
+    LeaseLost(i64),
+    /// Our lease deadline passed without a successful renewal.
+    #[error("lease deadline passed without a successful renewal")]
+    DeadlinePassed,
+    /// A file operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// The operation, e.g. "write".
+        op: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A snapshot failed verification.
+    #[error("snapshot {path} is invalid: {reason}")]
+    InvalidSnapshot {
+        /// The file checked.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+impl ElectError {
+    pub(crate) fn etcd(op: &'static str, e: etcd_client::Error) -> Self {
+        ElectError::Etcd {
+            op,
+            detail: error_chain(&e),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ElectError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Flattens an error and its sources into one line, so TLS and transport causes
+/// (which etcd-client and tonic nest several levels deep) reach the operator.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
