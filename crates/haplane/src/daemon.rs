@@ -1,0 +1,573 @@
+//! `haplane run`: one node's daemon. Wires the sans-IO VRRP router to sockets, netlink,
+//! gratuitous ARP, tracked scripts, notify commands and the status server.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::{Cluster, Node, Role, TrackScript, VrrpVersion};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{debug, error, info, warn};
+use vrrp::{Action, DiscardReason, Incoming, Router, RouterConfig, State, TrackedCheck, Version};
+
+use crate::garp::Announcer;
+use crate::netlink::{Netlink, NetlinkError};
+use crate::status::{self, CheckStatus, Hub, RouterCounters, RouterStatus};
+use crate::vrrp_io::{VrrpIoError, VrrpSocket};
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The cluster file is unusable.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// This host could not be matched to a node.
+    #[error("cannot tell which node this is: {0}")]
+    FindNode(#[from] config::FindNodeError),
+    /// Netlink failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// The VRRP sockets failed.
+    #[error(transparent)]
+    VrrpIo(#[from] VrrpIoError),
+    /// The VRRP settings were refused by the core.
+    #[error("invalid VRRP settings for node {node}: {source}")]
+    Router {
+        node: String,
+        source: vrrp::ConfigError,
+    },
+    /// The status server could not start.
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Options of `haplane run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub node: Option<String>,
+}
+
+/// Run until SIGTERM or SIGINT; on the way out hand the VIP over with a priority-0 advert.
+pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
+    let (cluster, warnings) = Cluster::load(&opts.config)?;
+    for w in &warnings {
+        warn!(config = %opts.config.display(), "{w}");
+    }
+    let netlink = Netlink::open()?;
+    let local = netlink.local_addresses().await?;
+    let node = cluster.find_node(opts.node.as_deref(), &local)?.clone();
+    info!(cluster = %cluster.cluster, node = %node.name, address = %node.address, "starting");
+
+    let hub = Hub::new(&cluster.cluster, &node.name);
+    let status_addr = status::serve(cluster.status.listen, hub.clone()).await?;
+    info!(node = %node.name, "status on http://{status_addr}/status");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(DaemonError::Signals)?;
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(DaemonError::Signals)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: stopping"),
+            _ = int.recv() => info!("SIGINT: stopping"),
+        }
+        let _ = stop_tx.send(true);
+    });
+
+    if node.is(Role::Master) {
+        let runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
+        runner.run(stop_rx).await?;
+    } else {
+        info!(node = %node.name, "not a master: no VRRP router on this node");
+        let mut stop_rx = stop_rx;
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }
+    info!(node = %node.name, "stopped");
+    Ok(())
+}
+
+/// The VRRP router settings for `node`, from the cluster file.
+pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
+    let vip = &cluster.vip;
+    let mut rc = RouterConfig::new(
+        cluster.cluster.clone(),
+        vip.vrid,
+        match vip.version {
+            VrrpVersion::V2 => Version::V2,
+            VrrpVersion::V3 => Version::V3,
+        },
+        node.address,
+        vec![vip.address.addr],
+    );
+    rc.priority = node.priority;
+    rc.advert_interval = vip.advert_interval.get();
+    rc.preempt = vip.preempt;
+    rc.preempt_delay = vip.preempt_delay.get();
+    rc.auth_pass = vip.auth_pass.clone();
+    rc.v3_checksum_as_v2 = vip.v3_checksum_as_v2;
+    if vip.unicast {
+        rc.unicast_peers = cluster
+            .masters()
+            .filter(|n| n.name != node.name)
+            .map(|n| n.address)
+            .collect();
+    }
+    rc.tracked = vip
+        .track
+        .iter()
+        .map(|t| TrackedCheck {
+            name: t.name.clone(),
+            weight: t.weight,
+        })
+        .collect();
+    rc
+}
+
+enum Event {
+    Check { index: usize, up: bool },
+    Link(bool),
+}
+
+struct VrrpRunner {
+    node: String,
+    interface: String,
+    ifindex: u32,
+    prefix: u8,
+    router: Router,
+    socket: VrrpSocket,
+    netlink: Netlink,
+    announcer: Option<Arc<Announcer>>,
+    garp: config::Garp,
+    notify: Option<Vec<String>>,
+    hub: Arc<Hub>,
+    fencing: String,
+    track: Vec<TrackScript>,
+    checks_up: Vec<bool>,
+    holds_vip: bool,
+    link_up: bool,
+    last_transition: f64,
+    ip_errors: u64,
+    announce_task: Option<JoinHandle<()>>,
+}
+
+impl VrrpRunner {
+    async fn new(
+        cluster: &Cluster,
+        node: &Node,
+        netlink: Netlink,
+        hub: Arc<Hub>,
+    ) -> Result<Self, DaemonError> {
+        let interface = cluster.vip_interface(node).to_string();
+        let link = netlink.link(&interface).await?;
+        let rc = router_config(cluster, node);
+        let router = Router::new(rc).map_err(|source| DaemonError::Router {
+            node: node.name.clone(),
+            source,
+        })?;
+        let vip = cluster.vip.address;
+        // A crashed run may have left the VIP behind; we are not master yet, so it must go,
+        // or two nodes would answer for it (seed pitfall: two holders after a reboot).
+        let present = netlink.addresses_on(link.index).await?;
+        if present.iter().any(|(a, _)| *a == vip.addr) {
+            warn!(node = %node.name, interface = %interface, vip = %vip,
+                "removing a VIP left on the interface by an earlier run");
+            netlink
+                .remove_address(link.index, vip.addr, vip.prefix)
+                .await?;
+        }
+        let socket = VrrpSocket::open(&interface, link.index, node.address, !cluster.vip.unicast)?;
+        let announcer = match Announcer::open(&interface, link.index, link.mac) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                warn!(node = %node.name, "gratuitous ARP disabled: {e}");
+                None
+            }
+        };
+        Ok(VrrpRunner {
+            node: node.name.clone(),
+            interface,
+            ifindex: link.index,
+            prefix: vip.prefix,
+            router,
+            socket,
+            netlink,
+            announcer,
+            garp: cluster.vip.garp.clone(),
+            notify: cluster.vip.notify.clone(),
+            hub,
+            fencing: format!("{:?}", cluster.fencing()).to_lowercase(),
+            track: cluster.vip.track.clone(),
+            checks_up: vec![true; cluster.vip.track.len()],
+            holds_vip: false,
+            link_up: link.up,
+            last_transition: status::unix_now(),
+            ip_errors: 0,
+            announce_task: None,
+        })
+    }
+
+    async fn run(
+        mut self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), DaemonError> {
+        let (events_tx, mut events) = mpsc::channel(64);
+        spawn_link_watch(
+            self.netlink.clone(),
+            self.interface.clone(),
+            self.link_up,
+            events_tx.clone(),
+        );
+        for (index, script) in self.track.iter().enumerate() {
+            spawn_track_script(index, script.clone(), self.node.clone(), events_tx.clone());
+        }
+        let now = Instant::now();
+        if !self.link_up {
+            self.router.set_interface_up(now, false);
+        }
+        self.router.start(now);
+        self.apply_actions().await;
+        loop {
+            self.publish();
+            let deadline = self.router.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                packet = self.socket.recv() => {
+                    match packet {
+                        Ok(d) => self.on_datagram(&d.bytes),
+                        Err(e) => {
+                            error!(node = %self.node, interface = %self.interface, "{e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                _ = sleep => self.router.handle_timeout(Instant::now()),
+                Some(event) = events.recv() => self.on_event(event),
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            self.apply_actions().await;
+        }
+        // RFC 5798 §6.4.3 Shutdown: a master sends priority 0 so a backup takes over after
+        // Skew_Time instead of Master_Down_Interval, and the VIP leaves with us.
+        self.router.shutdown(Instant::now());
+        self.apply_actions().await;
+        if self.holds_vip {
+            let vip = self.router.config().virtual_addresses.clone();
+            for addr in vip {
+                let _ = self
+                    .netlink
+                    .remove_address(self.ifindex, addr, self.prefix)
+                    .await;
+            }
+            self.holds_vip = false;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, bytes: &[u8]) {
+        match vrrp::parse_ipv4(bytes) {
+            Ok(ip) => {
+                let pkt = Incoming {
+                    src: IpAddr::V4(ip.src),
+                    dst: IpAddr::V4(ip.dst),
+                    hop_limit: ip.ttl,
+                    payload: ip.payload,
+                };
+                self.router.handle_packet(Instant::now(), pkt);
+            }
+            Err(e) => {
+                self.ip_errors += 1;
+                debug!(node = %self.node, "discarding a datagram with a bad IPv4 header: {e}");
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Check { index, up } => {
+                if let Some(slot) = self.checks_up.get_mut(index) {
+                    *slot = up;
+                }
+                let name = self
+                    .track
+                    .get(index)
+                    .map(|t| t.name.as_str())
+                    .unwrap_or("?");
+                info!(node = %self.node, check = name, up, "tracked script changed");
+                self.router.set_check(now, index, up);
+            }
+            Event::Link(up) => {
+                info!(node = %self.node, interface = %self.interface, up, "link state changed");
+                self.link_up = up;
+                self.router.set_interface_up(now, up);
+            }
+        }
+    }
+
+    async fn apply_actions(&mut self) {
+        while let Some(action) = self.router.poll_action() {
+            match action {
+                Action::Send { dst, payload } => {
+                    if let Err(e) = self.socket.send(dst, &payload).await {
+                        // A down link refuses sends; the router learns of it via the link watch.
+                        debug!(node = %self.node, "{e}");
+                    }
+                }
+                Action::AddVips(addrs) => {
+                    for addr in addrs {
+                        match self
+                            .netlink
+                            .add_address(self.ifindex, addr, self.prefix)
+                            .await
+                        {
+                            Ok(()) => {
+                                info!(node = %self.node, vip = %addr, interface = %self.interface, "VIP added");
+                                self.holds_vip = true;
+                            }
+                            Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                        }
+                    }
+                }
+                Action::RemoveVips(addrs) => {
+                    if let Some(task) = self.announce_task.take() {
+                        task.abort();
+                    }
+                    for addr in addrs {
+                        match self
+                            .netlink
+                            .remove_address(self.ifindex, addr, self.prefix)
+                            .await
+                        {
+                            Ok(()) => info!(node = %self.node, vip = %addr, "VIP removed"),
+                            Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                        }
+                    }
+                    self.holds_vip = false;
+                }
+                Action::Announce(addrs) => self.announce(addrs),
+                Action::StateChanged { from, to, priority } => {
+                    info!(node = %self.node, instance = %self.router.config().name,
+                        %from, %to, priority, "VRRP state changed");
+                    self.last_transition = status::unix_now();
+                    self.notify(to, priority);
+                }
+            }
+        }
+    }
+
+    /// keepalived's schedule: a burst of `repeat` now, another after `delay`, then every
+    /// `refresh` if set.
+    fn announce(&mut self, addrs: Vec<IpAddr>) {
+        let Some(announcer) = self.announcer.clone() else {
+            return;
+        };
+        if let Some(task) = self.announce_task.take() {
+            task.abort();
+        }
+        let garp = self.garp.clone();
+        let node = self.node.clone();
+        self.announce_task = Some(tokio::spawn(async move {
+            let burst = |announcer: &Announcer| {
+                for _ in 0..garp.repeat {
+                    if let Err(e) = announcer.announce(&addrs) {
+                        warn!(node = %node, "{e}");
+                        return;
+                    }
+                    if !garp.interval.get().is_zero() {
+                        std::thread::sleep(garp.interval.get().min(Duration::from_millis(100)));
+                    }
+                }
+            };
+            burst(&announcer);
+            if !garp.delay.get().is_zero() {
+                tokio::time::sleep(garp.delay.get()).await;
+                burst(&announcer);
+            }
+            if !garp.refresh.get().is_zero() {
+                loop {
+                    tokio::time::sleep(garp.refresh.get()).await;
+                    burst(&announcer);
+                }
+            }
+        }));
+    }
+
+    /// keepalived's notify arguments: `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
+    fn notify(&self, to: State, priority: u8) {
+        let Some(cmd) = &self.notify else { return };
+        let state = match to {
+            State::Initialize => "STOP",
+            other => other.as_str(),
+        };
+        let mut command = tokio::process::Command::new(&cmd[0]);
+        command
+            .args(&cmd[1..])
+            .arg("INSTANCE")
+            .arg(&self.router.config().name)
+            .arg(state)
+            .arg(priority.to_string())
+            .kill_on_drop(false);
+        match command.spawn() {
+            Ok(mut child) => {
+                let node = self.node.clone();
+                tokio::spawn(async move {
+                    match child.wait().await {
+                        Ok(s) if !s.success() => {
+                            warn!(node = %node, "notify command exited with {s}")
+                        }
+                        Err(e) => warn!(node = %node, "notify command: {e}"),
+                        _ => {}
+                    }
+                });
+            }
+            Err(e) => warn!(node = %self.node, command = %cmd[0], "cannot run notify command: {e}"),
+        }
+    }
+
+    fn publish(&self) {
+        let r = &self.router;
+        let c = r.counters();
+        let mut discarded: std::collections::BTreeMap<&'static str, u64> = DiscardReason::ALL
+            .iter()
+            .map(|reason| (reason.as_str(), c.discarded(*reason)))
+            .collect();
+        discarded.insert("bad_ip_header", self.ip_errors);
+        let cfg = r.config();
+        self.hub.set_router(
+            0,
+            RouterStatus {
+                instance: cfg.name.clone(),
+                interface: self.interface.clone(),
+                vrid: cfg.vrid,
+                version: cfg.version.number(),
+                state: r.state().as_str().to_string(),
+                base_priority: cfg.priority,
+                effective_priority: r.effective_priority(),
+                master: r.master_address(),
+                vips: cfg
+                    .virtual_addresses
+                    .iter()
+                    .map(|a| format!("{a}/{}", self.prefix))
+                    .collect(),
+                holds_vip: self.holds_vip,
+                link_up: self.link_up,
+                master_adver_interval_ms: r.master_adver_interval().as_millis() as u64,
+                last_transition: self.last_transition,
+                fencing: self.fencing.clone(),
+                checks: self
+                    .track
+                    .iter()
+                    .zip(&self.checks_up)
+                    .map(|(t, up)| CheckStatus {
+                        name: t.name.clone(),
+                        weight: t.weight,
+                        up: *up,
+                    })
+                    .collect(),
+                counters: RouterCounters {
+                    adverts_received: c.adverts_received,
+                    adverts_sent: c.adverts_sent,
+                    priority_zero_received: c.priority_zero_received,
+                    priority_zero_sent: c.priority_zero_sent,
+                    transitions: c.transitions,
+                    became_master: c.became_master,
+                    discarded,
+                },
+            },
+        );
+    }
+}
+
+/// Poll the link every 100 ms: cheap, and it cannot miss a flap the way a lost netlink
+/// notification could.
+fn spawn_link_watch(
+    netlink: Netlink,
+    interface: String,
+    mut last: bool,
+    events: mpsc::Sender<Event>,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let up = match netlink.link(&interface).await {
+                Ok(link) => link.up,
+                Err(_) => false,
+            };
+            if up != last {
+                last = up;
+                if events.send(Event::Link(up)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Run a tracked script every `interval`; report a change after `rise` successes or `fall`
+/// failures in a row (keepalived's vrrp_script semantics).
+fn spawn_track_script(
+    index: usize,
+    script: TrackScript,
+    node: String,
+    events: mpsc::Sender<Event>,
+) {
+    tokio::spawn(async move {
+        let timeout = script.timeout.unwrap_or(script.interval).get();
+        let mut up = true;
+        let mut streak = 0u32;
+        let mut tick = tokio::time::interval(script.interval.get());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let mut command = tokio::process::Command::new(&script.command[0]);
+            command
+                .args(&script.command[1..])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true);
+            let ok = match command.spawn() {
+                Ok(mut child) => match tokio::time::timeout(timeout, child.wait()).await {
+                    Ok(Ok(status)) => status.success(),
+                    Ok(Err(_)) => false,
+                    Err(_) => {
+                        debug!(node = %node, check = %script.name, "timed out after {timeout:?}");
+                        let _ = child.kill().await;
+                        false
+                    }
+                },
+                Err(e) => {
+                    warn!(node = %node, check = %script.name, "cannot run {}: {e}", script.command[0]);
+                    false
+                }
+            };
+            if ok == up {
+                streak = 0;
+                continue;
+            }
+            streak += 1;
+            let needed = if ok { script.rise } else { script.fall };
+            if streak >= needed {
+                up = ok;
+                streak = 0;
+                if events.send(Event::Check { index, up }).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,15 @@
+//! haplane: a highly available Kubernetes control plane in one binary.
+//!
+//! The binary's pieces: the daemon (`run`), its status server, and the Linux I/O that
+//! carries the sans-IO VRRP router from the `vrrp` crate onto a real interface.
+
+#![deny(unsafe_code)]
+
+pub mod daemon;
+pub mod demo;
+pub mod garp;
+pub mod netlink;
+pub mod status;
+#[allow(unsafe_code)]
+mod sys;
+pub mod vrrp_io;

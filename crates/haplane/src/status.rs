@@ -1,0 +1,360 @@
+//! /healthz, /status (JSON) and /metrics (Prometheus) on a local address.
+//!
+//! Every subsystem publishes a section; the server renders them at request time, so nothing is
+//! copied on the hot path and a scrape always sees current numbers.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+/// A failure of the status server.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The listen address is taken or not local.
+    #[error("cannot listen for /status on {addr}: {source}; change status.listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Counters of one VRRP router.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RouterCounters {
+    pub adverts_received: u64,
+    pub adverts_sent: u64,
+    pub priority_zero_received: u64,
+    pub priority_zero_sent: u64,
+    pub transitions: u64,
+    pub became_master: u64,
+    /// Discarded packets by reason; every reason is present, zeros included.
+    pub discarded: BTreeMap<&'static str, u64>,
+}
+
+/// A tracked script as last seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub weight: i16,
+    pub up: bool,
+}
+
+/// One VRRP router as seen from /status.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterStatus {
+    pub instance: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub version: u8,
+    pub state: String,
+    pub base_priority: u8,
+    pub effective_priority: u8,
+    /// The current master's primary address (ourselves when master).
+    pub master: Option<IpAddr>,
+    pub vips: Vec<String>,
+    /// Whether the VIP is on our interface right now (as far as the daemon put it there).
+    pub holds_vip: bool,
+    pub link_up: bool,
+    pub master_adver_interval_ms: u64,
+    /// Unix time of the last state change, in seconds.
+    pub last_transition: f64,
+    pub fencing: String,
+    pub checks: Vec<CheckStatus>,
+    pub counters: RouterCounters,
+}
+
+/// A subsystem that contributes to /status and /metrics (the balancer, elections, ...).
+pub trait Section: Send + Sync + 'static {
+    /// Its part of the /status document.
+    fn json(&self) -> serde_json::Value;
+    /// Its metrics.
+    fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error>;
+}
+
+/// Everything the status server shows.
+pub struct Hub {
+    pub node: String,
+    pub cluster: String,
+    started: f64,
+    routers: RwLock<Vec<RouterStatus>>,
+    sections: RwLock<BTreeMap<String, Arc<dyn Section>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("node", &self.node).finish()
+    }
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Hub {
+    pub fn new(cluster: &str, node: &str) -> Arc<Hub> {
+        Arc::new(Hub {
+            node: node.to_string(),
+            cluster: cluster.to_string(),
+            started: unix_now(),
+            routers: RwLock::new(Vec::new()),
+            sections: RwLock::new(BTreeMap::new()),
+        })
+    }
+
+    /// Replace the status of router `index` (routers are numbered in config order).
+    pub fn set_router(&self, index: usize, status: RouterStatus) {
+        let mut routers = self.routers.write().unwrap_or_else(|e| e.into_inner());
+        if routers.len() <= index {
+            routers.resize(index + 1, status.clone());
+        }
+        routers[index] = status;
+    }
+
+    pub fn add_section(&self, name: &str, section: Arc<dyn Section>) {
+        self.sections
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), section);
+    }
+
+    pub fn routers(&self) -> Vec<RouterStatus> {
+        self.routers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The /status document.
+    pub fn json(&self) -> serde_json::Value {
+        let mut doc = serde_json::json!({
+            "cluster": self.cluster,
+            "node": self.node,
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "started": self.started,
+            "now": unix_now(),
+            "vrrp": self.routers(),
+        });
+        let sections = self.sections.read().unwrap_or_else(|e| e.into_inner());
+        for (name, section) in sections.iter() {
+            doc[name.as_str()] = section.json();
+        }
+        doc
+    }
+
+    /// The /metrics text (OpenMetrics).
+    pub fn metrics_text(self: &Arc<Self>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(HubCollector(self.clone())));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &registry).is_err() {
+            out.push_str("# encoding failed\n");
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct HubCollector(Arc<Hub>);
+
+fn family<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    name: &'a str,
+    help: &str,
+    kind: MetricType,
+) -> Result<prometheus_client::encoding::MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, kind)
+}
+
+impl Collector for HubCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let hub = &self.0;
+        let routers = hub.routers();
+        {
+            let mut m = family(
+                &mut encoder,
+                "haplane_up",
+                "The daemon is running.",
+                MetricType::Gauge,
+            )?;
+            let labels = [
+                ("node", hub.node.as_str()),
+                ("cluster", hub.cluster.as_str()),
+            ];
+            ConstGauge::new(1i64).encode(m.encode_family(&labels)?)?;
+        }
+        {
+            let mut m = family(
+                &mut encoder,
+                "haplane_vrrp_state",
+                "1 for the router's current state (INIT, BACKUP, MASTER, FAULT).",
+                MetricType::Gauge,
+            )?;
+            for r in &routers {
+                for state in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+                    let labels = [("instance", r.instance.as_str()), ("state", state)];
+                    ConstGauge::new(i64::from(r.state == state))
+                        .encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let gauges: [(&str, &str, fn(&RouterStatus) -> i64); 3] = [
+            (
+                "haplane_vrrp_effective_priority",
+                "Base priority adjusted by tracked checks.",
+                |r| i64::from(r.effective_priority),
+            ),
+            (
+                "haplane_vrrp_vip_held",
+                "1 while this node has the VIP on its interface.",
+                |r| i64::from(r.holds_vip),
+            ),
+            (
+                "haplane_vrrp_link_up",
+                "1 while the VRRP interface is up with carrier.",
+                |r| i64::from(r.link_up),
+            ),
+        ];
+        for (name, help, get) in gauges {
+            let mut m = family(&mut encoder, name, help, MetricType::Gauge)?;
+            for r in &routers {
+                let labels = [("instance", r.instance.as_str())];
+                ConstGauge::new(get(r)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        let counters: [(&str, &str, fn(&RouterCounters) -> u64); 5] = [
+            (
+                "haplane_vrrp_adverts_received",
+                "Valid adverts processed.",
+                |c| c.adverts_received,
+            ),
+            ("haplane_vrrp_adverts_sent", "Adverts sent.", |c| {
+                c.adverts_sent
+            }),
+            (
+                "haplane_vrrp_priority_zero_received",
+                "Priority-0 (master stopping) adverts received.",
+                |c| c.priority_zero_received,
+            ),
+            (
+                "haplane_vrrp_priority_zero_sent",
+                "Priority-0 adverts sent.",
+                |c| c.priority_zero_sent,
+            ),
+            ("haplane_vrrp_transitions", "State changes.", |c| {
+                c.transitions
+            }),
+        ];
+        for (name, help, get) in counters {
+            let mut m = family(&mut encoder, name, help, MetricType::Counter)?;
+            for r in &routers {
+                let labels = [("instance", r.instance.as_str())];
+                ConstCounter::new(get(&r.counters)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut m = family(
+                &mut encoder,
+                "haplane_vrrp_discarded",
+                "Received packets discarded, by reason.",
+                MetricType::Counter,
+            )?;
+            for r in &routers {
+                for (reason, count) in &r.counters.discarded {
+                    let labels = [("instance", r.instance.as_str()), ("reason", reason)];
+                    ConstCounter::new(*count).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let sections: Vec<Arc<dyn Section>> = hub
+            .sections
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for section in sections {
+            section.metrics(&mut encoder)?;
+        }
+        Ok(())
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::from_static(b"internal error"))))
+}
+
+async fn handle(
+    hub: Arc<Hub>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.method() != hyper::Method::GET && req.method() != hyper::Method::HEAD {
+        return Ok(respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
+        ));
+    }
+    Ok(match req.uri().path() {
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/status" => respond(
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(&hub.json()).unwrap_or_default() + "\n",
+        ),
+        "/metrics" => respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            hub.metrics_text(),
+        ),
+        other => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            format!("no such page {other:?}; try /healthz, /status or /metrics\n"),
+        ),
+    })
+}
+
+/// Bind the status address now (so a clash fails start-up) and serve it in the background.
+pub async fn serve(addr: SocketAddr, hub: Arc<Hub>) -> Result<SocketAddr, StatusError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StatusError::Bind { addr, source })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| handle(hub.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok(local)
+}
