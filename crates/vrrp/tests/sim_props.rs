@@ -182,7 +182,7 @@ fn settle_time(s: &Setup) -> Duration {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// RFC 5798 §6: on a connected LAN (after a lossy spell) there is eventually exactly one
     /// master and it has the highest effective priority; it alone holds the VIP.
