@@ -1,0 +1,296 @@
+//! Shared helpers for the namespace tests: start haplane and keepalived on netlab hosts,
+//! sample who holds the VIP, read a daemon's /status from inside its namespace.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use netlab::{Host, ProcessHandle, Topology};
+
+pub const VIP: &str = "192.0.2.100";
+
+pub fn vip() -> IpAddr {
+    VIP.parse().unwrap()
+}
+
+/// None when the test can run; otherwise why not (printed, and the test returns early).
+/// CI runs as root, so there these tests always run.
+pub fn skip() -> bool {
+    if let Some(reason) = netlab::skip_reason() {
+        if std::env::var_os("CI").is_some() {
+            panic!("namespace tests must run in CI: {reason}");
+        }
+        eprintln!("skipped: {reason}");
+        return true;
+    }
+    false
+}
+
+/// A daemon started on a host, with its log file.
+pub struct Daemon {
+    pub name: String,
+    pub handle: ProcessHandle,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Everything a test started, for failure messages.
+pub struct Lab {
+    pub topo: Topology,
+    pub dir: tempfile::TempDir,
+    pub daemons: Vec<Daemon>,
+}
+
+impl Lab {
+    pub fn new(hosts: &[&str]) -> Lab {
+        let topo = Topology::builder()
+            .hosts(hosts.iter().copied())
+            .build()
+            .expect("build topology");
+        Lab {
+            topo,
+            dir: tempfile::tempdir().expect("tempdir"),
+            daemons: Vec::new(),
+        }
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.topo.host(name).expect("host exists")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+
+    /// Start `haplane run --config CFG --node HOST` on the host of the same name.
+    pub fn start_haplane(&mut self, host: &str, config: &Path) -> usize {
+        let log = self.dir.path().join(format!("{host}-haplane.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = self.host(host).command(env!("CARGO_BIN_EXE_haplane"));
+        cmd.args(["run", "--config"])
+            .arg(config)
+            .args(["--node", host, "--log", "debug"])
+            .stdout(Stdio::null())
+            .stderr(file);
+        let handle = self.host(host).spawn(cmd).expect("spawn haplane");
+        self.daemons.push(Daemon {
+            name: format!("haplane on {host}"),
+            handle,
+            log,
+        });
+        self.daemons.len() - 1
+    }
+
+    /// Start keepalived (VRRP only, foreground) with `conf` on `host`.
+    pub fn start_keepalived(&mut self, host: &str, conf: &str) -> usize {
+        let dir = self.dir.path();
+        let conf_path = self.write(&format!("{host}-keepalived.conf"), conf);
+        let log = dir.join(format!("{host}-keepalived.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = self.host(host).command("keepalived");
+        cmd.args([
+            "--vrrp",
+            "--dont-fork",
+            "--log-console",
+            "--log-detail",
+            "-f",
+        ])
+        .arg(&conf_path)
+        .arg(format!(
+            "--pid={}",
+            dir.join(format!("{host}-k.pid")).display()
+        ))
+        .arg(format!(
+            "--vrrp_pid={}",
+            dir.join(format!("{host}-kv.pid")).display()
+        ))
+        .arg(format!(
+            "--checkers_pid={}",
+            dir.join(format!("{host}-kc.pid")).display()
+        ))
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+        let handle = self.host(host).spawn(cmd).expect("spawn keepalived");
+        self.daemons.push(Daemon {
+            name: format!("keepalived on {host}"),
+            handle,
+            log,
+        });
+        self.daemons.len() - 1
+    }
+
+    /// Hosts that have the VIP on eth0 now.
+    pub fn holders(&self) -> Vec<String> {
+        self.topo
+            .hosts()
+            .iter()
+            .filter(|h| h.has_address(vip()).unwrap_or(false))
+            .map(|h| h.name().to_string())
+            .collect()
+    }
+
+    /// Wait until exactly `want` hold the VIP; the time it took, or a panic with every log.
+    pub fn wait_holders(&self, want: &[&str], limit: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let now = self.holders();
+            if now == want {
+                return start.elapsed();
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "after {limit:?} the VIP holders are {now:?}, expected {want:?}\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The VIP holders stay exactly `want` for all of `period` (sampled every 20 ms).
+    pub fn assert_holders_stay(&self, want: &[&str], period: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < period {
+            let now = self.holders();
+            assert_eq!(now, want, "VIP holders changed\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for d in &self.daemons {
+            let text = d.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            out.push_str(&format!("----- {} (last lines) -----\n", d.name));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// GET a path from the status server of the daemon running on `host`.
+    pub fn http_get(&self, host: &str, path: &str) -> String {
+        let path = path.to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let result = self
+                .host(host)
+                .enter(|| -> std::io::Result<String> {
+                    let mut s = TcpStream::connect("127.0.0.1:9470")?;
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+                    let mut body = String::new();
+                    s.read_to_string(&mut body)?;
+                    Ok(body)
+                })
+                .expect("enter namespace");
+            match result {
+                Ok(text) => {
+                    return text
+                        .split_once("\r\n\r\n")
+                        .map(|(_, b)| b.to_string())
+                        .unwrap_or(text);
+                }
+                Err(e) if Instant::now() > deadline => panic!("GET {path} on {host}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    pub fn status(&self, host: &str) -> serde_json::Value {
+        serde_json::from_str(&self.http_get(host, "/status")).expect("status is JSON")
+    }
+}
+
+/// A haplane cluster file for hosts m1.. with the given priorities.
+pub struct Cfg {
+    pub nodes: Vec<(&'static str, &'static str, u8)>,
+    pub version: u8,
+    pub advert: &'static str,
+    pub unicast: bool,
+    pub preempt: bool,
+    pub auth: Option<&'static str>,
+    pub extra_vip: String,
+}
+
+impl Cfg {
+    pub fn new(nodes: &[(&'static str, &'static str, u8)]) -> Cfg {
+        Cfg {
+            nodes: nodes.to_vec(),
+            version: 3,
+            advert: "100ms",
+            unicast: false,
+            preempt: true,
+            auth: None,
+            extra_vip: String::new(),
+        }
+    }
+
+    pub fn yaml(&self) -> String {
+        let mut s = String::from("cluster: itest\nnodes:\n");
+        for (name, addr, prio) in &self.nodes {
+            s.push_str(&format!(
+                "  - {{name: {name}, address: {addr}, priority: {prio}}}\n"
+            ));
+        }
+        s.push_str(&format!(
+            "vip:\n  address: {VIP}/24\n  interface: eth0\n  vrid: 51\n  version: {}\n  advertInterval: {}\n  unicast: {}\n  preempt: {}\n",
+            self.version, self.advert, self.unicast, self.preempt
+        ));
+        if let Some(pass) = self.auth {
+            s.push_str(&format!("  authPass: {pass}\n"));
+        }
+        s.push_str(&self.extra_vip);
+        s
+    }
+}
+
+/// keepalived.conf for one node with the same VRRP settings as a [`Cfg`].
+pub fn keepalived_conf(cfg: &Cfg, me: &str) -> String {
+    let (_, addr, prio) = cfg.nodes.iter().find(|(n, _, _)| *n == me).unwrap();
+    let advert = if cfg.advert.ends_with("ms") {
+        let ms: f64 = cfg.advert.trim_end_matches("ms").parse().unwrap();
+        format!("{}", ms / 1000.0)
+    } else {
+        cfg.advert.trim_end_matches('s').to_string()
+    };
+    let mut s = format!(
+        "global_defs {{\n  router_id {me}\n  vrrp_version {}\n}}\nvrrp_instance itest {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  priority {prio}\n  advert_int {advert}\n",
+        cfg.version
+    );
+    if !cfg.preempt {
+        s.push_str("  nopreempt\n");
+    }
+    if let Some(pass) = cfg.auth {
+        s.push_str(&format!(
+            "  authentication {{\n    auth_type PASS\n    auth_pass {pass}\n  }}\n"
+        ));
+    }
+    if cfg.unicast {
+        s.push_str(&format!("  unicast_src_ip {addr}\n  unicast_peer {{\n"));
+        for (n, a, _) in &cfg.nodes {
+            if *n != me {
+                s.push_str(&format!("    {a}\n"));
+            }
+        }
+        s.push_str("  }\n");
+    }
+    s.push_str(&format!(
+        "  virtual_ipaddress {{\n    {VIP}/24 dev eth0\n  }}\n}}\n"
+    ));
+    s
+}
