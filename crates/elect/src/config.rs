@@ -103,8 +103,7 @@ impl ElectionConfig {
                 self.ttl - self.renew_period()
             )));
         }
-        if let Some(ElectionAction::Exec { command, .. }) = &self.action
-            && command.is_empty()
+        if matches!(&self.action, Some(ElectionAction::Exec { command, .. }) if command.is_empty())
         {
             return Err(ElectError::InvalidConfig(format!(
                 "election {}: exec command is empty",

@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, Command};
+use std::io::Write;
+use std::os::fd::AsFd;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
@@ -25,11 +28,13 @@ const SETPRIV: &str = "/usr/bin/setpriv";
 /// cannot run. It exits with the command's status so we still see exits and restart.
 const GUARD: &str = r#"t=$HAPLANE_LEASE_LEFT; g=$HAPLANE_FENCE_GRACE
 unset HAPLANE_LEASE_LEFT HAPLANE_FENCE_GRACE
-"$@" </dev/null &
+exec 3<&0
+"$@" </dev/null 3<&- &
 c=$!
-( while IFS= read -r -t "$t" t; do :; done
-  kill -TERM "$c" 2>/dev/null; sleep "$g"; kill -KILL "$c" 2>/dev/null ) &
+( while IFS= read -r -u 3 -t "$t" t; do :; done
+  kill -TERM "$c" 2>/dev/null; sleep "$g"; kill -KILL "$c" 2>/dev/null ) </dev/null &
 w=$!
+exec 3<&-
 wait "$c"; s=$?
 kill "$w" 2>/dev/null
 exit "$s""#;
@@ -39,7 +44,7 @@ const BASH: &str = "/bin/bash";
 /// the whole group, so nothing the command forked outlives a leadership we no longer hold.
 struct Running {
     child: Child,
-    stdin: Option<ChildStdin>,
+    heartbeat: Option<std::fs::File>,
     pgid: Pid,
     started: Instant,
 }
@@ -62,6 +67,16 @@ fn start(command: &[String], left: Duration, fence_grace: Duration) -> std::io::
         argv.extend([BASH, "-c", GUARD, "haplane-lease-guard"].map(String::from));
     }
     argv.extend(command.iter().cloned());
+    // Our own pipe: tokio's piped stdin would hand the guard a non-blocking fd, on which
+    // bash's `read -t` fails at once. Only our end is made non-blocking.
+    let (reader, writer) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    let fd = writer.as_fd();
+    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+    fcntl(
+        fd,
+        FcntlArg::F_SETFL(OFlag::from_bits_retain(fl) | OFlag::O_NONBLOCK),
+    )
+    .map_err(std::io::Error::from)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env("HAPLANE_LEASE_LEFT", format!("{:.3}", left.as_secs_f64()))
@@ -71,15 +86,15 @@ fn start(command: &[String], left: Duration, fence_grace: Duration) -> std::io::
         )
         .process_group(0)
         .stdin(if guarded {
-            Stdio::piped()
+            Stdio::from(reader)
         } else {
             Stdio::null()
         })
         .kill_on_drop(true);
-    let mut child = cmd.spawn()?;
+    let child = cmd.spawn()?;
     let pid = child.id().unwrap_or(0) as i32;
     Ok(Running {
-        stdin: child.stdin.take(),
+        heartbeat: guarded.then(|| std::fs::File::from(writer)),
         child,
         pgid: Pid::from_raw(pid),
         started: Instant::now(),
@@ -87,12 +102,15 @@ fn start(command: &[String], left: Duration, fence_grace: Duration) -> std::io::
 }
 
 /// Tells the guard how long the lease is still ours.
-async fn heartbeat(r: &mut Running, deadline: Instant) {
+fn heartbeat(r: &mut Running, deadline: Instant) {
     let left = deadline.saturating_duration_since(Instant::now());
-    if let Some(stdin) = r.stdin.as_mut() {
+    if let Some(w) = r.heartbeat.as_mut() {
         let line = format!("{:.3}\n", left.as_secs_f64());
-        if stdin.write_all(line.as_bytes()).await.is_err() {
-            r.stdin = None;
+        match w.write(line.as_bytes()) {
+            Ok(_) => {}
+            // A full pipe means the guard is not reading (frozen); it will fence by itself.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => r.heartbeat = None,
         }
     }
 }
@@ -148,7 +166,7 @@ pub(crate) async fn run(
                 stop(&election, r, fence_grace).await;
             }
             (Some(d), Some(mut r)) => {
-                heartbeat(&mut r, d).await;
+                heartbeat(&mut r, d);
                 running = Some(r);
             }
             (_, r) => running = r,

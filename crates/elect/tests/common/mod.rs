@@ -223,9 +223,7 @@ pub fn running_with_argv(argv: &[&str]) -> Vec<ProcInfo> {
         if cmd != want {
             continue;
         }
-        if let Some(p) = proc_info(pid)
-            && !matches!(p.state, 'T' | 't' | 'Z' | 'X')
-        {
+        if let Some(p) = proc_info(pid).filter(|p| !matches!(p.state, 'T' | 't' | 'Z' | 'X')) {
             out.push(p);
         }
     }
