@@ -137,6 +137,7 @@ enum Event {
 
 struct VrrpRunner {
     node: String,
+    node_address: IpAddr,
     interface: String,
     ifindex: u32,
     prefix: u8,
@@ -155,6 +156,7 @@ struct VrrpRunner {
     last_transition: f64,
     ip_errors: u64,
     announce_task: Option<JoinHandle<()>>,
+    notify_tasks: Vec<JoinHandle<()>>,
 }
 
 impl VrrpRunner {
@@ -192,6 +194,7 @@ impl VrrpRunner {
         };
         Ok(VrrpRunner {
             node: node.name.clone(),
+            node_address: node.address,
             interface,
             ifindex: link.index,
             prefix: vip.prefix,
@@ -210,6 +213,7 @@ impl VrrpRunner {
             last_transition: status::unix_now(),
             ip_errors: 0,
             announce_task: None,
+            notify_tasks: Vec::new(),
         })
     }
 
@@ -225,7 +229,13 @@ impl VrrpRunner {
             events_tx.clone(),
         );
         for (index, script) in self.track.iter().enumerate() {
-            spawn_track_script(index, script.clone(), self.node.clone(), events_tx.clone());
+            spawn_track_script(
+                index,
+                script.clone(),
+                self.node.clone(),
+                self.node_address,
+                events_tx.clone(),
+            );
         }
         let now = Instant::now();
         if !self.link_up {
@@ -273,6 +283,15 @@ impl VrrpRunner {
             self.holds_vip = false;
         }
         self.publish();
+        // The STOP notification must not be lost to our exit: wait for it, within reason.
+        let pending = std::mem::take(&mut self.notify_tasks);
+        let wait_all = futures_util::future::join_all(pending);
+        if tokio::time::timeout(Duration::from_secs(5), wait_all)
+            .await
+            .is_err()
+        {
+            warn!(node = %self.node, "notify commands still running after 5s; not waiting longer");
+        }
         Ok(())
     }
 
@@ -406,7 +425,8 @@ impl VrrpRunner {
     }
 
     /// keepalived's notify arguments: `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
-    fn notify(&self, to: State, priority: u8) {
+    fn notify(&mut self, to: State, priority: u8) {
+        self.notify_tasks.retain(|t| !t.is_finished());
         let Some(cmd) = &self.notify else { return };
         let state = match to {
             State::Initialize => "STOP",
@@ -419,11 +439,13 @@ impl VrrpRunner {
             .arg(&self.router.config().name)
             .arg(state)
             .arg(priority.to_string())
+            .env("HAPLANE_NODE", &self.node)
+            .env("HAPLANE_NODE_ADDRESS", self.node_address.to_string())
             .kill_on_drop(false);
         match command.spawn() {
             Ok(mut child) => {
                 let node = self.node.clone();
-                tokio::spawn(async move {
+                self.notify_tasks.push(tokio::spawn(async move {
                     match child.wait().await {
                         Ok(s) if !s.success() => {
                             warn!(node = %node, "notify command exited with {s}")
@@ -431,7 +453,7 @@ impl VrrpRunner {
                         Err(e) => warn!(node = %node, "notify command: {e}"),
                         _ => {}
                     }
-                });
+                }));
             }
             Err(e) => warn!(node = %self.node, command = %cmd[0], "cannot run notify command: {e}"),
         }
@@ -519,10 +541,13 @@ fn spawn_link_watch(
 
 /// Run a tracked script every `interval`; report a change after `rise` successes or `fall`
 /// failures in a row (keepalived's vrrp_script semantics).
+/// The script sees `HAPLANE_NODE` and `HAPLANE_NODE_ADDRESS`, so one command in the shared
+/// cluster file can check this node's own service.
 fn spawn_track_script(
     index: usize,
     script: TrackScript,
     node: String,
+    node_address: IpAddr,
     events: mpsc::Sender<Event>,
 ) {
     tokio::spawn(async move {
@@ -536,6 +561,8 @@ fn spawn_track_script(
             let mut command = tokio::process::Command::new(&script.command[0]);
             command
                 .args(&script.command[1..])
+                .env("HAPLANE_NODE", &node)
+                .env("HAPLANE_NODE_ADDRESS", node_address.to_string())
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
