@@ -1,0 +1,86 @@
+//! The command line: `haplane check` names every bad key, never panics, and exits non-zero.
+
+use std::process::{Command, Output};
+
+fn haplane(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_haplane"))
+        .args(args)
+        .output()
+        .expect("run haplane")
+}
+
+fn check(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = haplane(&["check", "--config", path.to_str().unwrap()]);
+    let all = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!all.contains("panicked"), "haplane panicked:\n{all}");
+    (out.status.code().unwrap_or(-1), all)
+}
+
+const GOOD: &str = "cluster: demo
+nodes:
+  - {name: m1, address: 192.0.2.11, priority: 110}
+  - {name: m2, address: 192.0.2.12, priority: 100}
+vip: {address: 192.0.2.100/24, interface: eth0, vrid: 51}
+";
+
+#[test]
+fn a_good_file_passes_with_a_summary() {
+    let (code, out) = check(GOOD);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok (2 nodes, VIP 192.0.2.100/24, VRID 51"), "{out}");
+}
+
+#[test]
+fn every_error_is_printed_with_the_path_of_its_key() {
+    let bad = GOOD
+        .replace("vrid: 51", "vrid: 0")
+        .replace("priority: 100", "priority: 0");
+    let (code, out) = check(&bad);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error: vip.vrid:"), "{out}");
+    assert!(out.contains("error: nodes[1].priority:"), "{out}");
+}
+
+#[test]
+fn yaml_syntax_errors_carry_line_and_column() {
+    let (code, out) = check("cluster: [\n");
+    assert_eq!(code, 1);
+    assert!(out.contains("line 1 column"), "{out}");
+}
+
+#[test]
+fn arbitrary_garbage_is_an_error_not_a_panic() {
+    for text in ["", "\0\0\0", "- - - -", "nodes: 7", "cluster: x\nnodes: [{}]\n", "{{{{", "vip: !!binary AAAA"] {
+        let (code, _) = check(text);
+        assert_eq!(code, 1, "{text:?} must be rejected");
+    }
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let out = haplane(&["check", "--config", "/nonexistent/cluster.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read /nonexistent/cluster.yaml"), "{err}");
+}
+
+#[test]
+fn unknown_arguments_are_rejected_with_usage() {
+    let out = haplane(&["run", "--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bogus"));
+}
+
+#[test]
+fn run_with_an_unknown_node_explains_how_to_pick_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, GOOD).unwrap();
+    let out = haplane(&["run", "--config", path.to_str().unwrap(), "--node", "m9"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node \"m9\" is not listed under nodes; known nodes: m1, m2"), "{err}");
+}
