@@ -107,6 +107,14 @@ impl Host {
         self.registry.spawn(cmd)
     }
 
+    /// Shorthand for `spawn(command(argv[0]).args(&argv[1..]))`.
+    pub fn spawn_argv<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Result<ProcessHandle> {
+        let (program, args) = argv.split_first().ok_or(Error::EmptyCommand)?;
+        let mut cmd = self.command(program);
+        cmd.args(args);
+        self.spawn(cmd)
+    }
+
     /// Takes the host's link down, like pulling its cable: the switch-side end of the veth goes
     /// down, so the host's `eth0` loses carrier (LOWERLAYERDOWN, which daemons watching netlink
     /// see as link down) and the host can neither send nor receive anything through the switch.

@@ -56,3 +56,18 @@ pub use nix::sys::signal::Signal;
 pub use partition::PartitionGuard;
 pub use process::ProcessHandle;
 pub use topology::{BRIDGE, DEFAULT_SUBNET, FIRST_HOST, Topology, TopologyBuilder};
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn topology_hosts_handles_and_guards_can_be_shared_across_threads() {
+        // Drills sample has_address from one thread while another moves the VIP.
+        assert_send_sync::<crate::Topology>();
+        assert_send_sync::<crate::Host>();
+        assert_send_sync::<crate::ProcessHandle>();
+        assert_send_sync::<crate::PartitionGuard>();
+        assert_send_sync::<crate::Error>();
+    }
+}

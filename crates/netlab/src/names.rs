@@ -157,6 +157,45 @@ pub fn list_namespaces() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Whether `/run/netns` is already a mount point (`ip netns add` makes it one the first time).
+fn netns_dir_is_mount() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split_whitespace().nth(4) == Some(NETNS_DIR))
+        })
+        .unwrap_or(false)
+}
+
+/// `ip netns add <ns>`.
+///
+/// The very first `ip netns add` on a machine turns `/run/netns` into a shared bind mount; two
+/// running at that moment can stack two such mounts and hide each other's namespace files.
+/// Until the mount exists, creations are serialised with a lock file (across processes too:
+/// parallel test binaries on a fresh CI machine).
+pub(crate) fn add_namespace(ns: &str) -> Result<()> {
+    if netns_dir_is_mount() {
+        return exec::ip(&["netns", "add", ns]).map(|_| ());
+    }
+    let lock_path = "/run/netlab.lock";
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_path)
+        .map_err(|source| Error::Spawn {
+            command: format!("open {lock_path}"),
+            source,
+        })?;
+    let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
+        |(_, errno)| Error::Spawn {
+            command: format!("flock {lock_path}"),
+            source: errno.into(),
+        },
+    )?;
+    exec::ip(&["netns", "add", ns]).map(|_| ())
+}
+
 /// Whether a named namespace exists.
 pub(crate) fn namespace_exists(ns: &str) -> bool {
     std::path::Path::new(NETNS_DIR).join(ns).exists()

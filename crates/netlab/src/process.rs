@@ -53,7 +53,10 @@ impl Registry {
             command,
             child: Mutex::new(child),
         });
-        lock(&self.procs).push(inner.clone());
+        let mut procs = lock(&self.procs);
+        // Forget processes that exited and were reaped, so a long-lived lab does not grow.
+        procs.retain(|p| !p.reaped());
+        procs.push(inner.clone());
         Ok(ProcessHandle { inner })
     }
 

@@ -245,7 +245,7 @@ impl Topology {
 
     fn create_switch(&mut self) -> Result<()> {
         let sw = self.switch_ns.clone();
-        exec::ip(&["netns", "add", &sw])?;
+        names::add_namespace(&sw)?;
         self.created.push(sw.clone());
         exec::ip_in(&sw, &["link", "set", "lo", "up"])?;
         // No STP (ports forward as soon as they are up) and no multicast snooping (every
@@ -273,7 +273,7 @@ impl Topology {
     fn create_host(&mut self, index: usize, name: String, addrs: Vec<Cidr>) -> Result<()> {
         let ns = names::host_ns(&self.base, &name);
         let port = port_name(index, &name);
-        exec::ip(&["netns", "add", &ns])?;
+        names::add_namespace(&ns)?;
         self.created.push(ns.clone());
         // Both ends are created directly in their namespaces: nothing appears in ours.
         exec::ip_in(

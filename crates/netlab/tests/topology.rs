@@ -389,9 +389,7 @@ fn process_handle_freezes_thaws_and_terminates_the_group() {
     netlab::require_root!();
     let t = three();
     let a = t.host("a").unwrap();
-    let mut cmd = a.command("sleep");
-    cmd.arg("600");
-    let p = a.spawn(cmd).unwrap();
+    let p = a.spawn_argv(&["sleep", "600"]).unwrap();
     assert!(p.is_running());
     p.freeze().unwrap();
     assert!(
@@ -553,12 +551,29 @@ fn cleanup_stale_removes_namespaces_of_a_dead_owner_only() {
         .args(["netns", "exec", &stale, "sleep", "600"])
         .spawn()
         .unwrap();
+    let in_ns = || {
+        let o = std::process::Command::new("ip")
+            .args(["netns", "pids", &stale])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .any(|p| p == daemon.id().to_string())
+    };
+    assert!(eventually(in_ns), "the daemon entered the namespace");
     let removed = netlab::cleanup_stale().unwrap();
     assert!(removed.contains(&stale), "{removed:?}");
     assert!(!ns_exists(&stale));
-    // The daemon was killed; we are its parent, so reap it.
-    let status = daemon.wait().unwrap();
-    assert!(!status.success());
+    // The daemon was killed; we are its parent, so reap it (and never hang on failure).
+    let died = eventually(|| matches!(daemon.try_wait(), Ok(Some(_))));
+    if !died {
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
+    assert!(
+        died,
+        "cleanup_stale killed the process inside the stale namespace"
+    );
     // Live owners are untouched.
     assert!(ns_exists(live.switch_ns()));
     assert!(reaches(live.host("a").unwrap(), live.host("b").unwrap()));
