@@ -624,6 +624,8 @@ fn vip_interface(c: &Cluster, node: &Node, out: &mut Out) {
                 .map(|v4| IpAddr::V4(v4.ip()))
                 .or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
         })
+        // Only the VIP's family matters (and IPv6 link-local addresses are always there).
+        .filter(|a| a.is_ipv4() == c.vip.address.addr.is_ipv4())
         .collect();
     let vip = c.vip.address;
     if let Some(a) = ips.iter().find(|a| vip.contains(**a) && **a != vip.addr) {
