@@ -237,6 +237,14 @@ fn port_name(i: usize, host: &str) -> String {
     s
 }
 
+/// The host index encoded in a port name made by [`port_name`].
+fn port_index(port: &str) -> usize {
+    port.strip_prefix('p')
+        .and_then(|r| r.split('-').next())
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(usize::MAX)
+}
+
 impl Topology {
     /// Starts declaring a topology.
     pub fn builder() -> TopologyBuilder {
@@ -368,7 +376,8 @@ impl Topology {
                 .collect();
             hosts.push(host);
         }
-        hosts.sort_by(|a, b| a.port.len().cmp(&b.port.len()).then(a.port.cmp(&b.port)));
+        // Builder order is the index in the port name `p<i>-<host>`.
+        hosts.sort_by_key(|h| port_index(&h.port));
         let mut created = vec![switch_ns.clone()];
         created.extend(hosts.iter().map(|h| h.ns.clone()));
         Ok(Topology {
@@ -567,5 +576,7 @@ mod tests {
         assert!(p1.len() <= 15 && p10.len() <= 15);
         assert_ne!(p1, p10);
         assert_eq!(port_name(0, "m1"), "p0-m1");
+        assert_eq!(port_index(&p10), 10);
+        assert_eq!(port_index("br0"), usize::MAX);
     }
 }

@@ -603,6 +603,8 @@ fn named_lab_persists_reopens_and_is_destroyed_by_name() {
     assert!(ns_exists(&switch), "a persisted lab outlives its value");
     assert!(daemon.is_running(), "and so do its processes");
     assert!(netlab::list_labs().unwrap().contains(&lab));
+    netlab::cleanup_stale().unwrap();
+    assert!(ns_exists(&switch), "cleanup_stale leaves named labs alone");
 
     let again = Topology::open(&lab).unwrap();
     assert!(again.is_persistent());
