@@ -85,6 +85,7 @@ pub(crate) async fn run(
             tracing::debug!(%peer, backend = %backend.addr, "closing session: idle timeout");
         }
     }
+    tracing::debug!(%peer, backend = %backend.addr, "session ended");
     drop(active);
 }
 
@@ -127,6 +128,11 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
                     b.connect_succeeded(pool.checks_enabled);
                     return Some((s, active));
                 }
+                Ok(Err(e)) if local_shortage(&e) => {
+                    // Our own fd or port exhaustion says nothing about the backend.
+                    tracing::warn!(%peer, backend = %b.addr, error = %e, "cannot open backend socket");
+                    return None;
+                }
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("connect timed out after {:?}", pool.connect_timeout),
             };
@@ -135,6 +141,14 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
         }
     }
     None
+}
+
+fn local_shortage(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
+        e.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM | Errno::EADDRNOTAVAIL)
+    )
 }
 
 fn tune(s: &TcpStream, keepalive: Option<Duration>) {
