@@ -43,7 +43,7 @@ fn refused_connect_is_retried_on_the_next_backend_so_clients_never_see_it() {
 #[test]
 fn backend_crash_under_steady_load_fails_no_new_connection() {
     in_netns(|| async {
-        let mut ns = vec![
+        let mut ns = [
             Nginx::start().await,
             Nginx::start().await,
             Nginx::start().await,
