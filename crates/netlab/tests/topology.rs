@@ -644,3 +644,24 @@ fn explicit_destroy_removes_everything() {
         assert!(!ns_exists(ns));
     }
 }
+
+#[test]
+fn failed_build_removes_what_it_created() {
+    netlab::require_root!();
+    let lab = format!("fail{}", std::process::id());
+    // The kernel refuses a multicast IPv6 address, after the switch and host a exist.
+    let err = Topology::builder()
+        .lab_name(&lab)
+        .hosts(["a", "b"])
+        .extra_address("b", "ff02::1/64")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::CommandFailed { .. }), "{err}");
+    let prefix = format!("hpl-lab-{lab}-");
+    let left: Vec<String> = netlab::list_namespaces()
+        .unwrap()
+        .into_iter()
+        .filter(|ns| ns.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
