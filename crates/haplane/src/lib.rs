@@ -7,6 +7,7 @@
 
 pub mod daemon;
 pub mod demo;
+pub mod etcd;
 pub mod garp;
 pub mod netlink;
 pub mod status;

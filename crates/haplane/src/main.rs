@@ -35,12 +35,77 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Validate the inventory and render kubeadm, etcd, haplane, keepalived and haproxy files
+    /// plus a runbook for every node into a directory.
+    Plan {
+        /// The cluster file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Output directory (created; files are overwritten).
+        #[arg(long, short)]
+        out: PathBuf,
+        /// kubeadm API version of the rendered configs.
+        #[arg(long, value_enum, default_value = "v1beta4")]
+        kubeadm_api: KubeadmApiArg,
+    },
+    /// Check this host before kubeadm init/join: ports, directories, swap, kernel settings,
+    /// hostname, firewall, SELinux, time sync, runtime, VIP interface, VRID in use.
+    Preflight {
+        /// The cluster file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// This node's name; by default the node whose address is on this host.
+        #[arg(long)]
+        node: Option<String>,
+        /// Print JSON instead of PASS/WARN/FAIL lines.
+        #[arg(long)]
+        json: bool,
+        /// Look for /etc/kubernetes and /var/lib/etcd under this directory.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// How long to listen for another VRRP router using our VRID (0s skips).
+        #[arg(long, default_value = "3s")]
+        vrrp_listen: config::Dur,
+    },
+    /// Write a haplane cluster file to stdout from an existing keepalived.conf (and haproxy.cfg).
+    Import {
+        /// keepalived.conf to read (includes are followed).
+        #[arg(long)]
+        keepalived: PathBuf,
+        /// haproxy.cfg to read.
+        #[arg(long)]
+        haproxy: Option<PathBuf>,
+    },
+    /// etcd maintenance.
+    Etcd {
+        #[command(subcommand)]
+        command: EtcdCommand,
+    },
     /// Two VRRP nodes in network namespaces: elect, fail over, preempt, hand over (needs root).
     Demo {
         /// VRRP advert interval for the demo.
         #[arg(long, default_value = "100ms")]
         advert: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum EtcdCommand {
+    /// Stream a snapshot through the maintenance API, verify its hash and write it atomically.
+    Snapshot {
+        /// The cluster file (its etcd section says how to connect).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to write the snapshot.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum KubeadmApiArg {
+    V1beta4,
+    V1beta3,
 }
 
 fn main() -> ExitCode {
@@ -95,6 +160,137 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
+        Command::Plan {
+            config,
+            out,
+            kubeadm_api,
+        } => {
+            let cluster = match plan::parse(
+                &std::fs::read_to_string(&config)
+                    .with_context(|| format!("cannot read {}", config.display()))?,
+                &config,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let findings = plan::validate(&cluster);
+            for f in &findings {
+                eprintln!("{f}");
+            }
+            if findings
+                .iter()
+                .any(|f| f.severity == config::Severity::Error)
+            {
+                eprintln!("{}: not rendered; fix the errors above", config.display());
+                return Ok(ExitCode::from(1));
+            }
+            let options = plan::PlanOptions {
+                kubeadm_api: match kubeadm_api {
+                    KubeadmApiArg::V1beta4 => plan::KubeadmApi::V1beta4,
+                    KubeadmApiArg::V1beta3 => plan::KubeadmApi::V1beta3,
+                },
+                ..plan::PlanOptions::default()
+            };
+            let rendered = plan::render(&cluster, &options)?;
+            plan::write_plan(&rendered, &out)?;
+            println!(
+                "wrote {} files to {}; start with {}/README.md",
+                rendered.files.len(),
+                out.display(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preflight {
+            config,
+            node,
+            json,
+            root,
+            vrrp_listen,
+        } => {
+            let (cluster, _) = match config::Cluster::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let local: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
+                .context("cannot list this host's addresses")?
+                .filter_map(|i| i.address)
+                .filter_map(|a| {
+                    a.as_sockaddr_in()
+                        .map(|v4| std::net::IpAddr::V4(v4.ip()))
+                        .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
+                })
+                .collect();
+            let me = cluster.find_node(node.as_deref(), &local)?.clone();
+            let options = plan::PreflightOptions {
+                root,
+                vrrp_listen: vrrp_listen.get(),
+                ..plan::PreflightOptions::default()
+            };
+            let results = plan::preflight(&cluster, &me, &options);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                for r in &results {
+                    println!("{r}");
+                }
+            }
+            let failed = results
+                .iter()
+                .filter(|r| r.status == plan::CheckStatus::Fail)
+                .count();
+            if failed > 0 {
+                eprintln!("preflight: {failed} check(s) failed on node {}", me.name);
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Import {
+            keepalived,
+            haproxy,
+        } => {
+            let result = plan::import(&keepalived, haproxy.as_deref())?;
+            print!("{}", result.cluster_yaml);
+            for u in &result.unmapped {
+                eprintln!(
+                    "not mapped: {}:{}: {} ({})",
+                    u.file.display(),
+                    u.line,
+                    u.text,
+                    u.reason
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Etcd {
+            command: EtcdCommand::Snapshot { config, out },
+        } => {
+            let (cluster, _) = config::Cluster::load(&config)?;
+            let etcd = haplane::etcd::etcd_config(&cluster)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let info = rt.block_on(async {
+                let mut client = elect::connect(&etcd).await?;
+                elect::snapshot(&mut client, &out).await
+            })?;
+            println!(
+                "snapshot {} ({} bytes, revision {}, sha256 {})",
+                info.path.display(),
+                info.size,
+                info.revision
+                    .map_or("unknown".to_string(), |r| r.to_string()),
+                info.sha256
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { advert } => {
             let exe = std::env::current_exe().context("cannot find the haplane binary")?;
             let logs = std::env::temp_dir().join(format!("haplane-demo-{}", std::process::id()));

@@ -14,7 +14,8 @@ fn check(text: &str) -> (i32, String) {
     let path = dir.path().join("cluster.yaml");
     std::fs::write(&path, text).unwrap();
     let out = haplane(&["check", "--config", path.to_str().unwrap()]);
-    let all = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!all.contains("panicked"), "haplane panicked:\n{all}");
     (out.status.code().unwrap_or(-1), all)
 }
@@ -30,7 +31,10 @@ vip: {address: 192.0.2.100/24, interface: eth0, vrid: 51}
 fn a_good_file_passes_with_a_summary() {
     let (code, out) = check(GOOD);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("ok (2 nodes, VIP 192.0.2.100/24, VRID 51"), "{out}");
+    assert!(
+        out.contains("ok (2 nodes, VIP 192.0.2.100/24, VRID 51"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -53,7 +57,15 @@ fn yaml_syntax_errors_carry_line_and_column() {
 
 #[test]
 fn arbitrary_garbage_is_an_error_not_a_panic() {
-    for text in ["", "\0\0\0", "- - - -", "nodes: 7", "cluster: x\nnodes: [{}]\n", "{{{{", "vip: !!binary AAAA"] {
+    for text in [
+        "",
+        "\0\0\0",
+        "- - - -",
+        "nodes: 7",
+        "cluster: x\nnodes: [{}]\n",
+        "{{{{",
+        "vip: !!binary AAAA",
+    ] {
         let (code, _) = check(text);
         assert_eq!(code, 1, "{text:?} must be rejected");
     }
@@ -64,7 +76,10 @@ fn a_missing_file_is_named() {
     let out = haplane(&["check", "--config", "/nonexistent/cluster.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot read /nonexistent/cluster.yaml"), "{err}");
+    assert!(
+        err.contains("cannot read /nonexistent/cluster.yaml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -82,5 +97,8 @@ fn run_with_an_unknown_node_explains_how_to_pick_one() {
     let out = haplane(&["run", "--config", path.to_str().unwrap(), "--node", "m9"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("node \"m9\" is not listed under nodes; known nodes: m1, m2"), "{err}");
+    assert!(
+        err.contains("node \"m9\" is not listed under nodes; known nodes: m1, m2"),
+        "{err}"
+    );
 }
