@@ -141,7 +141,10 @@ mod tests {
         assert!(matches!("1".parse::<Dur>(), Err(DurationError::Unit(_))));
         assert!(matches!("1d".parse::<Dur>(), Err(DurationError::Unit(_))));
         assert!(matches!("-1s".parse::<Dur>(), Err(DurationError::Unit(_))));
-        assert!(matches!("..s".parse::<Dur>(), Err(DurationError::Number(_))));
+        assert!(matches!(
+            "..s".parse::<Dur>(),
+            Err(DurationError::Number(_))
+        ));
         assert_eq!("".parse::<Dur>(), Err(DurationError::Empty));
     }
 

@@ -18,7 +18,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use duration::{Dur, DurationError};
-pub use validate::{Finding, Severity};
+pub use validate::{Finding, Severity, parse_status_range};
 
 /// Why a cluster file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +153,9 @@ impl IpNet {
     pub fn contains(&self, other: IpAddr) -> bool {
         match (self.addr, other) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(a) & mask == u32::from(b) & mask
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
@@ -180,10 +182,9 @@ impl FromStr for IpNet {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address with a prefix, like 192.0.2.100/24"))?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| {
+            format!("{s:?} is not an IP address with a prefix, like 192.0.2.100/24")
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) => p

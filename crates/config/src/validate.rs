@@ -221,7 +221,10 @@ fn vip(c: &Cluster, f: &mut Findings) {
                     "VRRPv2 carries IPv4 only (RFC 3768); use version: 3 for an IPv6 VIP",
                 );
             }
-            if advert.subsec_nanos() != 0 || advert < Duration::from_secs(1) || advert.as_secs() > 255 {
+            if advert.subsec_nanos() != 0
+                || advert < Duration::from_secs(1)
+                || advert.as_secs() > 255
+            {
                 f.error(
                     "vip.advertInterval",
                     format!(
@@ -278,10 +281,7 @@ fn vip(c: &Cluster, f: &mut Findings) {
         );
     }
     if v.preempt_delay.get() > Duration::ZERO && !v.preempt {
-        f.warn(
-            "vip.preemptDelay",
-            "has no effect with preempt: false",
-        );
+        f.warn("vip.preemptDelay", "has no effect with preempt: false");
     }
     if v.unicast && c.masters().count() < 2 {
         f.warn(
@@ -298,7 +298,10 @@ fn vip(c: &Cluster, f: &mut Findings) {
     if let Some(cmd) = &v.notify
         && cmd.is_empty()
     {
-        f.error("vip.notify", "an empty command; remove the key or give a program");
+        f.error(
+            "vip.notify",
+            "an empty command; remove the key or give a program",
+        );
     }
     let mut track_names: HashMap<&str, usize> = HashMap::new();
     for (i, t) in v.track.iter().enumerate() {
@@ -309,7 +312,10 @@ fn vip(c: &Cluster, f: &mut Findings) {
         if let Some(first) = track_names.insert(&t.name, i) {
             f.error(
                 format!("{at}.name"),
-                format!("{:?} is also vip.track[{first}]; names must be unique", t.name),
+                format!(
+                    "{:?} is also vip.track[{first}]; names must be unique",
+                    t.name
+                ),
             );
         }
         if t.command.is_empty() {
@@ -391,12 +397,12 @@ fn load_balancer(c: &Cluster, f: &mut Findings) {
             ),
         );
     }
-    for (key, d) in [
-        ("interval", hc.interval),
-        ("timeout", hc.timeout),
-    ] {
+    for (key, d) in [("interval", hc.interval), ("timeout", hc.timeout)] {
         if d.get().is_zero() {
-            f.error(format!("loadBalancer.healthCheck.{key}"), "must be greater than 0s");
+            f.error(
+                format!("loadBalancer.healthCheck.{key}"),
+                "must be greater than 0s",
+            );
         }
     }
     if hc.rise == 0 {
@@ -504,7 +510,10 @@ fn etcd(c: &Cluster, f: &mut Findings) {
         if let Some(first) = names.insert(&e.name, i) {
             f.error(
                 format!("{at}.name"),
-                format!("{:?} is also elections[{first}]; names must be unique", e.name),
+                format!(
+                    "{:?} is also elections[{first}]; names must be unique",
+                    e.name
+                ),
             );
         }
         if e.manifest.is_none() && e.exec.is_none() {

@@ -220,12 +220,17 @@ fn a_track_weight_outside_keepalived_range_is_an_error() {
 #[test]
 fn a_listener_on_the_apiserver_port_of_a_master_clashes_seed_002() {
     let text = format!("{GOOD}loadBalancer: {{listen: [\"0.0.0.0:6443\"]}}\n");
-    assert_error(&text, "loadBalancer.listen[0]", "clashes with the apiserver");
+    assert_error(
+        &text,
+        "loadBalancer.listen[0]",
+        "clashes with the apiserver",
+    );
 }
 
 #[test]
 fn a_sub_second_lease_ttl_is_rejected_because_etcd_uses_whole_seconds() {
-    let text = format!("{GOOD}etcd: {{endpoints: [\"http://192.0.2.11:2379\"], leaseTtl: 500ms}}\n");
+    let text =
+        format!("{GOOD}etcd: {{endpoints: [\"http://192.0.2.11:2379\"], leaseTtl: 500ms}}\n");
     assert_error(&text, "etcd.leaseTtl", "whole seconds");
 }
 

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 use vrrp::{Action, DiscardReason, Incoming, Router, RouterConfig, State, TrackedCheck, Version};
 
+use crate::balance;
 use crate::garp::Announcer;
 use crate::netlink::{Netlink, NetlinkError};
 use crate::status::{self, CheckStatus, Hub, RouterCounters, RouterStatus};
@@ -41,6 +42,9 @@ pub enum DaemonError {
     /// The status server could not start.
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    /// The balancer could not start.
+    #[error("cannot start the load balancer on node {node}: {source}")]
+    Balancer { node: String, source: lb::LbError },
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
@@ -72,6 +76,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         .map_err(DaemonError::Signals)?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(DaemonError::Signals)?;
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(DaemonError::Signals)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         tokio::select! {
@@ -81,6 +87,29 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         let _ = stop_tx.send(true);
     });
 
+    let balancer = match balance::lb_config(&cluster, &node) {
+        Some(cfg) => {
+            let listen = cfg.listen.clone();
+            let b = lb::Balancer::start(cfg)
+                .await
+                .map_err(|source| DaemonError::Balancer {
+                    node: node.name.clone(),
+                    source,
+                })?;
+            info!(node = %node.name, ?listen, "load balancer listening");
+            let b = Arc::new(b);
+            hub.add_section(
+                "load_balancer",
+                Arc::new(balance::BalancerSection(b.clone())),
+            );
+            Some(b)
+        }
+        None => None,
+    };
+    let reloader = balancer
+        .clone()
+        .map(|b| tokio::spawn(reload_loop(opts.config.clone(), node.clone(), b, hup)));
+
     if node.is(Role::Master) {
         let runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
         runner.run(stop_rx).await?;
@@ -88,6 +117,23 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         info!(node = %node.name, "not a master: no VRRP router on this node");
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|s| *s).await;
+    }
+
+    // The VIP has been handed over; now let established tunnels finish.
+    if let Some(task) = reloader {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Some(b) = balancer {
+        hub.remove_section("load_balancer");
+        let timeout = cluster.load_balancer.drain_timeout.get();
+        match Arc::try_unwrap(b) {
+            Ok(b) => {
+                info!(node = %node.name, "draining the load balancer (up to {timeout:?})");
+                b.drain(timeout).await;
+            }
+            Err(_) => warn!(node = %node.name, "load balancer still referenced; not draining"),
+        }
     }
     info!(node = %node.name, "stopped");
     Ok(())
@@ -597,4 +643,50 @@ fn spawn_track_script(
             }
         }
     });
+}
+
+/// Reload the balancer's backends, policy and checks on SIGHUP or when the cluster file
+/// changes (checked every 2 s). A file that fails validation is logged and ignored: the
+/// running configuration stays, and established connections are never dropped.
+async fn reload_loop(
+    path: PathBuf,
+    node: Node,
+    balancer: Arc<lb::Balancer>,
+    mut hup: tokio::signal::unix::Signal,
+) {
+    let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = modified(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        let reason = tokio::select! {
+            _ = hup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                let now = modified(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                "the cluster file changed"
+            }
+        };
+        let cluster = match Cluster::load(&path) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                error!(node = %node.name, "reload after {reason} refused, keeping the running config: {e}");
+                continue;
+            }
+        };
+        let Some(me) = cluster.node(&node.name) else {
+            error!(node = %node.name, "reload after {reason} refused: this node is no longer listed");
+            continue;
+        };
+        let Some(cfg) = balance::lb_config(&cluster, me) else {
+            warn!(node = %node.name, "reload after {reason}: the balancer was disabled; restart to stop it");
+            continue;
+        };
+        match balancer.reload(cfg).await {
+            Ok(()) => info!(node = %node.name, "load balancer reloaded after {reason}"),
+            Err(e) => error!(node = %node.name, "load balancer reload after {reason} failed: {e}"),
+        }
+    }
 }

@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod balance;
 pub mod daemon;
 pub mod demo;
 pub mod etcd;

@@ -134,6 +134,13 @@ impl Hub {
             .insert(name.to_string(), section);
     }
 
+    pub fn remove_section(&self, name: &str) {
+        self.sections
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
+    }
+
     pub fn routers(&self) -> Vec<RouterStatus> {
         self.routers
             .read()

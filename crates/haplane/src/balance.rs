@@ -1,0 +1,186 @@
+//! The apiserver balancer inside the daemon: config mapping, status, metrics and reload.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use config::{CheckType, Cluster, Node, Role};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::status::Section;
+
+/// The balancer settings for `node`: masters listen on `loadBalancer.listen` (the VIP),
+/// workers on `loadBalancer.nodeLocalListen` (127.0.0.1). None when this node balances nothing.
+pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
+    let c = &cluster.load_balancer;
+    if !c.enabled {
+        return None;
+    }
+    let listens = if node.is(Role::Master) {
+        &c.listen
+    } else if node.is(Role::Worker) {
+        &c.node_local_listen
+    } else {
+        return None;
+    };
+    let listen: Vec<SocketAddr> = listens.iter().map(|l| cluster.resolve_listen(*l)).collect();
+    if listen.is_empty() {
+        return None;
+    }
+    let hc = &c.health_check;
+    let (lo, hi) = config::parse_status_range(&hc.expect_status).unwrap_or((200, 299));
+    let http = lb::HttpCheck {
+        path: hc.path.clone(),
+        host: None,
+        expect_status: lo..=hi,
+    };
+    let kind = match hc.kind {
+        CheckType::Tcp => lb::CheckKind::Tcp,
+        CheckType::Http => lb::CheckKind::Http(http),
+        CheckType::Https => lb::CheckKind::Https(
+            http,
+            lb::TlsCheck {
+                ca_file: hc.ca_file.clone(),
+                client_cert: hc.cert_file.clone(),
+                client_key: hc.key_file.clone(),
+                insecure_skip_verify: hc.insecure_skip_verify,
+                server_name: None,
+            },
+        ),
+    };
+    Some(lb::LbConfig {
+        listen,
+        backends: cluster
+            .lb_backends()
+            .iter()
+            .map(|b| lb::BackendConfig {
+                addr: b.address,
+                weight: b.weight,
+            })
+            .collect(),
+        policy: match c.policy {
+            config::Policy::RoundRobin => lb::Policy::RoundRobin,
+            config::Policy::LeastConnections => lb::Policy::LeastConnections,
+            config::Policy::RandomTwoChoices => lb::Policy::RandomTwoChoices,
+        },
+        health_check: lb::HealthCheckConfig {
+            kind,
+            interval: hc.interval.get(),
+            timeout: hc.timeout.get(),
+            rise: hc.rise,
+            fall: hc.fall,
+            ..lb::HealthCheckConfig::default()
+        },
+        connect_timeout: c.connect_timeout.get(),
+        passive_fall: c.passive_fall,
+        shutdown_sessions_on_down: c.shutdown_sessions_on_down,
+        idle_timeout: c.idle_timeout.map(|d| d.get()),
+        tcp_keepalive: c.tcp_keepalive.map(|d| d.get()),
+        max_connections: c.max_connections,
+        max_connections_per_backend: c.max_connections_per_backend,
+        drain_timeout: c.drain_timeout.get(),
+        splice: c.splice,
+        ..lb::LbConfig::default()
+    })
+}
+
+/// The balancer's part of /status and /metrics.
+pub struct BalancerSection(pub Arc<lb::Balancer>);
+
+impl Section for BalancerSection {
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.snapshot()).unwrap_or_default()
+    }
+
+    fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.snapshot();
+        {
+            let mut m = encoder.encode_descriptor(
+                "haplane_lb_backend_up",
+                "1 while the backend passes its health checks.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for b in &s.backends {
+                let addr = b.address.to_string();
+                ConstGauge::new(i64::from(b.up))
+                    .encode(m.encode_family(&[("backend", addr.as_str())])?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "haplane_lb_backend_active_connections",
+                "Open tunnels to the backend.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for b in &s.backends {
+                let addr = b.address.to_string();
+                ConstGauge::new(b.active_connections as i64)
+                    .encode(m.encode_family(&[("backend", addr.as_str())])?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "haplane_lb_backend_check_latency_seconds",
+                "Duration of the last health check.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for b in &s.backends {
+                let addr = b.address.to_string();
+                ConstGauge::new(b.check_latency_seconds.unwrap_or(f64::NAN))
+                    .encode(m.encode_family(&[("backend", addr.as_str())])?)?;
+            }
+        }
+        type Get = fn(&lb::BackendStatus) -> u64;
+        let counters: [(&str, &str, Get); 5] = [
+            (
+                "haplane_lb_backend_connections",
+                "Tunnels opened to the backend.",
+                |b| b.total_connections,
+            ),
+            (
+                "haplane_lb_backend_bytes_to_backend",
+                "Bytes sent to the backend.",
+                |b| b.bytes_to_backend,
+            ),
+            (
+                "haplane_lb_backend_bytes_from_backend",
+                "Bytes received from the backend.",
+                |b| b.bytes_from_backend,
+            ),
+            (
+                "haplane_lb_backend_connect_errors",
+                "Failed connects to the backend.",
+                |b| b.connect_errors,
+            ),
+            (
+                "haplane_lb_backend_sessions_closed_on_down",
+                "Sessions closed because the backend went down.",
+                |b| b.sessions_closed_on_down,
+            ),
+        ];
+        for (name, help, get) in counters {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for b in &s.backends {
+                let addr = b.address.to_string();
+                ConstCounter::new(get(b))
+                    .encode(m.encode_family(&[("backend", addr.as_str())])?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "haplane_lb_active_connections",
+                "Open client connections.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(s.active_connections as i64)
+                .encode(m.encode_family(&[("listener", "all")])?)?;
+        }
+        Ok(())
+    }
+}

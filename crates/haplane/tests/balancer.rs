@@ -1,0 +1,171 @@
+//! The balancer inside the daemon: a client reaches real nginx backends through VIP:6443, a
+//! killed backend is routed around and shown as down in /status, and SIGHUP reloads backends.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use support::{Cfg, Lab, VIP};
+
+/// Start nginx on `host`, serving its own name on ADDRESS:8080.
+fn start_nginx(lab: &mut Lab, host: &str) -> usize {
+    let dir = lab.dir.path().join(format!("nginx-{host}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = lab.host(host).address();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  server {{ listen {addr}:8080; location / {{ return 200 \"{host}\\n\"; }} }}\n}}\n",
+        d = dir.display()
+    );
+    let path = lab.write(&format!("nginx-{host}.conf"), &conf);
+    let log = dir.join("stderr.log");
+    let mut cmd = lab.host(host).command("nginx");
+    cmd.arg("-c")
+        .arg(&path)
+        .arg("-e")
+        .arg(dir.join("error.log"));
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let handle = lab.host(host).spawn(cmd).unwrap();
+    lab.daemons.push(support::Daemon {
+        name: format!("nginx on {host}"),
+        handle,
+        log,
+    });
+    lab.daemons.len() - 1
+}
+
+/// One HTTP request from `host` to VIP:6443; the body, or the error.
+fn get(lab: &Lab, host: &str) -> Result<String, String> {
+    lab.host(host)
+        .enter(|| -> Result<String, String> {
+            let mut s = TcpStream::connect_timeout(
+                &format!("{VIP}:6443").parse().unwrap(),
+                Duration::from_secs(2),
+            )
+            .map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+            out.split_once("\r\n\r\n")
+                .map(|(_, b)| b.trim().to_string())
+                .ok_or_else(|| format!("no HTTP response: {out:?}"))
+        })
+        .unwrap()
+}
+
+fn backend_up(lab: &Lab, host: &str, backend: &str) -> Option<bool> {
+    let status = lab.status(host);
+    status["load_balancer"]["backends"]
+        .as_array()?
+        .iter()
+        .find(|b| b["address"] == backend)
+        .and_then(|b| b["up"].as_bool())
+}
+
+#[test]
+fn clients_reach_backends_through_the_vip_and_a_killed_backend_is_routed_around() {
+    if support::skip() {
+        return;
+    }
+    let mut cfg = Cfg::new(&[("m1", "192.0.2.11", 150), ("m2", "192.0.2.12", 100)]);
+    let lb = "apiServer: {port: 8080}\nloadBalancer:\n  healthCheck: {type: http, path: /, interval: 200ms, timeout: 200ms, rise: 2, fall: 2}\n";
+    cfg.extra_vip = String::new();
+    let mut lab = Lab::new(&["m1", "m2", "c"]);
+    let path = lab.write("cluster.yaml", &(cfg.yaml() + lb));
+    let nginx_m1 = start_nginx(&mut lab, "m1");
+    start_nginx(&mut lab, "m2");
+    lab.start_haplane("m1", &path);
+    lab.start_haplane("m2", &path);
+    lab.wait_holders(&["m1"], Duration::from_secs(6));
+
+    // Both backends answer, round-robin.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 && Instant::now() < deadline {
+        if let Ok(body) = get(&lab, "c") {
+            seen.insert(body);
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["m1", "m2"],
+        "{}",
+        lab.logs()
+    );
+
+    lab.daemons[nginx_m1].handle.kill().unwrap();
+    let killed = Instant::now();
+    // No request fails: a refused connect is retried on the next backend at once.
+    while killed.elapsed() < Duration::from_secs(2) {
+        assert_eq!(get(&lab, "c").as_deref(), Ok("m2"), "{}", lab.logs());
+    }
+    assert_eq!(
+        backend_up(&lab, "m1", "192.0.2.11:8080"),
+        Some(false),
+        "{}",
+        lab.logs()
+    );
+    let metrics = lab.http_get("m1", "/metrics");
+    assert!(
+        metrics.contains("haplane_lb_backend_up{backend=\"192.0.2.11:8080\"} 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn sighup_reloads_the_backends_from_the_cluster_file() {
+    if support::skip() {
+        return;
+    }
+    let cfg = Cfg::new(&[("m1", "192.0.2.11", 150)]);
+    let lb = |backends: &str| {
+        format!(
+            "apiServer: {{port: 8080}}\nloadBalancer:\n  backends: [{backends}]\n  healthCheck: {{type: tcp, interval: 200ms, timeout: 200ms, rise: 1, fall: 1}}\n"
+        )
+    };
+    let mut lab = Lab::new(&["m1", "m2", "c"]);
+    let path = lab.write(
+        "cluster.yaml",
+        &(cfg.yaml() + &lb("{address: \"192.0.2.11:8080\"}")),
+    );
+    start_nginx(&mut lab, "m1");
+    start_nginx(&mut lab, "m2");
+    let m1 = lab.start_haplane("m1", &path);
+    lab.wait_holders(&["m1"], Duration::from_secs(6));
+    for _ in 0..10 {
+        assert_eq!(get(&lab, "c").as_deref(), Ok("m1"), "{}", lab.logs());
+    }
+    std::fs::write(
+        &path,
+        cfg.yaml() + &lb("{address: \"192.0.2.11:8080\"}, {address: \"192.0.2.12:8080\"}"),
+    )
+    .unwrap();
+    lab.daemons[m1]
+        .handle
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if get(&lab, "c").as_deref() == Ok("m2") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "m2 never served after reload\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        lab.daemons[m1]
+            .log_text()
+            .contains("load balancer reloaded after SIGHUP"),
+        "{}",
+        lab.logs()
+    );
+}
