@@ -511,6 +511,9 @@ pub enum CheckType {
 fn default_check_path() -> String {
     "/readyz".into()
 }
+fn default_ca_file() -> Option<PathBuf> {
+    Some(PathBuf::from("/etc/kubernetes/pki/ca.crt"))
+}
 fn two() -> u32 {
     2
 }
@@ -546,8 +549,8 @@ pub struct HealthCheck {
     /// Skip TLS verification (explicit opt-in). Default false.
     #[serde(default)]
     pub insecure_skip_verify: bool,
-    /// CA bundle for HTTPS checks. Default none (system roots).
-    #[serde(default)]
+    /// CA bundle for HTTPS checks. Default /etc/kubernetes/pki/ca.crt (kubeadm's cluster CA).
+    #[serde(default = "default_ca_file")]
     pub ca_file: Option<PathBuf>,
     /// Client certificate for HTTPS checks. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -568,7 +571,7 @@ impl Default for HealthCheck {
             rise: 2,
             fall: 2,
             insecure_skip_verify: false,
-            ca_file: None,
+            ca_file: default_ca_file(),
             cert_file: None,
             key_file: None,
         }

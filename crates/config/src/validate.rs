@@ -411,6 +411,12 @@ fn load_balancer(c: &Cluster, f: &mut Findings) {
     if hc.fall == 0 {
         f.error("loadBalancer.healthCheck.fall", "must be at least 1");
     }
+    if hc.kind == crate::CheckType::Https && hc.ca_file.is_none() && !hc.insecure_skip_verify {
+        f.error(
+            "loadBalancer.healthCheck.caFile",
+            "HTTPS checks need the CA that signed the apiservers' certificates (kubeadm: /etc/kubernetes/pki/ca.crt), or insecureSkipVerify: true",
+        );
+    }
     if hc.cert_file.is_some() != hc.key_file.is_some() {
         f.error(
             "loadBalancer.healthCheck.certFile",

@@ -11,8 +11,20 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::status::Section;
 
+/// The CA file the HTTPS checks wait for, when it does not exist yet.
+pub fn missing_ca(cluster: &Cluster) -> Option<std::path::PathBuf> {
+    let hc = &cluster.load_balancer.health_check;
+    match (&hc.ca_file, hc.kind, hc.insecure_skip_verify) {
+        (Some(path), CheckType::Https, false) if !path.exists() => Some(path.clone()),
+        _ => None,
+    }
+}
+
 /// The balancer settings for `node`: masters listen on `loadBalancer.listen` (the VIP),
 /// workers on `loadBalancer.nodeLocalListen` (127.0.0.1). None when this node balances nothing.
+///
+/// Before `kubeadm init` the cluster CA does not exist, yet the VIP and the balancer must
+/// already run; until the CA appears, HTTPS checks fall back to TCP connects.
 pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
     let c = &cluster.load_balancer;
     if !c.enabled {
@@ -37,6 +49,7 @@ pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
         expect_status: lo..=hi,
     };
     let kind = match hc.kind {
+        CheckType::Https if missing_ca(cluster).is_some() => lb::CheckKind::Tcp,
         CheckType::Tcp => lb::CheckKind::Tcp,
         CheckType::Http => lb::CheckKind::Http(http),
         CheckType::Https => lb::CheckKind::Https(

@@ -89,6 +89,10 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
 
     let balancer = match balance::lb_config(&cluster, &node) {
         Some(cfg) => {
+            if let Some(ca) = balance::missing_ca(&cluster) {
+                warn!(node = %node.name, ca = %ca.display(),
+                    "the CA for HTTPS health checks does not exist yet; checking backends with TCP connects until it appears");
+            }
             let listen = cfg.listen.clone();
             let b = lb::Balancer::start(cfg)
                 .await
@@ -656,17 +660,23 @@ async fn reload_loop(
 ) {
     let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut last = modified(&path);
+    let mut waiting_for_ca = Cluster::load(&path)
+        .ok()
+        .and_then(|(c, _)| balance::missing_ca(&c));
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         let reason = tokio::select! {
             _ = hup.recv() => "SIGHUP",
             _ = tick.tick() => {
                 let now = modified(&path);
-                if now == last {
+                if now != last {
+                    last = now;
+                    "the cluster file changed"
+                } else if waiting_for_ca.as_ref().is_some_and(|ca| ca.exists()) {
+                    "the CA file appeared"
+                } else {
                     continue;
                 }
-                last = now;
-                "the cluster file changed"
             }
         };
         let cluster = match Cluster::load(&path) {
@@ -676,6 +686,7 @@ async fn reload_loop(
                 continue;
             }
         };
+        waiting_for_ca = balance::missing_ca(&cluster);
         let Some(me) = cluster.node(&node.name) else {
             error!(node = %node.name, "reload after {reason} refused: this node is no longer listed");
             continue;
