@@ -6,6 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub mod client;
+pub mod drill;
+pub mod http;
+pub mod procs;
+pub mod report;
+pub mod state;
+pub mod status;
+pub mod up;
+
+pub use drill::{DrillResult, Scenario, ScenarioResult};
+pub use state::LabState;
+pub use status::ClusterView;
+
 /// Errors of the lab and of `haplane status`.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
@@ -20,9 +33,53 @@ pub enum LabError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The requested thing is not implemented yet.
-    #[error("not implemented yet: {0}")]
-    Unimplemented(&'static str),
+    /// The lab's state file cannot be read.
+    #[error("{path}: bad lab state: {detail}")]
+    BadState {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No lab of that name exists.
+    #[error("no lab named {0:?}; start one with `haplane lab up --name {0}`")]
+    NoLab(String),
+    /// A lab of that name already exists.
+    #[error("lab {0:?} already exists; remove it with `haplane lab down --name {0}`")]
+    Exists(String),
+    /// A program the lab needs is missing.
+    #[error("missing: {0}")]
+    Missing(String),
+    /// Bad command-line arguments.
+    #[error("{0}")]
+    BadArgs(String),
+    /// A program could not be started.
+    #[error("cannot run {command}: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A program started but failed.
+    #[error("{command} failed: {detail}")]
+    StartFailed {
+        /// The command line.
+        command: String,
+        /// What it said.
+        detail: String,
+    },
+    /// The lab did not become healthy.
+    #[error("the lab is not healthy: {detail} (logs in {})", logs.display())]
+    NotHealthy {
+        /// What is still wrong.
+        detail: String,
+        /// Where the daemons' logs are.
+        logs: PathBuf,
+    },
+    /// The cluster file for `haplane status` is invalid.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// `haplane lab ...`
@@ -44,19 +101,23 @@ pub enum LabCommand {
         /// Number of workers (each runs haplane as a node-local balancer on 127.0.0.1).
         #[arg(long, default_value_t = 1)]
         workers: usize,
-        /// The lab's name.
+        /// The lab's name (letters, digits, _; at most 24).
         #[arg(long, default_value = "lab")]
         name: String,
         /// A kube-apiserver binary to start on each master; the balancers then serve 6443.
         #[arg(long)]
         apiserver: Option<PathBuf>,
+        /// VIP fencing: `quorum` (hold the VIP only with an etcd lease) or `none` (plain VRRP).
+        #[arg(long, default_value = "quorum", value_parser = ["quorum", "none"])]
+        fencing: String,
     },
     /// Inject failures while clients write through the VIP and the node-local balancer.
     Drill {
         /// The lab's name.
         #[arg(long, default_value = "lab")]
         name: String,
-        /// One scenario, or all.
+        /// A scenario (holder-crash, service-dies, graceful-shutdown, holder-partitioned,
+        /// etcd-member-lost, holder-freeze), a comma-separated list, or all.
         #[arg(long, default_value = "all")]
         scenario: String,
         /// Print the results as JSON.
@@ -77,7 +138,8 @@ pub enum LabCommand {
 /// `haplane status`
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The cluster file; the node addresses are queried from this machine.
+    /// The cluster file; every node is queried at its address (set status.listen to a
+    /// reachable address, or run this on the node for its own row).
     #[arg(long, short, conflicts_with = "lab")]
     pub config: Option<PathBuf>,
     /// A lab's name: each node is queried inside its namespace.
@@ -90,18 +152,172 @@ pub struct StatusArgs {
 
 /// Runs `haplane lab ...`; `haplane_exe` is the binary started on each node.
 pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> {
-    let _ = (args, haplane_exe);
-    Err(LabError::Unimplemented("lab"))
+    match args.command {
+        LabCommand::Up {
+            masters,
+            workers,
+            name,
+            apiserver,
+            fencing,
+        } => {
+            let st = up::up(&up::UpOptions {
+                name,
+                masters,
+                workers,
+                apiserver,
+                fencing,
+                haplane: haplane_exe.to_path_buf(),
+            })?;
+            let topo = netlab::Topology::open(&st.name)?;
+            print!("{}", up::describe(&st, &up::lab_view(&st, &topo)));
+            Ok(ExitCode::SUCCESS)
+        }
+        LabCommand::Drill {
+            name,
+            scenario,
+            json,
+            report,
+        } => {
+            let scenarios = Scenario::parse_list(&scenario)?;
+            let st = LabState::load(&name)?;
+            let r = drill::run(&st, &scenarios)?;
+            if let Some(path) = &report {
+                write_report(path, &r)?;
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&r).unwrap_or_else(|e| e.to_string())
+                );
+            } else {
+                print!("{}", drill::summary(&r));
+                if let Some(path) = &report {
+                    println!("report: {}", path.display());
+                }
+            }
+            Ok(if r.lost_writes == 0 && r.all_completed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        LabCommand::Down { name } => {
+            println!("{}", up::down(&name)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn write_report(path: &Path, r: &DrillResult) -> Result<(), LabError> {
+    std::fs::write(path, report::html(r)).map_err(|source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Runs `haplane status`.
 pub fn run_status(args: StatusArgs) -> Result<ExitCode, LabError> {
-    let _ = args;
-    Err(LabError::Unimplemented("status"))
+    let view = match (&args.config, &args.lab) {
+        (Some(cfg), _) => config_view(cfg)?,
+        (None, lab) => {
+            let name = lab.clone().unwrap_or_else(|| "lab".to_string());
+            let st = LabState::load(&name)?;
+            let topo = netlab::Topology::open(&st.name)?;
+            up::lab_view(&st, &topo)
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).unwrap_or_else(|e| e.to_string())
+        );
+    } else {
+        print!("{}", status::render_table(&view));
+    }
+    let healthy = view.vip_holders.len() == 1 && view.nodes.iter().all(|n| n.reachable);
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The cluster view from a cluster file: nodes queried at their addresses from here.
+fn config_view(path: &Path) -> Result<ClusterView, LabError> {
+    let (cluster, _) = config::Cluster::load(path).map_err(|e| LabError::Config(e.to_string()))?;
+    let listen = cluster.status.listen;
+    let endpoints = if cluster.etcd.is_some() {
+        cluster.etcd_endpoints()
+    } else {
+        Vec::new()
+    };
+    let targets: Vec<status::Target<'_>> = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            // A loopback status listener is reachable only on its own node.
+            let status_addr = if listen.ip().is_loopback() && status::is_local(n.address) {
+                listen
+            } else {
+                std::net::SocketAddr::new(n.address, listen.port())
+            };
+            let etcd_addr = endpoints
+                .iter()
+                .filter_map(|e| status::endpoint_addr(e))
+                .find(|a| a.ip() == n.address);
+            let master = n.roles.contains(&config::Role::Master);
+            status::Target {
+                name: n.name.clone(),
+                address: n.address,
+                role: if master { "master" } else { "worker" }.to_string(),
+                status_addr,
+                etcd_addr,
+                vip_present: None,
+                fetch: Box::new(status::direct),
+            }
+        })
+        .collect();
+    Ok(status::gather(
+        &cluster.cluster,
+        cluster.vip.address.addr,
+        &targets,
+    ))
 }
 
 /// The README's first command: `lab up`, `lab drill --report`, the summary, `lab down`.
+/// The report goes to `haplane-drill.html` in the current directory.
 pub fn demo(haplane_exe: &Path) -> Result<ExitCode, LabError> {
-    let _ = haplane_exe;
-    Err(LabError::Unimplemented("demo"))
+    let name = "demo";
+    // A demo left behind by a killed run is removed first.
+    let _ = up::down(name);
+    println!("haplane lab: 3 masters (etcd + haplane), 1 worker, in network namespaces");
+    let st = up::up(&up::UpOptions {
+        name: name.to_string(),
+        masters: 3,
+        workers: 1,
+        apiserver: None,
+        fencing: "quorum".to_string(),
+        haplane: haplane_exe.to_path_buf(),
+    })?;
+    let result = (|| {
+        let topo = netlab::Topology::open(&st.name)?;
+        print!("{}", up::describe(&st, &up::lab_view(&st, &topo)));
+        println!("\ndrill: six failures, about 90 s ...");
+        let r = drill::run(&st, &Scenario::ALL)?;
+        let path = PathBuf::from("haplane-drill.html");
+        write_report(&path, &r)?;
+        print!("\n{}", drill::summary(&r));
+        println!("report: {}", path.display());
+        Ok::<_, LabError>(r.lost_writes == 0 && r.all_completed)
+    })();
+    let down = up::down(name);
+    match (&result, down) {
+        (_, Ok(msg)) => println!("{msg}"),
+        (_, Err(e)) => eprintln!("lab down: {e}"),
+    }
+    Ok(if result? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -1,0 +1,491 @@
+//! `lab up` and `lab down`.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::LabError;
+use crate::procs;
+use crate::state::{LabState, NodeInfo, state_dir};
+use crate::status::{self, ClusterView, Target};
+
+/// The lab's VIP: outside netlab's host range (.11 upwards).
+pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 100);
+
+/// The elections every lab runs: stand-ins for the controller-manager and the scheduler.
+pub const ELECTIONS: [&str; 2] = ["controller-manager", "scheduler"];
+
+/// Options of `lab up`.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The lab's name.
+    pub name: String,
+    /// Number of masters.
+    pub masters: usize,
+    /// Number of workers.
+    pub workers: usize,
+    /// A kube-apiserver binary to run on each master.
+    pub apiserver: Option<std::path::PathBuf>,
+    /// `quorum` or `none`.
+    pub fencing: String,
+    /// The haplane binary.
+    pub haplane: std::path::PathBuf,
+}
+
+/// The cluster file for the lab.
+pub fn cluster_file(st: &LabState) -> String {
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "# Written by `haplane lab up`; the same file on every node."
+    );
+    let _ = writeln!(
+        y,
+        "cluster: lab-{}",
+        st.name.to_lowercase().replace('_', "-")
+    );
+    let _ = writeln!(y, "nodes:");
+    for (i, m) in st.masters.iter().enumerate() {
+        let _ = writeln!(
+            y,
+            "  - {{name: {}, address: {}, priority: {}, roles: [master]}}",
+            m.name,
+            m.address,
+            110 - 5 * i.min(20)
+        );
+    }
+    for w in &st.workers {
+        let _ = writeln!(
+            y,
+            "  - {{name: {}, address: {}, roles: [worker]}}",
+            w.name, w.address
+        );
+    }
+    let p = st.port;
+    let check = if st.apiserver.is_some() {
+        "{type: https, path: /readyz, insecureSkipVerify: true, interval: 200ms, timeout: 500ms, rise: 2, fall: 2}"
+    } else {
+        // etcd's /health is 503 without a leader or quorum, so a minority member is skipped.
+        "{type: http, path: /health, interval: 200ms, timeout: 500ms, rise: 2, fall: 2}"
+    };
+    let _ = write!(
+        y,
+        r#"vip:
+  address: {vip}/24
+  interface: eth0
+  vrid: 51
+  version: 3
+  advertInterval: 100ms
+  # No preemption: a healed node does not take the VIP back (one move per fault).
+  preempt: false
+  fencing: {fencing}
+status: {{listen: "127.0.0.1:{status}"}}
+apiServer: {{port: {p}}}
+loadBalancer:
+  listen: ["vip:{p}"]
+  nodeLocalListen: ["127.0.0.1:{p}"]
+  healthCheck: {check}
+  connectTimeout: 300ms
+  drainTimeout: 2s
+etcd:
+  leaseTtl: 2s
+  dialTimeout: 1s
+elections:
+"#,
+        vip = st.vip,
+        fencing = st.fencing,
+        status = st.status_port,
+    );
+    for e in &st.elections {
+        let _ = writeln!(
+            y,
+            "  - {{name: {e}, exec: {{command: [sleep, infinity], grace: 1s}}}}"
+        );
+    }
+    y
+}
+
+/// Request targets for every node of an open lab: requests run inside each node's namespace.
+pub fn lab_targets<'a>(
+    st: &LabState,
+    topo: &'a netlab::Topology,
+    timeout: Duration,
+) -> Vec<Target<'a>> {
+    let mut out = Vec::new();
+    for n in st.nodes() {
+        let Ok(host) = topo.host(&n.name) else {
+            continue;
+        };
+        let master = st.masters.iter().any(|m| m.name == n.name);
+        out.push(Target {
+            name: n.name.clone(),
+            address: IpAddr::V4(n.address),
+            role: if master { "master" } else { "worker" }.to_string(),
+            status_addr: st.status_addr(),
+            etcd_addr: master.then(|| st.etcd_local()),
+            vip_present: if master {
+                host.has_address(IpAddr::V4(st.vip)).ok()
+            } else {
+                None
+            },
+            fetch: Box::new(move |addr, method, path, body| {
+                let (method, path, body) = (
+                    method.to_string(),
+                    path.to_string(),
+                    body.map(str::to_string),
+                );
+                host.enter(move || {
+                    crate::http::request(addr, &method, &path, body.as_deref(), timeout).ok()
+                })
+                .ok()
+                .flatten()
+            }),
+        });
+    }
+    out
+}
+
+/// The lab's cluster view right now.
+pub fn lab_view(st: &LabState, topo: &netlab::Topology) -> ClusterView {
+    lab_view_within(st, topo, Duration::from_millis(800))
+}
+
+/// The lab's view with a short per-request timeout (a frozen node must not stall a sampler).
+pub fn lab_view_fast(st: &LabState, topo: &netlab::Topology) -> ClusterView {
+    lab_view_within(st, topo, Duration::from_millis(150))
+}
+
+fn lab_view_within(st: &LabState, topo: &netlab::Topology, timeout: Duration) -> ClusterView {
+    let targets = lab_targets(st, topo, timeout);
+    status::gather(&format!("lab-{}", st.name), IpAddr::V4(st.vip), &targets)
+}
+
+/// What is still wrong with the lab, or None when it is healthy: every etcd member healthy,
+/// every daemon answering, exactly one VIP on an interface, every balancer seeing all backends.
+pub fn unhealthy(st: &LabState, v: &ClusterView) -> Option<String> {
+    let mut problems = Vec::new();
+    for n in &v.nodes {
+        if !n.reachable {
+            problems.push(format!("{}: daemon not answering", n.name));
+        }
+        if let Some(e) = &n.etcd
+            && !e.healthy
+        {
+            problems.push(format!("{}: etcd not healthy", n.name));
+        }
+        if let (Some(u), Some(t)) = (n.lb_up, n.lb_total)
+            && u < t
+        {
+            problems.push(format!("{}: balancer sees {u}/{t} backends up", n.name));
+        }
+    }
+    let present: Vec<&str> = v
+        .nodes
+        .iter()
+        .filter(|n| n.vip_present == Some(true))
+        .map(|n| n.name.as_str())
+        .collect();
+    if present.len() != 1 {
+        problems.push(format!(
+            "VIP {} on {} nodes {:?}",
+            st.vip,
+            present.len(),
+            present
+        ));
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
+}
+
+/// Waits until the lab is healthy; returns the last view, or what was still wrong.
+pub fn wait_healthy(
+    st: &LabState,
+    topo: &netlab::Topology,
+    limit: Duration,
+) -> Result<ClusterView, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = lab_view(st, topo);
+        match unhealthy(st, &v) {
+            None => return Ok(v),
+            Some(p) if Instant::now() >= deadline => return Err(p),
+            Some(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `lab up`: builds the topology, starts the daemons, waits until healthy, prints the map.
+pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
+    if opts.masters == 0 || opts.masters > 7 || opts.workers > 8 {
+        return Err(LabError::BadArgs(
+            "--masters must be 1..=7 and --workers 0..=8".into(),
+        ));
+    }
+    netlab::check_environment()?;
+    if find_program("etcd").is_none() {
+        return Err(LabError::Missing(
+            "etcd (apt-get install etcd-server)".into(),
+        ));
+    }
+    if !opts.haplane.is_file() {
+        return Err(LabError::Missing(format!(
+            "the haplane binary {}",
+            opts.haplane.display()
+        )));
+    }
+    let dir = state_dir(&opts.name);
+    if netlab::list_labs()?.contains(&opts.name) || dir.join("state.json").exists() {
+        return Err(LabError::Exists(opts.name.clone()));
+    }
+    let started = Instant::now();
+    let masters: Vec<String> = (1..=opts.masters).map(|i| format!("m{i}")).collect();
+    let workers: Vec<String> = (1..=opts.workers).map(|i| format!("w{i}")).collect();
+    let mut topo = netlab::Topology::builder()
+        .lab_name(&opts.name)
+        .hosts(masters.iter().chain(workers.iter()))
+        .build()?;
+    // From here on a failure must not leave half a lab behind.
+    let result = (|| {
+        let info = |name: &String| -> Result<NodeInfo, LabError> {
+            let h = topo.host(name)?;
+            Ok(NodeInfo {
+                name: name.clone(),
+                address: h.address(),
+                netns: h.ns_name().to_string(),
+            })
+        };
+        let st = LabState {
+            name: opts.name.clone(),
+            dir: dir.clone(),
+            config: dir.join("cluster.yaml"),
+            haplane: std::fs::canonicalize(&opts.haplane).unwrap_or(opts.haplane.clone()),
+            vip: VIP,
+            port: if opts.apiserver.is_some() { 6443 } else { 2379 },
+            etcd_port: 2379,
+            status_port: 9470,
+            fencing: opts.fencing.clone(),
+            masters: masters.iter().map(info).collect::<Result<_, _>>()?,
+            workers: workers.iter().map(info).collect::<Result<_, _>>()?,
+            apiserver: opts.apiserver.clone(),
+            elections: ELECTIONS.iter().map(|s| s.to_string()).collect(),
+        };
+        for d in [dir.join("logs"), dir.join("etcd")] {
+            std::fs::create_dir_all(&d).map_err(|source| LabError::Io { path: d, source })?;
+        }
+        let yaml = cluster_file(&st);
+        std::fs::write(&st.config, &yaml).map_err(|source| LabError::Io {
+            path: st.config.clone(),
+            source,
+        })?;
+        if let Err(e) = config::Cluster::load(&st.config) {
+            return Err(LabError::StartFailed {
+                command: "haplane check".into(),
+                detail: e.to_string(),
+            });
+        }
+        st.save()?;
+        if st.apiserver.is_some() {
+            let key = dir.join("sa.key");
+            let out = std::process::Command::new("openssl")
+                .args(["genrsa", "-out"])
+                .arg(&key)
+                .arg("2048")
+                .output()
+                .map_err(|source| LabError::Spawn {
+                    command: "openssl genrsa".into(),
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(LabError::StartFailed {
+                    command: "openssl genrsa".into(),
+                    detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+        }
+        for m in &st.masters {
+            procs::start_etcd(&st, m)?;
+        }
+        for m in &st.masters {
+            procs::start_apiserver(&st, m)?;
+        }
+        for n in st.nodes() {
+            procs::start_haplane(&st, n)?;
+        }
+        wait_healthy(&st, &topo, Duration::from_secs(60)).map_err(|p| LabError::NotHealthy {
+            detail: p,
+            logs: dir.join("logs"),
+        })?;
+        Ok(st)
+    })();
+    match result {
+        Ok(st) => {
+            topo.persist();
+            tracing::info!(lab = %st.name, elapsed = ?started.elapsed(), "lab up");
+            Ok(st)
+        }
+        Err(e) => {
+            // Keep the logs for the post-mortem, remove everything else.
+            let _ = topo.destroy();
+            kill_strays(&dir);
+            let _ = std::fs::remove_file(dir.join("state.json"));
+            Err(e)
+        }
+    }
+}
+
+/// The map `lab up` prints.
+pub fn describe(st: &LabState, v: &ClusterView) -> String {
+    let mut s = String::new();
+    let w1 = st.workers.first().map(|w| w.netns.clone());
+    let _ = writeln!(
+        s,
+        "lab {} is up: {} masters, {} workers, switch {}",
+        st.name,
+        st.masters.len(),
+        st.workers.len(),
+        format_args!("hpl-lab-{}-sw", st.name)
+    );
+    let what = if st.apiserver.is_some() {
+        format!("kube-apiserver on {}", st.port)
+    } else {
+        format!(
+            "etcd's client API on {} (no kube-apiserver is packaged for this OS; pass --apiserver PATH)",
+            st.port
+        )
+    };
+    let _ = writeln!(
+        s,
+        "VIP {} held by {}; the balancers serve {what}",
+        st.vip,
+        v.vip_holders.join(",")
+    );
+    let _ = writeln!(s);
+    for m in &st.masters {
+        let _ = writeln!(
+            s,
+            "  {:<4} {:<13} etcd + haplane (VIP, balancer on {}:{}, elections)  netns {}",
+            m.name, m.address, st.vip, st.port, m.netns
+        );
+    }
+    for w in &st.workers {
+        let _ = writeln!(
+            s,
+            "  {:<4} {:<13} haplane node-local balancer on 127.0.0.1:{}      netns {}",
+            w.name, w.address, st.port, w.netns
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "state, cluster file, logs: {}", st.dir.display());
+    if let Some(ns) = w1 {
+        let _ = writeln!(
+            s,
+            "through the VIP:       ip netns exec {ns} etcdctl --endpoints http://{}:{} endpoint status",
+            st.vip, st.port
+        );
+        let _ = writeln!(
+            s,
+            "through the node-local balancer: ip netns exec {ns} etcdctl --endpoints http://127.0.0.1:{} put k v",
+            st.port
+        );
+    }
+    let _ = writeln!(
+        s,
+        "a daemon's status:     ip netns exec {} curl -s 127.0.0.1:{}/status",
+        st.masters[0].netns, st.status_port
+    );
+    let _ = writeln!(s, "the cluster table:     haplane status --lab {}", st.name);
+    let _ = writeln!(
+        s,
+        "the drill:             haplane lab drill --name {} --report drill.html",
+        st.name
+    );
+    let _ = writeln!(
+        s,
+        "remove it:             haplane lab down --name {}",
+        st.name
+    );
+    s
+}
+
+/// Kills processes outside any lab namespace that still run from this lab's state directory
+/// (their namespace was deleted under them by a killed run).
+pub fn kill_strays(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
+    let me = std::process::id() as i32;
+    let mut killed = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return killed;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        // Our daemons name a file of the state dir (--config, --data-dir) on their command line.
+        if cmd.contains(&format!("{needle}/")) && !procs::gone(pid) {
+            procs::signal_all(&[pid], nix::sys::signal::Signal::SIGKILL);
+            killed.push(pid);
+        }
+    }
+    procs::wait_gone(&killed, Duration::from_secs(3));
+    killed
+}
+
+/// `lab down`: idempotent; also cleans what a killed run left.
+pub fn down(name: &str) -> Result<String, LabError> {
+    let dir = state_dir(name);
+    let mut removed = Vec::new();
+    // Stop the daemons first so none is caught half-way by the namespace removal.
+    if let Ok(st) = LabState::load(name) {
+        for n in st.nodes() {
+            let pids = procs::pids_in(&n.netns);
+            procs::signal_all(&pids, nix::sys::signal::Signal::SIGKILL);
+            procs::wait_gone(&pids, Duration::from_secs(3));
+        }
+    }
+    match netlab::destroy_lab(name) {
+        Ok(ns) => removed.extend(ns),
+        Err(netlab::Error::NoSuchLab(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let strays = kill_strays(&dir);
+    let stale = netlab::cleanup_stale().unwrap_or_default();
+    let had_dir = dir.exists();
+    if had_dir {
+        std::fs::remove_dir_all(&dir).map_err(|source| LabError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    Ok(
+        if removed.is_empty() && strays.is_empty() && !had_dir && stale.is_empty() {
+            format!("lab {name}: nothing to remove")
+        } else {
+            format!(
+                "lab {name} removed: {} namespaces, {} stray processes, state dir {}{}",
+                removed.len(),
+                strays.len(),
+                if had_dir { "deleted" } else { "absent" },
+                if stale.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} stale test namespaces", stale.len())
+                }
+            )
+        },
+    )
+}
