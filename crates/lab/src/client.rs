@@ -22,6 +22,8 @@ pub struct Attempt {
     pub end_ms: u64,
     /// Acknowledged by etcd.
     pub ok: bool,
+    /// Why it failed (static text, so attempts stay `Copy`).
+    pub error: Option<&'static str>,
 }
 
 /// A shared log of attempts.
@@ -67,13 +69,21 @@ pub async fn writer(
             // Connect lazily: the TCP connect happens with the first request.
             client = Client::connect([url.as_str()], Some(options())).await.ok();
         }
-        let ok = match client.as_mut() {
+        let error = match client.as_mut() {
             Some(c) => {
                 let put = c.put(key(&run, &path_name, seq), seq.to_string(), None);
-                matches!(tokio::time::timeout(REQUEST_TIMEOUT, put).await, Ok(Ok(_)))
+                match tokio::time::timeout(REQUEST_TIMEOUT, put).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => {
+                        tracing::debug!(path = %path_name, seq, error = %e, "lab: write failed");
+                        Some(classify(&e))
+                    }
+                    Err(_) => Some("timeout"),
+                }
             }
-            None => false,
+            None => Some("connect"),
         };
+        let ok = error.is_none();
         if !ok {
             // A fresh connection for the next attempt: a broken one is never reused.
             client = None;
@@ -84,11 +94,29 @@ pub async fn writer(
             start_ms,
             end_ms: ms(origin),
             ok,
+            error,
         };
         log.lock().unwrap_or_else(|e| e.into_inner()).push(a);
         if let Some(rest) = PACE.checked_sub(begun.elapsed()) {
             tokio::time::sleep(rest).await;
         }
+    }
+}
+
+/// A short reason for a failed write.
+fn classify(e: &etcd_client::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("leader") {
+        "no leader"
+    } else if text.contains("timed out") || text.contains("deadline") {
+        "etcd timeout"
+    } else if text.contains("transport") || text.contains("connect") || text.contains("broken pipe")
+    {
+        "transport"
+    } else if text.contains("Unavailable") || text.contains("unavailable") {
+        "unavailable"
+    } else {
+        "other"
     }
 }
 

@@ -121,6 +121,8 @@ pub struct PathResult {
     pub lost: u64,
     /// Why the read-back could not be done, if it could not.
     pub verify_error: Option<String>,
+    /// Failed attempts by reason (`timeout`, `transport`, `no leader`, ...).
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// A stretch of time in one lane of the timeline.
@@ -433,6 +435,47 @@ fn current_holder(st: &LabState, topo: &netlab::Topology) -> Option<String> {
     (holders.len() == 1).then(|| holders[0].to_string())
 }
 
+/// Moves the etcd leadership from `node` to another master (`etcdctl move-leader`, sent to
+/// the leader itself); returns a note when it did.
+fn move_etcd_leader_off(
+    st: &LabState,
+    topo: &netlab::Topology,
+    view: &crate::ClusterView,
+    node: &str,
+) -> Option<String> {
+    if view.etcd_leader.as_deref() != Some(node) {
+        return None;
+    }
+    let to = view.nodes.iter().find(|n| {
+        n.role == "master" && n.name != node && n.etcd.as_ref().is_some_and(|e| e.healthy)
+    })?;
+    let id = to.etcd.as_ref()?.member_id.clone()?;
+    let host = topo.host(node).ok()?;
+    let ep = format!("http://127.0.0.1:{}", st.etcd_port);
+    if let Err(e) = host.run(&[
+        "etcdctl",
+        "--endpoints",
+        ep.as_str(),
+        "move-leader",
+        id.as_str(),
+    ]) {
+        return Some(format!(
+            "could not move the etcd leadership off {node}: {e}"
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if up::lab_view_fast(st, topo).etcd_leader.as_deref() == Some(to.name.as_str()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(format!(
+        "etcd leadership moved from {node} to {} before the fault",
+        to.name
+    ))
+}
+
 /// Puts everything back: links up, partitions healed, frozen processes thawed, daemons running.
 fn repair(st: &LabState, topo: &netlab::Topology) -> Vec<String> {
     let mut notes = Vec::new();
@@ -503,6 +546,14 @@ fn run_scenario(
                 );
             };
             target = Some(victim.name.clone());
+            if sc == Scenario::ServiceDies && st.apiserver.is_none() {
+                // The stand-in service is also an etcd member: when it leads etcd, hand the
+                // leadership over first, so the scenario measures the balancer and not an
+                // etcd election (etcd-member-lost measures that).
+                if let Some(n) = move_etcd_leader_off(st, topo, &view, &h) {
+                    notes.push(n);
+                }
+            }
             let fault_at = now_ms(sh);
             let mut partition = None;
             let label = match sc {
@@ -581,6 +632,10 @@ fn run_scenario(
                     "SIGCONT".to_string()
                 }
                 Scenario::HolderCrash => {
+                    // A crashed machine comes back without the VIP (addresses do not survive
+                    // a reboot); remove it before the link returns.
+                    let vip = format!("{}/24", st.vip);
+                    let _ = host.run(&["ip", "addr", "del", vip.as_str(), "dev", "eth0"]);
                     if let Err(e) = host.link_up() {
                         notes.push(format!("link up: {e}"));
                     }
@@ -588,7 +643,7 @@ fn run_scenario(
                     if let Err(e) = procs::ensure_running(st, &node) {
                         notes.push(format!("restart: {e}"));
                     }
-                    "link up, daemons restarted".to_string()
+                    "reboot: link up, daemons restarted".to_string()
                 }
                 _ => {
                     if let Err(e) = procs::ensure_running(st, &victim) {
@@ -701,6 +756,13 @@ fn finish(
             acked: acked.len() as u64,
             lost,
             verify_error,
+            errors: mine
+                .iter()
+                .filter_map(|a| a.error)
+                .fold(BTreeMap::new(), |mut m, e| {
+                    *m.entry(e.to_string()).or_default() += 1;
+                    m
+                }),
         });
         clients.insert(name.to_string(), availability(&ack_times, dur));
     }
@@ -737,6 +799,12 @@ fn finish(
     lanes.entry("etcd".into()).or_default();
     for e in &st.elections {
         lanes.entry(e.clone()).or_default();
+    }
+    // Elections the daemons report beyond the configured ones (the fenced VIP's, ...).
+    for s in &leaders {
+        for k in s.leaders.keys() {
+            lanes.entry(k.clone()).or_default();
+        }
     }
     for s in &leaders {
         for (lane, series) in lanes.iter_mut() {

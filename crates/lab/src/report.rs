@@ -35,7 +35,7 @@ fn color(value: &str) -> &'static str {
     }
 }
 
-const LEFT: f64 = 150.0;
+const LEFT: f64 = 190.0;
 const WIDTH: f64 = 1100.0;
 const LANE: f64 = 22.0;
 const GAP: f64 = 8.0;
@@ -89,7 +89,7 @@ pub fn timeline_svg(s: &ScenarioResult) -> String {
     }
     lanes.push(("VIP holder".to_string(), &t.vip));
     for (k, v) in &t.leaders {
-        lanes.push((format!("leader {k}"), v));
+        lanes.push((format!("{k} leader"), v));
     }
     let top = 34.0;
     let height = top + lanes.len() as f64 * (LANE + GAP) + 30.0;

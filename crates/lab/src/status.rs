@@ -181,6 +181,22 @@ fn elections(st: &Value) -> (Vec<String>, Vec<(String, String)>) {
     (leads, leaders)
 }
 
+/// The node an election identity belongs to: the identity itself when it is a node name, or
+/// the node name it starts with (`m1@192.0.2.11`, `m1-4242`); else the identity unchanged.
+pub fn node_of(identity: &str, names: &[String]) -> String {
+    names
+        .iter()
+        .filter(|n| {
+            identity == n.as_str()
+                || identity
+                    .strip_prefix(n.as_str())
+                    .is_some_and(|rest| rest.starts_with(|c: char| !c.is_ascii_alphanumeric()))
+        })
+        .max_by_key(|n| n.len())
+        .cloned()
+        .unwrap_or_else(|| identity.to_string())
+}
+
 /// Queries every target and assembles the cluster view.
 pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView {
     let mut nodes = Vec::new();
@@ -245,9 +261,11 @@ pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView
             etcd_leader = Some(n.name.clone());
         }
     }
+    let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
     let election_leaders = leaders_seen
         .into_iter()
         .filter_map(|(name, m)| Some((name, m.into_iter().max_by_key(|(_, c)| *c)?.0)))
+        .map(|(name, identity)| (name, node_of(&identity, &names)))
         .collect();
     ClusterView {
         cluster: cluster.to_string(),
@@ -352,4 +370,24 @@ pub fn endpoint_addr(url: &str) -> Option<SocketAddr> {
         .unwrap_or(url);
     let hostport = rest.split('/').next()?;
     hostport.to_socket_addrs().ok()?.next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_election_identity_maps_to_its_node_but_not_to_a_longer_name() {
+        let names = vec!["m1".to_string(), "m10".to_string()];
+        assert_eq!(node_of("m1", &names), "m1");
+        assert_eq!(node_of("m1@192.0.2.11", &names), "m1");
+        assert_eq!(node_of("m10-77", &names), "m10");
+        assert_eq!(node_of("elsewhere", &names), "elsewhere");
+    }
+
+    #[test]
+    fn etcd_gateway_ids_are_shown_in_hex_like_etcdctl() {
+        assert_eq!(hex_id(&Value::String("255".into())).as_deref(), Some("ff"));
+        assert_eq!(hex_id(&Value::Bool(true)), None);
+    }
 }
