@@ -15,6 +15,11 @@
 //! 3. bring the link back, wait until m1 has preempted and serves the client again;
 //! 4. **SIGTERM**: send SIGTERM to m1's daemon, wait until m2 serves the client again.
 //!
+//! Faults are injected [`PHASE`] after an advertisement from m1, as seen by a raw socket in
+//! c1: the backup then waits nearly a whole Master_Down_Interval, the worst case, and the
+//! same phase for both implementations (a fault at a random phase would add up to one
+//! advert interval of noise, 1 s in v2).
+//!
 //! The gap of a fault is the longest interval without a successful connect that ends after
 //! the fault: from the last success before it to the first success after it (10 ms
 //! resolution). The takeover time is from the fault to the first sample (every 10 ms) in
@@ -43,6 +48,12 @@ const PERIOD: Duration = Duration::from_millis(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(10);
 /// How long the client must have been served without a miss before a fault is injected.
 const STEADY: Duration = Duration::from_secs(1);
+/// Delay between an advertisement from the master and the injected fault.
+const PHASE: Duration = Duration::from_millis(10);
+/// IANA protocol number of VRRP (RFC 5798 §5.1.1.4) and its IPv4 group (§5.1.1.2).
+const IPPROTO_VRRP: i32 = 112;
+const VRRP_GROUP: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+const M1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 11);
 /// How long to keep recording after recovery, so a second outage would be seen too.
 const AFTERWARDS: Duration = Duration::from_millis(500);
 
@@ -289,6 +300,46 @@ fn client_loop(dst: SocketAddr, stop: &AtomicBool, record: &Record, epoch: Insta
     }
 }
 
+/// One VRRP advertisement seen on the wire by the client host.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    at: Duration,
+    src: Ipv4Addr,
+    priority: u8,
+}
+
+/// Opens a raw socket for VRRP in the current namespace and joins the group on `local`'s
+/// interface, so the client host sees every advertisement (the bridge floods multicast).
+fn open_vrrp_socket(local: Ipv4Addr) -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(IPPROTO_VRRP)))?;
+    s.join_multicast_v4(&VRRP_GROUP, &local)?;
+    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    Ok(s)
+}
+
+/// Records advertisements until `stop`.
+fn sniff_loop(sock: socket2::Socket, stop: &AtomicBool, seen: &Mutex<Vec<Seen>>, epoch: Instant) {
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(n) = (&sock).read(&mut buf) else {
+            continue;
+        };
+        let at = epoch.elapsed();
+        // IPv4 header (IHL words), then VRRP: version/type, VRID, priority (RFC 5798 §5.1).
+        let ihl = usize::from(buf[0] & 0x0f) * 4;
+        if n < ihl + 4 || ihl < 20 {
+            continue;
+        }
+        let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+        lock(seen).push(Seen {
+            at,
+            src,
+            priority: buf[ihl + 2],
+        });
+    }
+}
+
 /// Accepts on `listener` and answers each connection with `id`, until `stop`.
 fn server_loop(listener: TcpListener, id: u8, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
@@ -479,6 +530,7 @@ struct Probe<'a> {
     m1: &'a Host,
     m2: &'a Host,
     record: &'a Record,
+    seen: &'a Mutex<Vec<Seen>>,
     epoch: Instant,
     daemons: &'a [Daemon],
     interrupted: &'a AtomicBool,
@@ -531,6 +583,27 @@ impl Probe<'_> {
         }
     }
 
+    /// Waits for the next advertisement from m1, then [`PHASE`] more.
+    fn after_next_advert(&self, limit: Duration) -> Result<()> {
+        let since = self.now();
+        self.wait("an advertisement from m1", limit, None, |p| {
+            Ok(lock(p.seen)
+                .iter()
+                .any(|s| s.at >= since && s.src == M1 && s.priority > 0))
+        })?;
+        let at = lock(self.seen)
+            .iter()
+            .find(|s| s.at >= since && s.src == M1 && s.priority > 0)
+            .map(|s| s.at)
+            .unwrap_or(since);
+        let due = at + PHASE;
+        let now = self.now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        Ok(())
+    }
+
     /// The client has been served by `by` on every attempt of the last [`STEADY`].
     fn steady(&self, by: u8) -> bool {
         let rec = lock(self.record);
@@ -578,6 +651,11 @@ fn run_trial(
     let port = args.port;
     let stop = AtomicBool::new(false);
     let record: Record = Arc::new(Mutex::new(Vec::with_capacity(4096)));
+    let seen = Mutex::new(Vec::with_capacity(1024));
+    let c1_addr = c1.address();
+    let sniffer = c1
+        .enter(move || open_vrrp_socket(c1_addr))?
+        .map_err(io_err("raw VRRP socket in c1"))?;
     let epoch = Instant::now();
 
     let mut listeners = Vec::new();
@@ -603,6 +681,10 @@ fn run_trial(
             s.spawn(move || server_loop(l, id, stop));
         }
         {
+            let (stop, seen) = (&stop, &seen);
+            s.spawn(move || sniff_loop(sniffer, stop, seen, epoch));
+        }
+        {
             let (stop, record) = (&stop, &record);
             s.spawn(move || {
                 let dst = SocketAddr::V4(SocketAddrV4::new(VIP, port));
@@ -615,6 +697,7 @@ fn run_trial(
             m1,
             m2,
             record: &record,
+            seen: &seen,
             epoch,
             daemons: &daemons,
             interrupted,
@@ -646,7 +729,8 @@ fn measure(p: &Probe<'_>, mode: Mode) -> Result<Outcome> {
         Ok(p.steady(b'1'))
     })?;
 
-    // 2. Link down on the master.
+    // 2. Link down on the master, just after one of its adverts.
+    p.after_next_advert(limit)?;
     let t_down = p.now();
     p.m1.link_down()?;
     let takeover = p.wait_m2_holds(limit, None)?;
@@ -668,10 +752,11 @@ fn measure(p: &Probe<'_>, mode: Mode) -> Result<Outcome> {
     p.wait("the client to be served by m1 again", limit, None, |p| {
         Ok(p.steady(b'1'))
     })?;
-    let t_term = p.now();
-    let preempt_gap = longest_gap(&lock(p.record), t_up, t_term).unwrap_or_default();
+    let preempt_gap = longest_gap(&lock(p.record), t_up, p.now()).unwrap_or_default();
 
     // 4. Graceful stop of the master's daemon.
+    p.after_next_advert(limit)?;
+    let t_term = p.now();
     p.daemons[0].handle.signal(Signal::SIGTERM)?;
     let term_seen = p.wait_m2_holds(limit, Some(0))?;
     p.wait(
