@@ -435,6 +435,36 @@ fn current_holder(st: &LabState, topo: &netlab::Topology) -> Option<String> {
     (holders.len() == 1).then(|| holders[0].to_string())
 }
 
+/// Waits until every client path had a write acknowledged within the last 300 ms.
+fn wait_clients(sh: &Shared, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = now_ms(sh);
+        let stale: Vec<&str> = PATHS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                !lock(&sh.log)
+                    .iter()
+                    .rev()
+                    .take(200)
+                    .any(|a| a.path == *i && a.ok && a.end_ms + 300 >= now)
+            })
+            .map(|(_, p)| *p)
+            .collect();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the lab looks healthy but writes via {} still fail",
+                stale.join(" and ")
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Moves the etcd leadership from `node` to another master (`etcdctl move-leader`, sent to
 /// the leader itself); returns a note when it did.
 fn move_etcd_leader_off(
@@ -512,6 +542,9 @@ fn run_scenario(
         if let Err(p) = up::wait_healthy(st, topo, Duration::from_secs(30)) {
             notes.push(format!("still not healthy: {p}"));
         }
+    }
+    if let Err(p) = wait_clients(sh, Duration::from_secs(10)) {
+        notes.push(format!("before the fault: {p}"));
     }
     let start = now_ms(sh);
     std::thread::sleep(Duration::from_secs(1));
@@ -658,7 +691,12 @@ fn run_scenario(
                 label,
             });
             completed = true;
-            match up::wait_healthy(st, topo, Duration::from_secs(45)) {
+            let healthy = up::wait_healthy(st, topo, Duration::from_secs(45)).and_then(|_| {
+                // The lab looking healthy is not enough: the clients must write again too (a
+                // stale ARP entry can blackhole the VIP while every daemon looks fine).
+                wait_clients(sh, Duration::from_secs(10))
+            });
+            match healthy {
                 Ok(_) => {
                     let at = now_ms(sh);
                     recovery_ms = Some(at - heal_at);
@@ -670,7 +708,7 @@ fn run_scenario(
                     });
                 }
                 Err(p) => {
-                    notes.push(format!("not healthy 45 s after healing: {p}"));
+                    notes.push(format!("not recovered after healing: {p}"));
                     notes.extend(repair(st, topo));
                 }
             }

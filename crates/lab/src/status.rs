@@ -211,7 +211,16 @@ pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView
             .and_then(|s| s.get("load_balancer"))
             .and_then(lb_counts)
             .map_or((None, None), |(u, t)| (Some(u), Some(t)));
-        let (leads, leaders) = st.as_ref().map(elections).unwrap_or_default();
+        let (leads, mut leaders) = st.as_ref().map(elections).unwrap_or_default();
+        // The fenced VIP's election is an election too: its holder as this node sees it.
+        if let Some(h) = st
+            .as_ref()
+            .and_then(|s| s.pointer("/fence/current_holder"))
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+        {
+            leaders.push(("vip-fence".to_string(), h.to_string()));
+        }
         for (name, leader) in leaders {
             *leaders_seen
                 .entry(name)

@@ -106,6 +106,45 @@ elections:
     y
 }
 
+/// Writes the cluster file and has the lab's haplane binary check it. `stateDir` (the fence
+/// marker's home, kept inside the lab so labs never share it) is left out for a binary that
+/// predates the key.
+fn write_cluster_file(st: &LabState) -> Result<(), LabError> {
+    let full = cluster_file(st);
+    let state_dir = format!("stateDir: {}\n", st.dir.join("haplane").display());
+    let mut detail = String::new();
+    for yaml in [format!("{full}{state_dir}"), full] {
+        std::fs::write(&st.config, &yaml).map_err(|source| LabError::Io {
+            path: st.config.clone(),
+            source,
+        })?;
+        let out = std::process::Command::new(&st.haplane)
+            .arg("check")
+            .arg("--config")
+            .arg(&st.config)
+            .output()
+            .map_err(|source| LabError::Spawn {
+                command: format!("{} check", st.haplane.display()),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        detail = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !detail.contains("stateDir") {
+            break;
+        }
+    }
+    Err(LabError::StartFailed {
+        command: "haplane check".into(),
+        detail,
+    })
+}
+
 /// Request targets for every node of an open lab: requests run inside each node's namespace.
 pub fn lab_targets<'a>(
     st: &LabState,
@@ -280,17 +319,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
         for d in [dir.join("logs"), dir.join("etcd")] {
             std::fs::create_dir_all(&d).map_err(|source| LabError::Io { path: d, source })?;
         }
-        let yaml = cluster_file(&st);
-        std::fs::write(&st.config, &yaml).map_err(|source| LabError::Io {
-            path: st.config.clone(),
-            source,
-        })?;
-        if let Err(e) = config::Cluster::load(&st.config) {
-            return Err(LabError::StartFailed {
-                command: "haplane check".into(),
-                detail: e.to_string(),
-            });
-        }
+        write_cluster_file(&st)?;
         st.save()?;
         if st.apiserver.is_some() {
             let key = dir.join("sa.key");

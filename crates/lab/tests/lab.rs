@@ -25,6 +25,9 @@ fn haplane_exe() -> PathBuf {
     bin
 }
 
+/// One lab at a time: on 2 cores, two labs side by side would blur each other's numbers.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Removes the lab even when an assertion fails.
 struct Down(String);
 impl Drop for Down {
@@ -69,6 +72,7 @@ fn assert_nothing_left(name: &str) {
 #[test]
 fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
     netlab::require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("t{}", std::process::id());
     let _guard = Down(name.clone());
     let st = up::up(&options(&name)).expect("lab up");
@@ -167,6 +171,7 @@ fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
 #[test]
 fn down_cleans_a_lab_whose_state_was_lost_by_a_killed_run() {
     netlab::require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let name = format!("k{}", std::process::id());
     let _guard = Down(name.clone());
     let st = up::up(&options(&name)).expect("lab up");
