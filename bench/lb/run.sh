@@ -52,7 +52,7 @@ http {
   }
 }
 NGX
-nginx -p "$work" -e "$work/nginx.err" -c "$work/nginx.conf" & pids+=($!)
+nginx -p "$work" -e "$work/nginx.err" -c "$work/nginx.conf" & nginx_pid=$!; pids+=($nginx_pid)
 
 # haproxy: tcp mode, roundrobin, httpchk, splice-auto, one thread.
 cat > "$work/haproxy.cfg" <<HAP
@@ -75,8 +75,8 @@ HAP
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & hap_pid=$!; pids+=($hap_pid)
 
 # haplane: same shape (round-robin, HTTP check of /readyz).
-sleep 3600 | "$ex/lb_bench" --listen 127.0.0.1:$lb_port --backend 127.0.0.1:$nginx_port \
-  --threads "$lb_threads" --check http >"$work/lb.log" 2>&1 & lb_pid=$!; pids+=($lb_pid)
+"$ex/lb_bench" --listen 127.0.0.1:$lb_port --backend 127.0.0.1:$nginx_port --until-signal \
+  --threads "$lb_threads" --check http </dev/null >"$work/lb.log" 2>&1 & lb_pid=$!; pids+=($lb_pid)
 
 for p in $nginx_port $hap_port $lb_port; do
   for _ in $(seq 100); do ss -ltnH "sport = :$p" | grep -q . && break; sleep 0.1; done
@@ -88,8 +88,10 @@ to_mb() { awk '{v=$1; u=$1; sub(/[0-9.]+/,"",u); sub(/[A-Za-z]+$/,"",v);
   f=(u=="GB")?1024:(u=="MB")?1:(u=="KB")?1/1024:1/1048576; printf "%.1f", v*f}'; }
 to_ms() { awk '{v=$1; u=$1; sub(/[0-9.]+/,"",u); sub(/[a-z]+$/,"",v);
   f=(u=="s")?1000:(u=="ms")?1:(u=="us")?0.001:1; printf "%.2f", v*f}'; }
-run_wrk() { # port path extra-args... → "req/s mb/s p99ms"
-  local port=$1 path=$2; shift 2
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+run_wrk() { # port pid path extra-args... → "req/s mb/s p99ms cpu-us-per-request"
+  local port=$1 pid=$2 path=$3; shift 3
+  local t0; t0=$(cpu_ticks "$pid")
   local out; out=$(wrk -t1 -c"${WRK_C:-$conns}" -d"${dur}s" --latency "$@" "http://127.0.0.1:$port$path" 2>&1)
   local rps mb p99
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -97,15 +99,19 @@ run_wrk() { # port path extra-args... → "req/s mb/s p99ms"
   p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
   local errs; errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
   [ -n "$errs" ] && echo "  (port $port $path: $errs)" >&2
-  echo "$rps $mb $p99"
+  local t1; t1=$(cpu_ticks "$pid")
+  local cpu; cpu=$(awk -v r="$rps" -v t=$((t1 - t0)) -v d="$dur" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.1f", (r > 0) ? t * 1e6 / hz / (r * d) : 0 }')
+  echo "$rps $mb $p99 $cpu"
 }
 
 declare -A R
 for t in direct haproxy haplane; do
-  case $t in direct) port=$nginx_port;; haproxy) port=$hap_port;; haplane) port=$lb_port;; esac
-  read -r R[$t.ka] _ R[$t.p99] <<<"$(run_wrk $port /)"
-  read -r R[$t.close] _ R[$t.p99c] <<<"$(run_wrk $port / -H 'Connection: close')"
-  read -r _ R[$t.bulk] _ <<<"$(WRK_C=8 run_wrk $port /big)"
+  case $t in direct) port=$nginx_port pid=$nginx_pid;; haproxy) port=$hap_port pid=$hap_pid;;
+    haplane) port=$lb_port pid=$lb_pid;; esac
+  read -r R[$t.ka] _ R[$t.p99] R[$t.cpuka] <<<"$(run_wrk $port $pid /)"
+  read -r R[$t.close] _ R[$t.p99c] R[$t.cpuclose] <<<"$(run_wrk $port $pid / -H 'Connection: close')"
+  read -r _ R[$t.bulk] _ R[$t.cpubulk] <<<"$(WRK_C=8 run_wrk $port $pid /big)"
 done
 
 # RSS of a proxy holding N idle client connections (plus N backend connections).
@@ -143,6 +149,11 @@ row "new connection per request req/s" close
 row "1 MiB objects MB/s" bulk
 row "p99 latency keep-alive ms" p99
 row "p99 latency new-conn ms" p99c
+row "CPU us/request keep-alive" cpuka
+row "CPU us/request new-conn" cpuclose
+row "CPU us/request 1 MiB" cpubulk
+echo "(CPU columns: CPU time of the serving process — nginx for direct, the proxy otherwise — per"
+echo " request; steadier than req/s when other work shares the 2 cores. Lower is better.)"
 echo
 echo "RSS with idle client connections (each also holds a backend connection):"
 printf "%-12s %10s" proxy "base kB"; for n in $idle_points; do printf " %16s" "$n idle kB"; done

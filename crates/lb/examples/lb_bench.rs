@@ -2,8 +2,8 @@
 //!
 //! lb_bench --listen 127.0.0.1:8000 --backend 127.0.0.1:8081 [--backend ...]
 //!          [--threads 1] [--check http|tcp|none] [--path /readyz] [--no-splice]
-//!          [--policy round-robin|least-connections|random-two-choices]
-//! Runs until stdin closes or SIGINT/SIGTERM, then drains.
+//!          [--policy round-robin|least-connections|random-two-choices] [--until-signal]
+//! Runs until stdin closes (unless --until-signal) or SIGINT/SIGTERM, then drains.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ fn main() {
         ..Default::default()
     };
     let mut threads = 1usize;
+    let mut watch_stdin = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || {
@@ -54,23 +55,37 @@ fn main() {
                 }
             }
             "--no-splice" => cfg.splice = false,
+            "--until-signal" => watch_stdin = false,
             other => die(&format!("unknown argument {other}")),
         }
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| die(&format!("runtime: {e}")));
+    // One thread: a current-thread runtime, like haproxy's nbthread 1 event loop.
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .unwrap_or_else(|e| die(&format!("runtime: {e}")));
     rt.block_on(async move {
         let b = Balancer::start(cfg)
             .await
             .unwrap_or_else(|e| die(&e.to_string()));
         println!("listening {:?}", b.local_addrs());
-        let stdin_closed = tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-        });
+        let stdin_closed = async move {
+            if !watch_stdin {
+                return std::future::pending().await;
+            }
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            })
+            .await;
+        };
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
         tokio::select! {
@@ -84,6 +99,8 @@ fn main() {
         );
         b.drain(Duration::from_secs(1)).await;
     });
+    // The stdin reader may still block; do not wait for it.
+    rt.shutdown_background();
 }
 
 fn die(msg: &str) -> ! {

@@ -127,26 +127,49 @@ async fn copy_burst(
 }
 
 fn copy_once(src: &TcpStream, dst: &TcpStream) -> io::Result<Step> {
-    BUF.with_borrow_mut(|buf| {
-        let n = match src.try_read(buf) {
-            Ok(0) => return Ok(Step::Eof),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Idle),
-            Err(e) => return Err(e),
+    let mut step = None;
+    // The read runs inside `try_io` so a short read can clear tokio's readiness: with epoll,
+    // a read that did not fill the buffer drained the socket (tokio's own poll_read relies on
+    // this), which saves the extra read that would only return EAGAIN.
+    let r = src.try_io(Interest::READABLE, || {
+        let s = BUF.with_borrow_mut(|buf| copy_through(src, dst, buf))?;
+        let short = match &s {
+            Step::Moved(n) => *n < SCRATCH,
+            Step::Blocked(_) => true,
+            Step::Eof | Step::Idle => false,
         };
-        let mut off = 0;
-        while off < n {
-            match dst.try_write(&buf[off..n]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(m) => off += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Step::Blocked(buf[off..n].to_vec()));
-                }
-                Err(e) => return Err(e),
-            }
+        step = Some(s);
+        if short {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(())
         }
-        Ok(Step::Moved(n))
-    })
+    });
+    match r {
+        Ok(()) => Ok(step.unwrap_or(Step::Idle)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(step.unwrap_or(Step::Idle)),
+        Err(e) => Err(e),
+    }
+}
+
+fn copy_through(src: &TcpStream, dst: &TcpStream, buf: &mut [u8]) -> io::Result<Step> {
+    let n = match src.try_read(buf) {
+        Ok(0) => return Ok(Step::Eof),
+        Ok(n) => n,
+        Err(e) => return Err(e),
+    };
+    let mut off = 0;
+    while off < n {
+        match dst.try_write(&buf[off..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(m) => off += m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(Step::Blocked(buf[off..n].to_vec()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Step::Moved(n))
 }
 
 /// splice(2) socket → pipe → socket until `src` is empty. Returns (eof, bytes moved).
