@@ -38,6 +38,7 @@ pub(crate) struct Pool {
 struct ListenerHandle {
     local: SocketAddr,
     stop: CancellationToken,
+    socket: Arc<TcpListener>,
 }
 
 pub(crate) struct Shared {
@@ -106,7 +107,7 @@ impl Balancer {
         });
         let mut bound = Vec::new();
         for &addr in &config.listen {
-            bound.push((addr, bind(addr, config.backlog)?));
+            bound.push((addr, bind(addr, config.backlog, config.tcp_keepalive)?));
         }
         for (addr, l) in bound {
             spawn_listener(&shared, addr, l);
@@ -138,7 +139,7 @@ impl Balancer {
             let listeners = lock(&self.shared.listeners);
             for &addr in &config.listen {
                 if !listeners.contains_key(&addr) && !fresh.iter().any(|(a, _)| *a == addr) {
-                    fresh.push((addr, bind(addr, config.backlog)?));
+                    fresh.push((addr, bind(addr, config.backlog, config.tcp_keepalive)?));
                 }
             }
         }
@@ -162,7 +163,10 @@ impl Balancer {
         }
         lock(&self.shared.listeners).retain(|addr, h| {
             let keep = config.listen.contains(addr);
-            if !keep {
+            if keep {
+                // Accepted sockets inherit these from the listener.
+                session::tune(&*h.socket, config.tcp_keepalive);
+            } else {
                 tracing::info!(listen = %addr, "listener removed by reload");
                 h.stop.cancel();
             }
@@ -274,7 +278,11 @@ fn build_pool(config: &LbConfig, previous: &[Arc<Backend>], checks_enabled: bool
 }
 
 /// A listening socket with IP_FREEBIND, so a VIP can be bound before this node holds it.
-fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, LbError> {
+fn bind(
+    addr: SocketAddr,
+    backlog: u32,
+    keepalive: Option<Duration>,
+) -> Result<TcpListener, LbError> {
     let err = |source| LbError::Bind { addr, source };
     let sock =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
@@ -286,6 +294,8 @@ fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, LbError> {
         sock.set_only_v6(true).map_err(err)?;
     }
     sock.set_nonblocking(true).map_err(err)?;
+    // Set once here, inherited by every accepted socket (Linux copies them on accept).
+    session::tune(&sock, keepalive);
     sock.bind(&SockAddr::from(addr)).map_err(err)?;
     sock.listen(backlog.min(i32::MAX as u32) as i32)
         .map_err(err)?;
@@ -294,12 +304,14 @@ fn bind(addr: SocketAddr, backlog: u32) -> Result<TcpListener, LbError> {
 
 fn spawn_listener(shared: &Arc<Shared>, addr: SocketAddr, listener: TcpListener) {
     let local = listener.local_addr().unwrap_or(addr);
+    let listener = Arc::new(listener);
     let stop = shared.accept_stop.child_token();
     lock(&shared.listeners).insert(
         addr,
         ListenerHandle {
             local,
             stop: stop.clone(),
+            socket: listener.clone(),
         },
     );
     let shared = shared.clone();

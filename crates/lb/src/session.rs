@@ -33,7 +33,7 @@ pub(crate) async fn run(
     shared.active.fetch_add(1, Relaxed);
     let _count = scopeguard(&shared);
     let pool = shared.pool();
-    tune(&client, pool.tcp_keepalive);
+    // TCP_NODELAY and keepalive come from the listener: accepted sockets inherit them.
     let Some((server, active)) = connect(&pool, peer).await else {
         shared.failed.fetch_add(1, Relaxed);
         tracing::warn!(%peer, "no backend reachable, closing client");
@@ -151,16 +151,24 @@ fn local_shortage(e: &std::io::Error) -> bool {
     )
 }
 
-fn tune(s: &TcpStream, keepalive: Option<Duration>) {
-    let _ = s.set_nodelay(true);
-    if let Some(idle) = keepalive {
-        let interval = (idle / 3).max(Duration::from_secs(1));
-        let ka = TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval(interval)
-            .with_retries(3);
-        if let Err(e) = SockRef::from(s).set_tcp_keepalive(&ka) {
-            tracing::debug!(error = %e, "cannot set tcp keepalive");
+/// TCP_NODELAY (requests and answers are small and latency-bound) and keepalive, so a peer
+/// that vanished without a FIN is noticed even on a tunnel with no idle timeout.
+pub(crate) fn tune(s: impl std::os::fd::AsFd, keepalive: Option<Duration>) {
+    let s = SockRef::from(&s);
+    let _ = s.set_tcp_nodelay(true);
+    match keepalive {
+        None => {
+            let _ = s.set_keepalive(false);
+        }
+        Some(idle) => {
+            let interval = (idle / 3).max(Duration::from_secs(1));
+            let ka = TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval(interval)
+                .with_retries(3);
+            if let Err(e) = s.set_tcp_keepalive(&ka) {
+                tracing::debug!(error = %e, "cannot set tcp keepalive");
+            }
         }
     }
 }

@@ -631,3 +631,50 @@ fn copy_path_without_splice_carries_bulk_data_intact() {
         assert!(body == big_body());
     });
 }
+
+#[test]
+fn tcp_keepalive_runs_on_both_sides_of_a_tunnel() {
+    in_netns(|| async {
+        let n = Nginx::start().await;
+        let mut cfg = lb_config(&[n.addr()]);
+        cfg.tcp_keepalive = Some(Duration::from_secs(7));
+        let b = Balancer::start(cfg).await.unwrap();
+        let lb = b.local_addrs()[0];
+        let mut c = Conn::open(lb).await.unwrap();
+        c.request().await.unwrap();
+        let out = std::process::Command::new("ss")
+            .args(["-tnoH", "state", "established"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        // Columns: Recv-Q Send-Q Local Peer [timer].
+        let side = |col: usize, port: u16| {
+            text.lines()
+                .find(|l| {
+                    l.split_whitespace()
+                        .nth(col)
+                        .is_some_and(|a| a.ends_with(&format!(":{port}")))
+                })
+                .unwrap_or_else(|| panic!("no socket with port {port} in column {col}:\n{text}"))
+                .to_string()
+        };
+        let client_side = side(2, lb.port()); // the balancer's accepted socket
+        let backend_side = side(3, n.port); // the balancer's socket toward nginx (or nginx's view)
+        assert!(
+            client_side.contains("keepalive"),
+            "client side: {client_side}"
+        );
+        let lb_to_backend = text
+            .lines()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(3)
+                    .is_some_and(|a| a.ends_with(&format!(":{}", n.port)))
+            })
+            .collect::<Vec<_>>();
+        assert!(
+            lb_to_backend.iter().any(|l| l.contains("keepalive")),
+            "backend side: {backend_side}"
+        );
+    });
+}
