@@ -678,3 +678,103 @@ fn tcp_keepalive_runs_on_both_sides_of_a_tunnel() {
         );
     });
 }
+
+/// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, via openssl.
+fn make_pki(dir: &std::path::Path) {
+    let sh = |cmd: &str| run(&["sh", "-ec", &format!("cd {} && {cmd}", dir.display())]);
+    let key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    sh(&format!(
+        "openssl req -x509 {key} -keyout ca.key -out ca.crt -days 2 -subj /CN=test-ca 2>/dev/null"
+    ));
+    sh(&format!(
+        "openssl req -x509 {key} -keyout other.key -out other.crt -days 2 -subj /CN=other-ca 2>/dev/null"
+    ));
+    std::fs::write(
+        dir.join("srv.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("cli.ext"),
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    for (name, cn) in [("srv", "apiserver"), ("cli", "haplane")] {
+        sh(&format!(
+            "openssl req {key} -keyout {name}.key -out {name}.csr -subj /CN={cn} 2>/dev/null"
+        ));
+        sh(&format!(
+            "openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext 2>/dev/null"
+        ));
+    }
+}
+
+fn https_check(tls: lb::TlsCheck) -> CheckKind {
+    CheckKind::Https(lb::HttpCheck::default(), tls)
+}
+
+#[test]
+fn https_check_verifies_the_ca_presents_a_client_cert_or_runs_insecure() {
+    in_netns(|| async {
+        let pki = tempfile::tempdir().unwrap();
+        make_pki(pki.path());
+        let p = |f: &str| pki.path().join(f);
+        // nginx demands a client certificate signed by the CA, like an apiserver can.
+        let n = Nginx::start_with(&format!(
+            "ssl_certificate {}; ssl_certificate_key {}; ssl_client_certificate {}; ssl_verify_client optional;\n    if ($ssl_client_verify != SUCCESS) {{ return 403; }}",
+            p("srv.crt").display(),
+            p("srv.key").display(),
+            p("ca.crt").display()
+        ))
+        .await;
+        let verdict = |tls: lb::TlsCheck| {
+            let addr = n.addr();
+            async move {
+                let mut cfg = lb_config(&[addr]);
+                fast_checks(&mut cfg, 100, 1, 1);
+                cfg.health_check.kind = https_check(tls);
+                let b = Balancer::start(cfg).await.unwrap();
+                wait_for(Duration::from_secs(3), || status_of(&b, addr).checks >= 2)
+                    .await
+                    .unwrap();
+                let s = status_of(&b, addr);
+                (s.up, s.last_check_error)
+            }
+        };
+        let with_client = lb::TlsCheck {
+            ca_file: Some(p("ca.crt")),
+            client_cert: Some(p("cli.crt")),
+            client_key: Some(p("cli.key")),
+            ..Default::default()
+        };
+        assert_eq!(verdict(with_client.clone()).await, (true, None));
+
+        let (up, err) = verdict(lb::TlsCheck {
+            client_cert: None,
+            client_key: None,
+            ..with_client.clone()
+        })
+        .await;
+        assert!(!up);
+        assert_eq!(
+            err.as_deref(),
+            Some("status 403"),
+            "no client cert: the apiserver refuses"
+        );
+
+        let (up, err) = verdict(lb::TlsCheck {
+            ca_file: Some(p("other.crt")),
+            ..with_client.clone()
+        })
+        .await;
+        assert!(!up, "a certificate from another CA is not trusted");
+        assert!(err.unwrap().starts_with("tls:"));
+
+        let insecure = lb::TlsCheck {
+            ca_file: None,
+            insecure_skip_verify: true,
+            ..with_client
+        };
+        assert_eq!(verdict(insecure).await, (true, None));
+    });
+}
