@@ -48,6 +48,8 @@ const PERIOD: Duration = Duration::from_millis(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(10);
 /// How long the client must have been served without a miss before a fault is injected.
 const STEADY: Duration = Duration::from_secs(1);
+/// A client gap this much longer than the takeover is reported as a distortion.
+const LAG_WARN: Duration = Duration::from_millis(50);
 /// Delay between an advertisement from the master and the injected fault.
 const PHASE: Duration = Duration::from_millis(10);
 /// IANA protocol number of VRRP (RFC 5798 §5.1.1.4) and its IPv4 group (§5.1.1.2).
@@ -862,6 +864,19 @@ fn run() -> Result<()> {
                     ms(o.term_gap),
                     ms(o.term_takeover)
                 );
+                // Gap far beyond takeover: something other than VRRP (a stale ARP entry,
+                // the listener) held the client back; say so rather than hide it in the table.
+                for (what, gap, takeover) in [
+                    ("link down", o.link_gap, o.link_takeover),
+                    ("SIGTERM", o.term_gap, o.term_takeover),
+                ] {
+                    if gap > takeover + LAG_WARN {
+                        eprintln!(
+                            "note: {mode} {imp} {what}: client served {} ms after m2 held the VIP (ARP?)",
+                            ms(gap - takeover)
+                        );
+                    }
+                }
                 results.push((mode, imp, run, o));
             }
         }
