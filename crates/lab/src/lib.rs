@@ -218,7 +218,7 @@ fn write_report(path: &Path, r: &DrillResult) -> Result<(), LabError> {
 /// Runs `haplane status`.
 pub fn run_status(args: StatusArgs) -> Result<ExitCode, LabError> {
     let view = match (&args.config, &args.lab) {
-        (Some(cfg), _) => config_view(cfg)?,
+        (Some(cfg), _) => status_from_config(cfg)?,
         (None, lab) => {
             let name = lab.clone().unwrap_or_else(|| "lab".to_string());
             let st = LabState::load(&name)?;
@@ -242,8 +242,9 @@ pub fn run_status(args: StatusArgs) -> Result<ExitCode, LabError> {
     })
 }
 
-/// The cluster view from a cluster file: nodes queried at their addresses from here.
-fn config_view(path: &Path) -> Result<ClusterView, LabError> {
+/// The cluster view from a cluster file: nodes queried at their addresses from here (the
+/// local node's loopback status listener included).
+pub fn status_from_config(path: &Path) -> Result<ClusterView, LabError> {
     let (cluster, _) = config::Cluster::load(path).map_err(|e| LabError::Config(e.to_string()))?;
     let listen = cluster.status.listen;
     let endpoints = if cluster.etcd.is_some() {
@@ -310,6 +311,18 @@ pub fn demo(haplane_exe: &Path) -> Result<ExitCode, LabError> {
         println!("report: {}", path.display());
         Ok::<_, LabError>(r.lost_writes == 0 && r.all_completed)
     })();
+    if !matches!(result, Ok(true)) {
+        // Keep the daemons' logs for the post-mortem: `lab down` deletes the state dir.
+        let keep = PathBuf::from("haplane-drill-logs");
+        if std::fs::create_dir_all(&keep).is_ok()
+            && let Ok(rd) = std::fs::read_dir(st.dir.join("logs"))
+        {
+            for e in rd.flatten() {
+                let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+            }
+            println!("daemon logs kept in {}", keep.display());
+        }
+    }
     let down = up::down(name);
     match (&result, down) {
         (_, Ok(msg)) => println!("{msg}"),

@@ -97,6 +97,24 @@ fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
     let json = serde_json::to_value(&view).unwrap();
     assert!(json["nodes"][0]["etcd"]["healthy"].as_bool().unwrap());
 
+    // `status --config` from the worker: etcd health of every member at its address, and the
+    // worker's own daemon on its loopback listener.
+    let w1 = topo.host("w1").unwrap();
+    let from_w1 = w1
+        .enter(|| lab::status_from_config(&st.config))
+        .unwrap()
+        .unwrap();
+    let row = |n: &str| from_w1.nodes.iter().find(|r| r.name == n).unwrap().clone();
+    assert!(row("w1").reachable, "w1's own daemon: {from_w1:?}");
+    assert_eq!(row("w1").lb_up, Some(3));
+    for m in ["m1", "m2", "m3"] {
+        assert!(
+            row(m).etcd.unwrap().healthy,
+            "{m} etcd from w1: {from_w1:?}"
+        );
+    }
+    assert_eq!(from_w1.etcd_leader, view.etcd_leader);
+
     // The drill, all six scenarios, as JSON.
     let r = drill::run(&LabState::load(&name).unwrap(), &Scenario::ALL).expect("drill");
     println!("{}", drill::summary(&r));
