@@ -95,6 +95,13 @@ pub struct Cluster {
     /// Inputs for `haplane plan` (kubeadm rendering).
     #[serde(default)]
     pub kubernetes: Kubernetes,
+    /// Where the daemon keeps its small state (the VIP fencing marker). Default /var/lib/haplane.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/haplane")
 }
 
 /// What a node does in the cluster.

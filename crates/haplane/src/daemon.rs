@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use config::{Cluster, Node, Role, TrackScript, VrrpVersion};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 use vrrp::{Action, DiscardReason, Incoming, Router, RouterConfig, State, TrackedCheck, Version};
@@ -114,8 +114,47 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         .clone()
         .map(|b| tokio::spawn(reload_loop(opts.config.clone(), node.clone(), b, hup)));
 
+    // etcd: elections, the fenced VIP and snapshots run on masters.
+    let etcd_client = match (&cluster.etcd, node.is(Role::Master)) {
+        (Some(_), true) => Some(crate::etcd::spawn_connector(
+            crate::etcd::etcd_config(&cluster).expect("etcd section present"),
+            node.name.clone(),
+        )),
+        _ => None,
+    };
+    let fence = match (&etcd_client, cluster.fencing()) {
+        (Some(client), config::Fencing::Quorum) => {
+            let election = crate::elections::election_config(
+                &cluster,
+                &node,
+                &format!("haplane-vip-{}", cluster.vip.vrid),
+            );
+            let marker = cluster.state_dir.join(format!("fence-armed-{}", node.name));
+            let fence = crate::fence::Fence::spawn(client.clone(), election, marker);
+            hub.add_section(
+                "fence",
+                Arc::new(crate::elections::FenceSection(fence.status.clone())),
+            );
+            Some(fence)
+        }
+        _ => None,
+    };
+    let elections = etcd_client.as_ref().map(|client| {
+        let e = crate::elections::Elections::spawn(
+            &cluster,
+            &node,
+            client.clone(),
+            fence.as_ref().map(|f| f.status.clone()),
+        );
+        hub.add_section("elections", Arc::new(e.clone()));
+        e
+    });
+
     if node.is(Role::Master) {
-        let runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
+        let mut runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
+        if let (Some(f), Some(client)) = (fence, &etcd_client) {
+            runner.set_fence(f, client.clone());
+        }
         runner.run(stop_rx).await?;
     } else {
         info!(node = %node.name, "not a master: no VRRP router on this node");
@@ -123,6 +162,10 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         let _ = stop_rx.wait_for(|s| *s).await;
     }
 
+    if let Some(e) = elections {
+        info!(node = %node.name, "resigning elections");
+        let _ = tokio::time::timeout(Duration::from_secs(10), e.resign()).await;
+    }
     // The VIP has been handed over; now let established tunnels finish.
     if let Some(task) = reloader {
         task.abort();
@@ -207,6 +250,14 @@ struct VrrpRunner {
     ip_errors: u64,
     announce_task: Option<JoinHandle<()>>,
     notify_tasks: Vec<JoinHandle<()>>,
+    /// VRRP says we are master and want the VIP.
+    want_vip: bool,
+    /// The VIP election's answer when fencing; None means plain VRRP.
+    fence: Option<crate::fence::Fence>,
+    grant: crate::fence::Grant,
+    quorum_check: Option<(usize, watch::Receiver<Option<elect::Client>>)>,
+    /// The lease deadline the VIP's lifetime was last refreshed for.
+    refreshed_for: Option<Instant>,
 }
 
 impl VrrpRunner {
@@ -264,7 +315,104 @@ impl VrrpRunner {
             ip_errors: 0,
             announce_task: None,
             notify_tasks: Vec::new(),
+            want_vip: false,
+            fence: None,
+            grant: crate::fence::Grant::Unfenced,
+            quorum_check: None,
+            refreshed_for: None,
         })
+    }
+
+    /// Fence the VIP by etcd quorum: add the `etcd-quorum` check (weight 0: FAULT while the
+    /// quorum is out of reach) and hold the VIP only while the VIP election grants it.
+    fn set_fence(
+        &mut self,
+        fence: crate::fence::Fence,
+        client: watch::Receiver<Option<elect::Client>>,
+    ) {
+        let mut rc = self.router.config().clone();
+        rc.tracked.push(TrackedCheck {
+            name: "etcd-quorum".into(),
+            weight: 0,
+        });
+        match Router::new(rc) {
+            Ok(router) => self.router = router,
+            Err(e) => {
+                error!(node = %self.node, "cannot add the etcd-quorum check, VIP not fenced: {e}");
+                return;
+            }
+        }
+        self.quorum_check = Some((self.router.config().tracked.len() - 1, client));
+        self.checks_up.push(true);
+        self.grant = *fence.grant.borrow();
+        self.fence = Some(fence);
+    }
+
+    /// Make the interface agree with "VRRP master, and the fence (if any) allows it".
+    ///
+    /// While fenced, the VIP carries a 1 s valid lifetime refreshed at every lease renewal
+    /// (every TTL/3): if this process freezes or dies, the kernel drops the VIP within about
+    /// 1.25 s of the last renewal, before the deadline (TTL − margin) and well before the
+    /// server can expire the lease (TTL) and let another node add it.
+    async fn sync_vip(&mut self) {
+        let now = Instant::now();
+        let allowed = self.fence.is_none() || self.grant.allows(now);
+        let desired = self.want_vip && allowed;
+        let vips = self.router.config().virtual_addresses.clone();
+        let (lifetime, renewed) = match self.grant {
+            crate::fence::Grant::Until(d) if self.fence.is_some() => {
+                (Some(1), self.refreshed_for != Some(d))
+            }
+            _ => (None, false),
+        };
+        if desired && (!self.holds_vip || renewed) {
+            if let crate::fence::Grant::Until(d) = self.grant {
+                self.refreshed_for = Some(d);
+            }
+            let refresh = self.holds_vip;
+            for addr in &vips {
+                let result = match lifetime {
+                    Some(secs) => {
+                        self.netlink
+                            .add_address_for(self.ifindex, *addr, self.prefix, secs)
+                            .await
+                    }
+                    None => {
+                        self.netlink
+                            .add_address(self.ifindex, *addr, self.prefix)
+                            .await
+                    }
+                };
+                match result {
+                    Ok(()) if refresh => {}
+                    Ok(()) => {
+                        info!(node = %self.node, vip = %addr, interface = %self.interface, fence = ?self.grant, "VIP added")
+                    }
+                    Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                }
+            }
+            if !refresh {
+                self.holds_vip = true;
+                self.announce(vips);
+            }
+        } else if !desired && self.holds_vip {
+            if let Some(task) = self.announce_task.take() {
+                task.abort();
+            }
+            for addr in &vips {
+                match self
+                    .netlink
+                    .remove_address(self.ifindex, *addr, self.prefix)
+                    .await
+                {
+                    Ok(()) => {
+                        info!(node = %self.node, vip = %addr, want = self.want_vip, fence = ?self.grant, "VIP removed")
+                    }
+                    Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                }
+            }
+            self.holds_vip = false;
+        }
     }
 
     async fn run(
@@ -287,6 +435,15 @@ impl VrrpRunner {
                 events_tx.clone(),
             );
         }
+        if let (Some((index, client)), Some(fence)) = (self.quorum_check.clone(), &self.fence) {
+            crate::fence::spawn_quorum_probe(
+                client,
+                fence.status.clone(),
+                events_tx.clone(),
+                move |up| Event::Check { index, up },
+            );
+        }
+        let mut grant_rx = self.fence.as_ref().map(|f| f.grant.clone());
         let now = Instant::now();
         if !self.link_up {
             self.router.set_interface_up(now, false);
@@ -302,7 +459,31 @@ impl VrrpRunner {
                     None => std::future::pending().await,
                 }
             };
+            // While we hold a fenced VIP, its lease deadline is a timer of its own.
+            let fence_deadline = match (self.holds_vip, self.grant) {
+                (true, crate::fence::Grant::Until(d)) => Some(d),
+                _ => None,
+            };
+            let fence_expiry = async {
+                match fence_deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let grant_changed = async {
+                match grant_rx.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        *rx.borrow_and_update()
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                grant = grant_changed => self.grant = grant,
+                _ = fence_expiry => warn!(node = %self.node, "VIP lease deadline passed without renewal; dropping the VIP"),
                 packet = self.socket.recv() => {
                     match packet {
                         Ok(d) => self.on_datagram(&d.bytes),
@@ -317,11 +498,18 @@ impl VrrpRunner {
                 _ = stop.wait_for(|s| *s) => break,
             }
             self.apply_actions().await;
+            self.sync_vip().await;
         }
         // RFC 5798 §6.4.3 Shutdown: a master sends priority 0 so a backup takes over after
         // Skew_Time instead of Master_Down_Interval, and the VIP leaves with us.
         self.router.shutdown(Instant::now());
         self.apply_actions().await;
+        self.want_vip = false;
+        self.sync_vip().await;
+        if let Some(fence) = self.fence.take() {
+            // Resign the VIP election so the next master need not wait for the lease to expire.
+            fence.stop(Duration::from_secs(5)).await;
+        }
         if self.holds_vip {
             let vip = self.router.config().virtual_addresses.clone();
             for addr in vip {
@@ -395,38 +583,27 @@ impl VrrpRunner {
                         debug!(node = %self.node, "{e}");
                     }
                 }
-                Action::AddVips(addrs) => {
-                    for addr in addrs {
-                        match self
-                            .netlink
-                            .add_address(self.ifindex, addr, self.prefix)
-                            .await
-                        {
-                            Ok(()) => {
-                                info!(node = %self.node, vip = %addr, interface = %self.interface, "VIP added");
-                                self.holds_vip = true;
-                            }
-                            Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
-                        }
+                Action::AddVips(_) => {
+                    self.want_vip = true;
+                    if let Some(f) = &self.fence {
+                        let _ = f.want.send(true);
+                    }
+                    self.sync_vip().await;
+                }
+                Action::RemoveVips(_) => {
+                    self.want_vip = false;
+                    if let Some(f) = &self.fence {
+                        let _ = f.want.send(false);
+                    }
+                    self.sync_vip().await;
+                }
+                // The burst goes out when the VIP is actually added (sync_vip), which with
+                // fencing may be later than the VRRP transition.
+                Action::Announce(addrs) => {
+                    if self.holds_vip {
+                        self.announce(addrs);
                     }
                 }
-                Action::RemoveVips(addrs) => {
-                    if let Some(task) = self.announce_task.take() {
-                        task.abort();
-                    }
-                    for addr in addrs {
-                        match self
-                            .netlink
-                            .remove_address(self.ifindex, addr, self.prefix)
-                            .await
-                        {
-                            Ok(()) => info!(node = %self.node, vip = %addr, "VIP removed"),
-                            Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
-                        }
-                    }
-                    self.holds_vip = false;
-                }
-                Action::Announce(addrs) => self.announce(addrs),
                 Action::StateChanged { from, to, priority } => {
                     info!(node = %self.node, instance = %self.router.config().name,
                         %from, %to, priority, "VRRP state changed");
@@ -539,8 +716,8 @@ impl VrrpRunner {
                 master_adver_interval_ms: r.master_adver_interval().as_millis() as u64,
                 last_transition: self.last_transition,
                 fencing: self.fencing.clone(),
-                checks: self
-                    .track
+                checks: cfg
+                    .tracked
                     .iter()
                     .zip(&self.checks_up)
                     .map(|(t, up)| CheckStatus {

@@ -22,3 +22,38 @@ pub fn etcd_config(cluster: &Cluster) -> Result<elect::EtcdConfig, EtcdSetupErro
     cfg.dial_timeout = etcd.dial_timeout.get();
     Ok(cfg)
 }
+
+/// Connect in the background, retrying with backoff, and publish the client once etcd answers
+/// a quorum read. etcd is reached directly, never through the apiserver (kube-vip#684), so
+/// the VIP and the balancer can start before any apiserver exists.
+pub fn spawn_connector(
+    cfg: elect::EtcdConfig,
+    node: String,
+) -> tokio::sync::watch::Receiver<Option<elect::Client>> {
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    tokio::spawn(async move {
+        let mut backoff = std::time::Duration::from_millis(250);
+        let mut attempts = 0u32;
+        loop {
+            match elect::connect(&cfg).await {
+                Ok(client) => {
+                    tracing::info!(node = %node, endpoints = ?cfg.endpoints, "connected to etcd");
+                    let _ = tx.send(Some(client));
+                    return;
+                }
+                Err(e) => {
+                    attempts += 1;
+                    if attempts == 1 || attempts % 20 == 0 {
+                        tracing::warn!(node = %node, attempts, "etcd not reachable yet: {e}");
+                    }
+                    if tx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    });
+    rx
+}

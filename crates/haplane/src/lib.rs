@@ -8,7 +8,9 @@
 pub mod balance;
 pub mod daemon;
 pub mod demo;
+pub mod elections;
 pub mod etcd;
+pub mod fence;
 pub mod garp;
 pub mod netlink;
 pub mod status;

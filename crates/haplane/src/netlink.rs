@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::{AddressMessageBuilder, Handle};
 
@@ -139,6 +139,34 @@ impl Netlink {
             .await
             .map_err(|source| NetlinkError::Request {
                 what: format!("adding {addr}/{prefix}"),
+                source,
+            })
+    }
+
+    /// Add or refresh `addr/prefix` with a valid lifetime of `secs`: the kernel removes the
+    /// address by itself when the lifetime runs out without a refresh, even if this process
+    /// is frozen or killed. The fenced VIP uses it so a stalled holder cannot keep the VIP past
+    /// its lease deadline.
+    pub async fn add_address_for(
+        &self,
+        index: u32,
+        addr: IpAddr,
+        prefix: u8,
+        secs: u32,
+    ) -> Result<(), NetlinkError> {
+        let mut request = self.handle.address().add(index, addr, prefix).replace();
+        let mut lifetime = CacheInfo::default();
+        lifetime.ifa_preferred = secs;
+        lifetime.ifa_valid = secs;
+        request
+            .message_mut()
+            .attributes
+            .push(AddressAttribute::CacheInfo(lifetime));
+        request
+            .execute()
+            .await
+            .map_err(|source| NetlinkError::Request {
+                what: format!("adding {addr}/{prefix} for {secs}s"),
                 source,
             })
     }

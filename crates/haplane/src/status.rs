@@ -178,6 +178,9 @@ impl Hub {
     }
 }
 
+type RouterGauge = fn(&RouterStatus) -> i64;
+type RouterCounter = fn(&RouterCounters) -> u64;
+
 #[derive(Debug)]
 struct HubCollector(Arc<Hub>);
 
@@ -222,7 +225,7 @@ impl Collector for HubCollector {
                 }
             }
         }
-        let gauges: [(&str, &str, fn(&RouterStatus) -> i64); 3] = [
+        let gauges: [(&str, &str, RouterGauge); 3] = [
             (
                 "haplane_vrrp_effective_priority",
                 "Base priority adjusted by tracked checks.",
@@ -246,7 +249,7 @@ impl Collector for HubCollector {
                 ConstGauge::new(get(r)).encode(m.encode_family(&labels)?)?;
             }
         }
-        let counters: [(&str, &str, fn(&RouterCounters) -> u64); 5] = [
+        let counters: [(&str, &str, RouterCounter); 5] = [
             (
                 "haplane_vrrp_adverts_received",
                 "Valid adverts processed.",

@@ -129,7 +129,7 @@ impl VrrpSocket {
         let mut buf = vec![0u8; 2048];
         loop {
             let mut guard = self.rx.readable().await.map_err(VrrpIoError::Receive)?;
-            match guard.try_io(|fd| (&*fd.get_ref()).read(&mut buf)) {
+            match guard.try_io(|fd| fd.get_ref().read(&mut buf)) {
                 Ok(Ok(n)) => {
                     buf.truncate(n);
                     return Ok(Datagram { bytes: buf });

@@ -247,8 +247,9 @@ fn keepalived_itself_rejects_priority_255_with_weighted_track_scripts() {
 #[test]
 fn rendered_haproxy_cfg_passes_haproxy_check() {
     // haproxy -c opens the CA file, so point it at one that exists here.
+    let here = "/etc/ssl/certs/ca-certificates.crt";
     let o = PlanOptions {
-        kube_ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
+        kube_ca_file: here.into(),
         ..opts()
     };
     for (seed, node) in [
@@ -256,7 +257,9 @@ fn rendered_haproxy_cfg_passes_haproxy_check() {
         ("seed002.yaml", "dev6"),
         ("seed002.yaml", "dev4"),
     ] {
-        let p = plan_of(seed, &o);
+        let (mut cluster, _) = plan::load(&fixture(seed)).expect("fixture loads");
+        cluster.load_balancer.health_check.ca_file = Some(here.into());
+        let p = plan::render(&cluster, &o).expect("fixture renders");
         let text = p.get(&format!("{node}/classic/haproxy.cfg")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("haproxy.cfg");

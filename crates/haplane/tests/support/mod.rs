@@ -294,3 +294,100 @@ pub fn keepalived_conf(cfg: &Cfg, me: &str) -> String {
     ));
     s
 }
+
+impl Lab {
+    /// Start a 3-member (or n-member) etcd cluster, one member on each of `hosts`, and wait
+    /// until it answers a quorum read. `--pre-vote` keeps a rejoining member from disrupting
+    /// the term after a partition heals.
+    pub fn start_etcd(&mut self, hosts: &[&str]) {
+        let cluster: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("{h}=http://{}:2380", self.host(h).address()))
+            .collect();
+        for h in hosts {
+            let addr = self.host(h).address();
+            let data = self.dir.path().join(format!("etcd-{h}"));
+            let log = self.dir.path().join(format!("{h}-etcd.log"));
+            let mut cmd = self.host(h).command("etcd");
+            cmd.args(["--name", h])
+                .arg("--data-dir")
+                .arg(&data)
+                .arg(format!(
+                    "--listen-client-urls=http://{addr}:2379,http://127.0.0.1:2379"
+                ))
+                .arg(format!("--advertise-client-urls=http://{addr}:2379"))
+                .arg(format!("--listen-peer-urls=http://{addr}:2380"))
+                .arg(format!("--initial-advertise-peer-urls=http://{addr}:2380"))
+                .arg(format!("--initial-cluster={}", cluster.join(",")))
+                .args([
+                    "--initial-cluster-state=new",
+                    "--initial-cluster-token=itest",
+                ])
+                .args(["--pre-vote", "--logger=zap", "--log-level=warn"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            let handle = self.host(h).spawn(cmd).expect("spawn etcd");
+            self.daemons.push(Daemon {
+                name: format!("etcd on {h}"),
+                handle,
+                log,
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let endpoints = self.etcd_endpoints(hosts);
+        loop {
+            let out = self
+                .host(hosts[0])
+                .command("etcdctl")
+                .env("ETCDCTL_API", "3")
+                .args([
+                    "--endpoints",
+                    &endpoints,
+                    "--command-timeout=1s",
+                    "get",
+                    "probe",
+                ])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd did not form a cluster\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn etcd_endpoints(&self, hosts: &[&str]) -> String {
+        hosts
+            .iter()
+            .map(|h| format!("http://{}:2379", self.host(h).address()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Lab {
+    /// Run `f` while a thread samples the VIP holders every 10 ms; returns f's result and the
+    /// samples (time since start, holders).
+    pub fn sampling<T>(&self, f: impl FnOnce() -> T) -> (T, Vec<(Duration, Vec<String>)>) {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let start = Instant::now();
+                let mut samples = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    samples.push((start.elapsed(), self.holders()));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                samples
+            });
+            let out = f();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (out, sampler.join().unwrap())
+        })
+    }
+}

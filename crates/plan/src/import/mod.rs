@@ -283,6 +283,7 @@ fn build(k: &Keepalived, h: Option<&Haproxy>, report: &mut Report) -> Cluster {
         etcd: None,
         elections: Vec::new(),
         snapshots: None,
+        state_dir: "/var/lib/haplane".into(),
         kubernetes: Kubernetes::default(),
     }
 }

@@ -1,0 +1,249 @@
+//! The quorum-fenced VIP: the VRRP master holds the VIP only while it also leads the VIP's
+//! election in etcd, and a node cut off from the etcd majority goes to FAULT.
+//!
+//! VRRP still does the fast part (detecting a dead master in 3 × advert + skew); etcd makes
+//! it safe: a node can only hold the VIP until its lease deadline (last renewal + TTL −
+//! margin by its own clock), which passes before the server can expire the lease and let
+//! another node win. See docs/elections.md for the arithmetic.
+//!
+//! Bootstrap: the VIP must exist before any apiserver (kubeadm init needs it), and with
+//! stacked etcd, before etcd. Fencing is therefore *armed* the first time this node reaches
+//! etcd, and a marker file keeps it armed across restarts; until then the VIP follows plain
+//! VRRP and `/status` says `armed: false`.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use elect::{Client, Election, ElectionConfig, Role};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+/// May this node hold the VIP right now?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// Fencing is not armed yet: plain VRRP decides.
+    Unfenced,
+    /// We lead the VIP election until this deadline.
+    Until(Instant),
+    /// We do not lead the VIP election (yet).
+    Denied,
+}
+
+impl Grant {
+    pub fn allows(self, now: Instant) -> bool {
+        match self {
+            Grant::Unfenced => true,
+            Grant::Until(deadline) => now < deadline,
+            Grant::Denied => false,
+        }
+    }
+}
+
+/// The fence as shown in /status.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FenceStatus {
+    pub mode: &'static str,
+    pub armed: bool,
+    pub campaigning: bool,
+    pub leader: bool,
+    pub current_holder: Option<String>,
+    pub lease_remaining_ms: Option<u64>,
+    pub etcd_quorum: bool,
+}
+
+/// The VRRP loop's handle on the fence task.
+pub struct Fence {
+    pub want: watch::Sender<bool>,
+    pub grant: watch::Receiver<Grant>,
+    pub status: Arc<Mutex<FenceStatus>>,
+    task: JoinHandle<()>,
+}
+
+impl Fence {
+    /// Start the fence task. `client` becomes Some once etcd has been reached.
+    pub fn spawn(
+        client: watch::Receiver<Option<Client>>,
+        election: ElectionConfig,
+        marker: PathBuf,
+    ) -> Fence {
+        let armed = marker.exists();
+        let (want_tx, want_rx) = watch::channel(false);
+        let (grant_tx, grant_rx) = watch::channel(if armed {
+            Grant::Denied
+        } else {
+            Grant::Unfenced
+        });
+        let status = Arc::new(Mutex::new(FenceStatus {
+            mode: "quorum",
+            armed,
+            etcd_quorum: !armed,
+            ..FenceStatus::default()
+        }));
+        let task = tokio::spawn(fence_task(
+            client,
+            election,
+            marker,
+            armed,
+            want_rx,
+            grant_tx,
+            status.clone(),
+        ));
+        Fence {
+            want: want_tx,
+            grant: grant_rx,
+            status,
+            task,
+        }
+    }
+
+    /// Stop campaigning (resigning if we lead) and wait for it, at most `limit`.
+    pub async fn stop(self, limit: Duration) {
+        let _ = self.want.send(false);
+        drop(self.want);
+        if tokio::time::timeout(limit, self.task).await.is_err() {
+            warn!("the VIP election did not resign within {limit:?}");
+        }
+    }
+}
+
+fn set(status: &Mutex<FenceStatus>, f: impl FnOnce(&mut FenceStatus)) {
+    f(&mut status.lock().unwrap_or_else(|e| e.into_inner()));
+}
+
+async fn fence_task(
+    mut client_rx: watch::Receiver<Option<Client>>,
+    election: ElectionConfig,
+    marker: PathBuf,
+    mut armed: bool,
+    mut want: watch::Receiver<bool>,
+    grant: watch::Sender<Grant>,
+    status: Arc<Mutex<FenceStatus>>,
+) {
+    let name = election.name.clone();
+    loop {
+        // Wait for a client; arm on first contact.
+        let client = loop {
+            if let Some(c) = client_rx.borrow_and_update().clone() {
+                break c;
+            }
+            if client_rx.changed().await.is_err() {
+                return;
+            }
+        };
+        if !armed {
+            armed = true;
+            if let Some(dir) = marker.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if let Err(e) = std::fs::write(&marker, b"etcd reached; VIP fencing armed\n") {
+                warn!(marker = %marker.display(), "cannot persist the fencing marker: {e}");
+            }
+            info!(election = %name, "etcd reached: VIP fencing armed");
+            set(&status, |s| s.armed = true);
+            let _ = grant.send(Grant::Denied);
+        }
+        // Campaign only while VRRP wants the VIP, so the election winner is the VRRP master.
+        if want.wait_for(|w| *w).await.is_err() {
+            return;
+        }
+        let campaign = match Election::spawn(client.clone(), election.clone()) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(election = %name, "cannot campaign for the VIP: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        set(&status, |s| s.campaigning = true);
+        let mut role = campaign.role();
+        loop {
+            let r = role.borrow_and_update().clone();
+            let g = match r.leading_until() {
+                Some(deadline) => Grant::Until(deadline),
+                None => Grant::Denied,
+            };
+            set(&status, |s| {
+                s.leader = matches!(g, Grant::Until(_));
+                s.current_holder = match &r {
+                    Role::Follower { leader } => leader.clone(),
+                    Role::Leader { .. } => Some(election.identity.clone()),
+                };
+            });
+            grant.send_if_modified(|old| {
+                let changed = *old != g;
+                *old = g;
+                changed
+            });
+            tokio::select! {
+                changed = role.changed() => if changed.is_err() { break },
+                _ = want.wait_for(|w| !*w) => break,
+            }
+        }
+        // Stop acting before resigning: the VRRP loop drops the VIP on Denied.
+        let _ = grant.send(Grant::Denied);
+        campaign.resign().await;
+        set(&status, |s| {
+            s.campaigning = false;
+            s.leader = false;
+        });
+        if want.has_changed().is_err() {
+            return;
+        }
+    }
+}
+
+/// Probe etcd's quorum with a linearizable read every 500 ms; report `up` changes (after 3
+/// failures or 2 successes in a row) as tracked-check events for the router's `etcd-quorum`
+/// check (weight 0: FAULT while down). Until fencing is armed the check stays up.
+pub fn spawn_quorum_probe<E: Send + 'static>(
+    mut client_rx: watch::Receiver<Option<Client>>,
+    status: Arc<Mutex<FenceStatus>>,
+    events: mpsc::Sender<E>,
+    event: impl Fn(bool) -> E + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let mut client = loop {
+            if let Some(c) = client_rx.borrow_and_update().clone() {
+                break c;
+            }
+            if client_rx.changed().await.is_err() {
+                return;
+            }
+        };
+        let mut up = true;
+        let mut streak = 0u32;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // Two tries, so one unreachable endpoint among several does not count as lost quorum.
+            let mut ok = false;
+            for _ in 0..2 {
+                let read = client.get("/haplane/quorum-probe", None);
+                if matches!(
+                    tokio::time::timeout(Duration::from_millis(700), read).await,
+                    Ok(Ok(_))
+                ) {
+                    ok = true;
+                    break;
+                }
+            }
+            set(&status, |s| s.etcd_quorum = ok);
+            if ok == up {
+                streak = 0;
+                continue;
+            }
+            streak += 1;
+            if streak >= if ok { 2 } else { 3 } {
+                up = ok;
+                streak = 0;
+                if events.send(event(up)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+}
