@@ -81,10 +81,19 @@ enum Command {
         #[command(subcommand)]
         command: EtcdCommand,
     },
-    /// Two VRRP nodes in network namespaces: elect, fail over, preempt, hand over (needs root).
+    /// A local HA control plane in network namespaces: masters with etcd and haplane, workers
+    /// with the node-local balancer; break it and measure what clients feel (needs root).
+    Lab(lab::LabArgs),
+    /// One table for the cluster: VRRP state, VIP, balancer backends, elections, etcd health.
+    Status(lab::StatusArgs),
+    /// The README's first command: lab up, drill every scenario with an HTML report, print the
+    /// summary, lab down (needs root). With --vrrp: a two-node VRRP failover demo only.
     Demo {
-        /// VRRP advert interval for the demo.
-        #[arg(long, default_value = "100ms")]
+        /// Only the two-node VRRP demo (elect, fail over, preempt, hand over).
+        #[arg(long)]
+        vrrp: bool,
+        /// VRRP advert interval for the --vrrp demo.
+        #[arg(long, default_value = "100ms", requires = "vrrp")]
         advert: String,
     },
 }
@@ -305,7 +314,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { advert } => {
+        Command::Lab(args) => {
+            let exe = std::env::current_exe().context("cannot find the haplane binary")?;
+            Ok(lab::run_lab(args, &exe)?)
+        }
+        Command::Status(args) => Ok(lab::run_status(args)?),
+        Command::Demo { vrrp: false, .. } => {
+            let exe = std::env::current_exe().context("cannot find the haplane binary")?;
+            Ok(lab::demo(&exe)?)
+        }
+        Command::Demo { vrrp: true, advert } => {
             let exe = std::env::current_exe().context("cannot find the haplane binary")?;
             let logs = std::env::temp_dir().join(format!("haplane-demo-{}", std::process::id()));
             std::fs::create_dir_all(&logs)
