@@ -1,0 +1,196 @@
+//! Elections in the daemon (issue 4), with a real 3-member etcd cluster and haplane on each
+//! master in network namespaces: an exec'd singleton runs on exactly one node; when its leader
+//! is SIGKILLed, cut off by a link down, or frozen by SIGSTOP, another node runs it within
+//! TTL + 1 s, and sampling every 10 ms never sees it on two nodes at once.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+use support::{Cfg, Lab};
+
+const MASTERS: [&str; 3] = ["m1", "m2", "m3"];
+/// A command line no other test uses, so /proc tells us where the singleton runs.
+const SINGLETON: &str = "86397";
+
+fn lab() -> Lab {
+    let mut cfg = Cfg::new(&[
+        ("m1", "192.0.2.11", 150),
+        ("m2", "192.0.2.12", 120),
+        ("m3", "192.0.2.13", 100),
+    ]);
+    cfg.extra_vip = "  fencing: none\n".into();
+    let mut lab = Lab::new(&MASTERS);
+    lab.start_etcd(&MASTERS);
+    let endpoints: Vec<String> = lab
+        .etcd_endpoints(&MASTERS)
+        .split(',')
+        .map(|e| format!("\"{e}\""))
+        .collect();
+    let text = format!(
+        "{}loadBalancer: {{enabled: false}}\netcd: {{endpoints: [{}], leaseTtl: 2s}}\nelections:\n  - {{name: singleton, exec: {{command: [sleep, \"{SINGLETON}\"], grace: 1s}}}}\nstateDir: {}\n",
+        cfg.yaml(),
+        endpoints.join(", "),
+        lab.dir.path().join("state").display()
+    );
+    let path = lab.write("cluster.yaml", &text);
+    for m in MASTERS {
+        lab.start_haplane(m, &path);
+    }
+    lab
+}
+
+/// The hosts whose network namespace has a `sleep SINGLETON` process.
+fn runners(lab: &Lab) -> Vec<String> {
+    let inode_of = |ns: &str| {
+        std::fs::metadata(format!("/run/netns/{ns}"))
+            .map(|m| m.ino())
+            .ok()
+    };
+    let hosts: Vec<(String, u64)> = MASTERS
+        .iter()
+        .filter_map(|h| inode_of(lab.host(h).ns_name()).map(|i| (h.to_string(), i)))
+        .collect();
+    let mut found = Vec::new();
+    let Ok(proc) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in proc.flatten() {
+        let path = entry.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
+        if cmdline != format!("sleep\0{SINGLETON}\0").as_bytes() {
+            continue;
+        }
+        let Ok(link) = std::fs::read_link(path.join("ns/net")) else {
+            continue;
+        };
+        let link = link.to_string_lossy().to_string();
+        for (host, ino) in &hosts {
+            if link == format!("net:[{ino}]") && !found.contains(host) {
+                found.push(host.clone());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Wait until exactly one node runs the singleton; its name.
+fn wait_single(lab: &Lab, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let now = runners(lab);
+        if now.len() == 1 {
+            return now[0].clone();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "singleton runs on {now:?}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Inject `fault` on the leader; returns how long until another node ran it, and asserts that
+/// no 10 ms sample saw two runners.
+fn failover(lab: &Lab, fault: impl FnOnce(&str)) -> Duration {
+    let leader = wait_single(lab, Duration::from_secs(20));
+    let start = Instant::now();
+    fault(&leader);
+    let mut took = None;
+    while start.elapsed() < Duration::from_secs(10) {
+        let now = runners(lab);
+        assert!(
+            now.len() <= 1,
+            "two nodes ran the singleton at once: {now:?}\n{}",
+            lab.logs()
+        );
+        if took.is_none() && now.len() == 1 && now[0] != leader {
+            took = Some(start.elapsed());
+            // Keep sampling for a while: the old leader must not come back while partitioned.
+            if start.elapsed() > Duration::from_secs(4) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    took.unwrap_or_else(|| panic!("no other node took over from {leader}\n{}", lab.logs()))
+}
+
+fn daemon_of<'a>(lab: &'a Lab, host: &str) -> &'a support::Daemon {
+    lab.daemons
+        .iter()
+        .find(|d| d.name == format!("haplane on {host}"))
+        .unwrap()
+}
+
+#[test]
+fn sigkill_of_the_leader_moves_the_singleton_within_ttl_plus_1s() {
+    if support::skip() {
+        return;
+    }
+    let lab = lab();
+    let took = failover(&lab, |leader| {
+        daemon_of(&lab, leader).handle.kill().unwrap();
+    });
+    eprintln!("exec singleton after SIGKILL of its leader: moved in {took:?}");
+    assert!(took <= Duration::from_secs(3), "{took:?}\n{}", lab.logs());
+}
+
+#[test]
+fn a_leader_whose_link_goes_down_stops_and_another_starts_within_ttl_plus_1s() {
+    if support::skip() {
+        return;
+    }
+    let lab = lab();
+    let took = failover(&lab, |leader| lab.host(leader).link_down().unwrap());
+    eprintln!("exec singleton after its leader's link went down: moved in {took:?}");
+    assert!(took <= Duration::from_secs(3), "{took:?}\n{}", lab.logs());
+}
+
+#[test]
+fn a_frozen_leader_loses_the_singleton_and_another_starts_within_ttl_plus_1s() {
+    if support::skip() {
+        return;
+    }
+    let lab = lab();
+    let took = failover(&lab, |leader| {
+        daemon_of(&lab, leader).handle.freeze().unwrap()
+    });
+    eprintln!("exec singleton after SIGSTOP of its leader: moved in {took:?}");
+    assert!(took <= Duration::from_secs(3), "{took:?}\n{}", lab.logs());
+}
+
+#[test]
+fn status_shows_each_election_with_its_leader_and_lease_deadline() {
+    if support::skip() {
+        return;
+    }
+    let lab = lab();
+    let leader = wait_single(&lab, Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = lab.status(&leader);
+        let e = &status["elections"][0];
+        if e["role"] == "leader" {
+            assert_eq!(e["name"], "singleton");
+            assert_eq!(e["leader"], leader.as_str());
+            assert!(
+                e["lease_deadline_ms"].as_u64().is_some_and(|ms| ms <= 2000),
+                "{e}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let metrics = lab.http_get(&leader, "/metrics");
+    assert!(
+        metrics.contains("haplane_election_leader{election=\"singleton\"} 1"),
+        "{metrics}"
+    );
+}
