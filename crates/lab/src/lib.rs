@@ -285,12 +285,39 @@ pub fn status_from_config(path: &Path) -> Result<ClusterView, LabError> {
     ))
 }
 
+/// Demo labs whose process is gone: `demo<pid>` in netlab's labs or the state root.
+fn stale_demos() -> Vec<String> {
+    let mut names = netlab::list_labs().unwrap_or_default();
+    if let Ok(rd) = std::fs::read_dir(state::STATE_ROOT) {
+        names.extend(
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok()),
+        );
+    }
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|n| {
+            n.strip_prefix("demo")
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect()
+}
+
 /// The README's first command: `lab up`, `lab drill --report`, the summary, `lab down`.
-/// The report goes to `haplane-drill.html` in the current directory.
+/// The report goes to `haplane-drill.html` in the current directory; the lab is named
+/// `demo<pid>`.
 pub fn demo(haplane_exe: &Path) -> Result<ExitCode, LabError> {
-    let name = "demo";
-    // A demo left behind by a killed run is removed first.
-    let _ = up::down(name);
+    // One lab per demo process, so two demos on one machine never meet; demos left behind by
+    // killed runs (their pid is gone) are removed first.
+    let name = &format!("demo{}", std::process::id());
+    for old in stale_demos() {
+        if let Ok(msg) = up::down(&old) {
+            println!("{msg}");
+        }
+    }
     println!("haplane lab: 3 masters (etcd + haplane), 1 worker, in network namespaces");
     let st = up::up(&up::UpOptions {
         name: name.to_string(),
