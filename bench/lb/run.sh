@@ -2,11 +2,12 @@
 # Benchmark of haplane's L4 balancer against direct nginx and haproxy 2.6, in one run.
 # Loopback only. Needs nginx, haproxy, wrk (apt-get install -y wrk) and a release build of
 # the examples (done here). Usage: bench/lb/run.sh [seconds-per-figure]
-# Env: WRK_CONN (64), LB_THREADS (1), IDLE_POINTS ("4000 8500"), PORT_BASE (18080).
+# Env: ROUNDS (3), WRK_CONN (64), LB_THREADS (1), IDLE_POINTS ("4000 8500"), PORT_BASE (18080).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-dur=${1:-10}
+dur=${1:-5}
+rounds=${ROUNDS:-3}
 conns=${WRK_CONN:-64}
 lb_threads=${LB_THREADS:-1}
 idle_points=${IDLE_POINTS:-"4000 8500"}
@@ -105,14 +106,25 @@ run_wrk() { # port pid path extra-args... → "req/s mb/s p99ms cpu-us-per-reque
   echo "$rps $mb $p99 $cpu"
 }
 
-declare -A R
-for t in direct haproxy haplane; do
-  case $t in direct) port=$nginx_port pid=$nginx_pid;; haproxy) port=$hap_port pid=$hap_pid;;
-    haplane) port=$lb_port pid=$lb_pid;; esac
-  read -r R[$t.ka] _ R[$t.p99] R[$t.cpuka] <<<"$(run_wrk $port $pid /)"
-  read -r R[$t.close] _ R[$t.p99c] R[$t.cpuclose] <<<"$(run_wrk $port $pid / -H 'Connection: close')"
-  read -r _ R[$t.bulk] _ R[$t.cpubulk] <<<"$(WRK_C=8 run_wrk $port $pid /big)"
+# Other work may share the cores: every figure is measured in $rounds rounds, the targets
+# in rotated order each round, and the median is reported.
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
+declare -A R S
+targets=(direct haproxy haplane)
+for ((r = 0; r < rounds; r++)); do
+  for ((k = 0; k < 3; k++)); do
+    t=${targets[$(((k + r) % 3))]}
+    case $t in direct) port=$nginx_port pid=$nginx_pid;; haproxy) port=$hap_port pid=$hap_pid;;
+      haplane) port=$lb_port pid=$lb_pid;; esac
+    read -r a _ b c <<<"$(run_wrk $port $pid /)"
+    S[$t.ka]+=" $a"; S[$t.p99]+=" $b"; S[$t.cpuka]+=" $c"
+    read -r a _ b c <<<"$(run_wrk $port $pid / -H 'Connection: close')"
+    S[$t.close]+=" $a"; S[$t.p99c]+=" $b"; S[$t.cpuclose]+=" $c"
+    read -r _ a _ c <<<"$(WRK_C=8 run_wrk $port $pid /big)"
+    S[$t.bulk]+=" $a"; S[$t.cpubulk]+=" $c"
+  done
 done
+for key in "${!S[@]}"; do R[$key]=$(median <<<"${S[$key]}"); done
 
 # RSS of a proxy holding N idle client connections (plus N backend connections).
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
@@ -140,7 +152,7 @@ done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b>0) printf "%.2f", a/b; else print "-" }'; }
 echo
-echo "haplane L4 balancer benchmark: loopback, $(nproc) cores, wrk -t1 -c$conns ${dur}s per figure, nginx 1 worker"
+echo "haplane L4 balancer benchmark: loopback, $(nproc) cores, wrk -t1 -c$conns (8 for 1 MiB), median of $rounds x ${dur}s, nginx 1 worker"
 echo "haplane: $lb_threads runtime thread(s), splice on; haproxy $(haproxy -v | awk 'NR==1{print $3}'): nbthread 1, splice-auto"
 printf "\n%-34s %12s %12s %12s %16s\n" figure direct haproxy haplane "haplane/haproxy"
 row() { printf "%-34s %12s %12s %12s %16s\n" "$1" "${R[direct.$2]}" "${R[haproxy.$2]}" "${R[haplane.$2]}" "$(ratio "${R[haplane.$2]}" "${R[haproxy.$2]}")"; }

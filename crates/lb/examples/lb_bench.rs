@@ -2,7 +2,7 @@
 //!
 //! lb_bench --listen 127.0.0.1:8000 --backend 127.0.0.1:8081 [--backend ...]
 //!          [--threads 1] [--check http|tcp|none] [--path /readyz] [--no-splice]
-//!          [--policy round-robin|least-connections|random-two-choices] [--until-signal]
+//!          [--policy round-robin|least-connections|random-two-choices] [--until-signal] [--no-keepalive]
 //! Runs until stdin closes (unless --until-signal) or SIGINT/SIGTERM, then drains.
 
 use std::time::Duration;
@@ -56,6 +56,7 @@ fn main() {
             }
             "--no-splice" => cfg.splice = false,
             "--until-signal" => watch_stdin = false,
+            "--no-keepalive" => cfg.tcp_keepalive = None,
             other => die(&format!("unknown argument {other}")),
         }
     }
