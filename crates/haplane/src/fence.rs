@@ -177,14 +177,37 @@ async fn fence_task(
                 *old = g;
                 changed
             });
+            // A campaign that has neither led nor seen a leader for 3 TTLs is stuck (for
+            // example after etcd lost its leader mid-renewal): start a fresh one.
+            let stalled = async {
+                if matches!(g, Grant::Denied) && r == (Role::Follower { leader: None }) {
+                    tokio::time::sleep(election.ttl * 3).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
-                changed = role.changed() => if changed.is_err() { break },
+                changed = role.changed() => if changed.is_err() {
+                    warn!(election = %name, "the VIP campaign ended; campaigning again");
+                    break;
+                },
                 _ = want.wait_for(|w| !*w) => break,
+                _ = stalled => {
+                    warn!(election = %name, "no VIP leader for 3 lease TTLs; campaigning afresh");
+                    break;
+                }
             }
         }
         // Stop acting before resigning: the VRRP loop drops the VIP on Denied.
         let _ = grant.send(Grant::Denied);
-        campaign.resign().await;
+        // Revoking needs an etcd leader; without one, drop the campaign instead (its lease
+        // expires on the server) so we can campaign again as soon as etcd recovers.
+        if tokio::time::timeout(election.ttl, campaign.resign())
+            .await
+            .is_err()
+        {
+            warn!(election = %name, "resigning timed out; the old lease will expire on the server");
+        }
         set(&status, |s| {
             s.campaigning = false;
             s.leader = false;

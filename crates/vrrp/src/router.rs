@@ -15,6 +15,9 @@ use crate::packet::{
     password_auth_data,
 };
 
+/// Minimum gap between re-announcements provoked by lower-priority masters.
+const LOWER_ANNOUNCE_GAP: Duration = Duration::from_secs(1);
+
 /// Router state (RFC 5798 §6.4) plus keepalived's FAULT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
@@ -190,6 +193,8 @@ pub struct Router {
     master_down_timer: Option<Instant>,
     /// keepalived preempt_delay: until this instant a lower-priority master is accepted.
     preempt_deadline: Option<Instant>,
+    /// Last re-announcement provoked by a lower-priority master.
+    last_lower_announce: Option<Instant>,
     /// Last master seen (address, priority).
     master: Option<(IpAddr, u8)>,
     actions: VecDeque<Action>,
@@ -223,6 +228,7 @@ impl Router {
             adver_timer: None,
             master_down_timer: None,
             preempt_deadline: None,
+            last_lower_announce: None,
             master: None,
             actions: VecDeque::new(),
             counters: Counters::default(),
@@ -521,6 +527,17 @@ impl Router {
                     // RFC 5798 §6.4.3 says discard; keepalived also re-asserts at once so a
                     // lower-priority master (after a partition) backs off quickly.
                     self.send_advert(local);
+                    // And re-announces (keepalived's vrrp_garp_lower_prio_repeat): hosts may
+                    // have learnt the other master's MAC for the VIP during the split, and
+                    // nothing else would correct their ARP caches. At most once a second.
+                    if self
+                        .last_lower_announce
+                        .is_none_or(|t| now >= t + LOWER_ANNOUNCE_GAP)
+                    {
+                        self.last_lower_announce = Some(now);
+                        self.actions
+                            .push_back(Action::Announce(self.cfg.virtual_addresses.clone()));
+                    }
                 }
             }
             State::Initialize | State::Fault => {}

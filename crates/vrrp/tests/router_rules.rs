@@ -347,6 +347,28 @@ fn master_reasserts_against_lower_priority() {
     assert_eq!(r.poll_timeout(), timer);
 }
 
+/// keepalived vrrp_garp_lower_prio_repeat: a master that hears a lower-priority master (a
+/// split brain healing) re-announces the VIP, so hosts that learnt the other MAC are corrected;
+/// at most once a second however many adverts arrive.
+#[test]
+fn master_reannounces_against_a_lower_priority_master_at_most_once_a_second() {
+    let (mut r, t) = master(v3(1, 100));
+    let announces = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Announce(v) if v == &vec![vip()]))
+            .count()
+    };
+    let lower = advert(Version::V3, 99, 100);
+    deliver(&mut r, t + Duration::from_millis(10), ip(2), &lower);
+    assert_eq!(announces(&drain(&mut r)), 1);
+    deliver(&mut r, t + Duration::from_millis(110), ip(2), &lower);
+    assert_eq!(announces(&drain(&mut r)), 0, "rate-limited");
+    deliver(&mut r, t + Duration::from_millis(1100), ip(2), &lower);
+    assert_eq!(announces(&drain(&mut r)), 1);
+    assert_eq!(r.state(), State::Master);
+}
+
 /// RFC 5798 §6.4.3 Shutdown: a Master sends priority 0, removes the addresses, goes to
 /// Initialize; start() brings it back.
 #[test]

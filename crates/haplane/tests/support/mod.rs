@@ -361,6 +361,56 @@ impl Lab {
         }
     }
 
+    /// If `host`'s etcd member leads the raft cluster, hand leadership to another member.
+    pub fn move_etcd_leader_off(&self, host: &str, hosts: &[&str]) {
+        let endpoints = self.etcd_endpoints(hosts);
+        let out = self
+            .host(host)
+            .command("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &endpoints,
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        let own = format!("http://{}:2379", self.host(host).address());
+        let mine = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["Endpoint"] == own.as_str())
+            .expect("own endpoint");
+        let my_id = mine["Status"]["header"]["member_id"].as_u64().unwrap();
+        if mine["Status"]["leader"].as_u64() != Some(my_id) {
+            return;
+        }
+        let other = status
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["Status"]["header"]["member_id"].as_u64().unwrap())
+            .find(|id| *id != my_id)
+            .unwrap();
+        let out = self
+            .host(host)
+            .command("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &own, "move-leader", &format!("{other:x}")])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "move-leader: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn etcd_endpoints(&self, hosts: &[&str]) -> String {
         hosts
             .iter()
