@@ -42,6 +42,11 @@ pub enum DaemonError {
     /// The status server could not start.
     #[error(transparent)]
     Status(#[from] status::StatusError),
+    /// IPv6 VRRP needs a link-local source address (RFC 5798 §5.1.2.1).
+    #[error(
+        "interface {0} has no IPv6 link-local address; IPv6 VRRP sends from it (RFC 5798 §5.1.2.1)"
+    )]
+    NoLinkLocal(String),
     /// The balancer could not start.
     #[error("cannot start the load balancer on node {node}: {source}")]
     Balancer { node: String, source: lb::LbError },
@@ -223,6 +228,29 @@ pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
     rc
 }
 
+/// The interface's IPv6 link-local address, waiting up to 10 s for one to appear.
+async fn link_local(
+    netlink: &Netlink,
+    index: u32,
+    interface: &str,
+) -> Result<std::net::Ipv6Addr, DaemonError> {
+    for _ in 0..50 {
+        let found = netlink
+            .addresses_on(index)
+            .await?
+            .into_iter()
+            .find_map(|(a, _)| match a {
+                IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+                _ => None,
+            });
+        if let Some(v6) = found {
+            return Ok(v6);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(DaemonError::NoLinkLocal(interface.to_string()))
+}
+
 enum Event {
     Check { index: usize, up: bool },
     Link(bool),
@@ -269,12 +297,17 @@ impl VrrpRunner {
     ) -> Result<Self, DaemonError> {
         let interface = cluster.vip_interface(node).to_string();
         let link = netlink.link(&interface).await?;
-        let rc = router_config(cluster, node);
+        let vip = cluster.vip.address;
+        let mut rc = router_config(cluster, node);
+        if vip.addr.is_ipv6() && !cluster.vip.unicast {
+            // RFC 5798 §5.1.2.1: IPv6 adverts come from the interface's link-local address.
+            rc.primary_address = IpAddr::V6(link_local(&netlink, link.index, &interface).await?);
+        }
+        let primary = rc.primary_address;
         let router = Router::new(rc).map_err(|source| DaemonError::Router {
             node: node.name.clone(),
             source,
         })?;
-        let vip = cluster.vip.address;
         // A crashed run may have left the VIP behind; we are not master yet, so it must go,
         // or two nodes would answer for it (seed pitfall: two holders after a reboot).
         let present = netlink.addresses_on(link.index).await?;
@@ -285,7 +318,19 @@ impl VrrpRunner {
                 .remove_address(link.index, vip.addr, vip.prefix)
                 .await?;
         }
-        let socket = VrrpSocket::open(&interface, link.index, node.address, !cluster.vip.unicast)?;
+        // A fresh IPv6 address is tentative for about a second (DAD): retry the bind a while.
+        let mut tries = 0;
+        let socket = loop {
+            match VrrpSocket::open(&interface, link.index, primary, !cluster.vip.unicast) {
+                Ok(s) => break s,
+                Err(e) if primary.is_ipv6() && tries < 50 => {
+                    tries += 1;
+                    debug!(node = %node.name, "VRRP socket not ready yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let announcer = match Announcer::open(&interface, link.index, link.mac) {
             Ok(a) => Some(Arc::new(a)),
             Err(e) => {
@@ -486,7 +531,7 @@ impl VrrpRunner {
                 _ = fence_expiry => warn!(node = %self.node, "VIP lease deadline passed without renewal; dropping the VIP"),
                 packet = self.socket.recv() => {
                     match packet {
-                        Ok(d) => self.on_datagram(&d.bytes),
+                        Ok(d) => self.on_datagram(&d),
                         Err(e) => {
                             error!(node = %self.node, interface = %self.interface, "{e}");
                             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -533,7 +578,25 @@ impl VrrpRunner {
         Ok(())
     }
 
-    fn on_datagram(&mut self, bytes: &[u8]) {
+    fn on_datagram(&mut self, datagram: &crate::vrrp_io::Datagram) {
+        let bytes = match datagram {
+            crate::vrrp_io::Datagram::V4(bytes) => bytes,
+            crate::vrrp_io::Datagram::V6 {
+                src,
+                dst,
+                hop_limit,
+                payload,
+            } => {
+                let pkt = Incoming {
+                    src: IpAddr::V6(*src),
+                    dst: IpAddr::V6(*dst),
+                    hop_limit: *hop_limit,
+                    payload,
+                };
+                self.router.handle_packet(Instant::now(), pkt);
+                return;
+            }
+        };
         match vrrp::parse_ipv4(bytes) {
             Ok(ip) => {
                 let pkt = Incoming {

@@ -1,9 +1,10 @@
-//! Gratuitous ARP on becoming master, so switches and hosts learn the VIP's new MAC at once.
+//! Gratuitous ARP (IPv4) and unsolicited Neighbor Advertisements (IPv6) on becoming master,
+//! so switches and hosts learn the VIP's new MAC at once.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV6};
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const ETH_P_ARP: u16 = 0x0806;
 const BROADCAST: [u8; 6] = [0xff; 6];
@@ -29,9 +30,10 @@ pub enum GarpError {
     },
 }
 
-/// Sends ARP announcements out of one interface.
+/// Sends ARP announcements and unsolicited NAs out of one interface.
 pub struct Announcer {
     socket: Socket,
+    icmpv6: Option<Socket>,
     interface: String,
     ifindex: u32,
     mac: [u8; 6],
@@ -45,18 +47,34 @@ impl Announcer {
                 interface: interface.to_string(),
                 source,
             })?;
+        // RFC 4861 §7.2.6: unsolicited NAs go to all-nodes with hop limit 255.
+        let icmpv6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+            .and_then(|s| {
+                s.bind_device(Some(interface.as_bytes()))?;
+                s.set_multicast_hops_v6(255)?;
+                s.set_multicast_if_v6(ifindex)?;
+                Ok(s)
+            })
+            .ok();
         Ok(Announcer {
             socket,
+            icmpv6,
             interface: interface.to_string(),
             ifindex,
             mac,
         })
     }
 
-    /// Announce each IPv4 VIP once. IPv6 VIPs are skipped (unsolicited NA is not built yet).
+    /// Announce each VIP once: gratuitous ARP for IPv4, an unsolicited NA for IPv6.
     pub fn announce(&self, vips: &[IpAddr]) -> Result<(), GarpError> {
         for vip in vips {
-            let IpAddr::V4(v4) = vip else { continue };
+            let v4 = match vip {
+                IpAddr::V4(v4) => v4,
+                IpAddr::V6(v6) => {
+                    self.advertise_neighbor(*v6)?;
+                    continue;
+                }
+            };
             let frame = arp_announcement(self.mac, *v4);
             let dst = crate::sys::link_layer_addr(self.ifindex, ETH_P_ARP, BROADCAST);
             self.socket
@@ -69,6 +87,42 @@ impl Announcer {
         }
         Ok(())
     }
+}
+
+impl Announcer {
+    fn advertise_neighbor(&self, vip: Ipv6Addr) -> Result<(), GarpError> {
+        let err = |source| GarpError::Send {
+            vip: IpAddr::V6(vip),
+            interface: self.interface.clone(),
+            source,
+        };
+        let socket = self
+            .icmpv6
+            .as_ref()
+            .ok_or_else(|| err(io::Error::other("no ICMPv6 socket")))?;
+        let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+        let dst = SockAddr::from(SocketAddrV6::new(all_nodes, 0, 0, self.ifindex));
+        socket
+            .send_to(&neighbor_advertisement(self.mac, vip), &dst)
+            .map(|_| ())
+            .map_err(err)
+    }
+}
+
+/// An unsolicited Neighbor Advertisement for `vip` (RFC 4861 §4.4, §7.2.6): Override set,
+/// Solicited clear, with the target link-layer address option. The kernel fills in the
+/// ICMPv6 checksum on raw ICMPv6 sockets.
+pub fn neighbor_advertisement(mac: [u8; 6], vip: Ipv6Addr) -> Vec<u8> {
+    let mut m = Vec::with_capacity(32);
+    m.push(136); // type: Neighbor Advertisement
+    m.push(0); // code
+    m.extend_from_slice(&[0, 0]); // checksum, computed by the kernel
+    m.extend_from_slice(&[0x20, 0, 0, 0]); // R=0 S=0 O=1
+    m.extend_from_slice(&vip.octets());
+    m.push(2); // option: target link-layer address
+    m.push(1); // length in units of 8 octets
+    m.extend_from_slice(&mac);
+    m
 }
 
 /// An Ethernet frame carrying a gratuitous ARP request: sender and target are both the VIP
@@ -93,6 +147,19 @@ pub fn arp_announcement(mac: [u8; 6], vip: Ipv4Addr) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unsolicited_na_overrides_and_carries_our_mac_rfc4861_7_2_6() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        let vip: Ipv6Addr = "2001:db8::100".parse().unwrap();
+        let m = neighbor_advertisement(mac, vip);
+        assert_eq!(m.len(), 32);
+        assert_eq!(m[0], 136);
+        assert_eq!(m[4] & 0xe0, 0x20, "override only");
+        assert_eq!(&m[8..24], &vip.octets());
+        assert_eq!(&m[24..26], &[2, 1]);
+        assert_eq!(&m[26..32], &mac);
+    }
 
     #[test]
     fn an_announcement_names_the_vip_as_sender_and_target_rfc5227_3() {

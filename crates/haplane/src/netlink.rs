@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures_util::TryStreamExt;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage, CacheInfo};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage, CacheInfo};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 use rtnetlink::{AddressMessageBuilder, Handle};
 
@@ -155,6 +155,7 @@ impl Netlink {
         secs: u32,
     ) -> Result<(), NetlinkError> {
         let mut request = self.handle.address().add(index, addr, prefix).replace();
+        no_dad(request.message_mut(), addr);
         let mut lifetime = CacheInfo::default();
         lifetime.ifa_preferred = secs;
         lifetime.ifa_valid = secs;
@@ -200,6 +201,16 @@ impl Netlink {
                 source,
             }),
         }
+    }
+}
+
+/// A moving IPv6 VIP must be usable at once: skip duplicate address detection (as keepalived
+/// does), which would otherwise hold it tentative for about a second.
+fn no_dad(message: &mut AddressMessage, addr: IpAddr) {
+    if addr.is_ipv6() {
+        message
+            .attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
     }
 }
 

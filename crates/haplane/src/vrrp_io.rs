@@ -4,8 +4,11 @@
 //! datagrams addressed to that address and would miss the multicast group; the sender is bound
 //! to the node's primary address so every advert carries it as source (RFC 5798 §5.1.1.1).
 
-use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::io::{self, IoSliceMut, Read};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, setsockopt, sockopt};
 
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use tokio::io::unix::AsyncFd;
@@ -28,11 +31,9 @@ pub enum VrrpIoError {
         interface: String,
         source: io::Error,
     },
-    /// The daemon's I/O path handles IPv4 only so far.
-    #[error(
-        "the VRRP daemon handles IPv4 virtual routers only; {0} is IPv6 (the codec supports it, the socket layer does not yet)"
-    )]
-    Ipv6Unsupported(IpAddr),
+    /// The destination's family differs from the router's.
+    #[error("cannot send to {0}: the virtual router is of the other address family")]
+    FamilyMismatch(IpAddr),
     /// Sending an advert failed.
     #[error("sending an advert to {dst} failed: {source}")]
     Send { dst: IpAddr, source: io::Error },
@@ -41,15 +42,35 @@ pub enum VrrpIoError {
     Receive(#[source] io::Error),
 }
 
-/// One received datagram, IP header included (raw IPv4 sockets deliver it).
-pub struct Datagram {
-    pub bytes: Vec<u8>,
+/// One received datagram.
+pub enum Datagram {
+    /// IPv4: raw sockets deliver the IP header too; the caller parses it.
+    V4(Vec<u8>),
+    /// IPv6: the kernel strips the header; hop limit and destination come from control
+    /// messages (IPV6_RECVHOPLIMIT, IPV6_RECVPKTINFO).
+    V6 {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        payload: Vec<u8>,
+    },
 }
 
 /// The receive and send sockets of one interface.
 pub struct VrrpSocket {
     rx: AsyncFd<Socket>,
     tx: AsyncFd<Socket>,
+    ipv6: bool,
+    ifindex: u32,
+}
+
+/// Link-local and multicast IPv6 addresses need the interface as scope.
+fn scope(addr: Ipv6Addr, ifindex: u32) -> u32 {
+    if addr.is_multicast() || addr.is_unicast_link_local() {
+        ifindex
+    } else {
+        0
+    }
 }
 
 fn opt(option: &'static str, interface: &str) -> impl FnOnce(io::Error) -> VrrpIoError {
@@ -69,8 +90,9 @@ impl VrrpSocket {
         primary: IpAddr,
         join_group: bool,
     ) -> Result<Self, VrrpIoError> {
-        let IpAddr::V4(primary) = primary else {
-            return Err(VrrpIoError::Ipv6Unsupported(primary));
+        let primary = match primary {
+            IpAddr::V4(a) => a,
+            IpAddr::V6(a) => return Self::open_v6(interface, ifindex, a, join_group),
         };
         let open = || {
             Socket::new(
@@ -121,6 +143,78 @@ impl VrrpSocket {
         Ok(VrrpSocket {
             rx: wrap(rx)?,
             tx: wrap(tx)?,
+            ipv6: false,
+            ifindex,
+        })
+    }
+
+    /// IPv6 (RFC 5798 §5.1.2): adverts go to ff02::12 from the interface's link-local address
+    /// (or the node address in unicast mode) with hop limit 255.
+    fn open_v6(
+        interface: &str,
+        ifindex: u32,
+        primary: Ipv6Addr,
+        join_group: bool,
+    ) -> Result<Self, VrrpIoError> {
+        let open = || {
+            Socket::new(
+                Domain::IPV6,
+                Type::RAW,
+                Some(Protocol::from(i32::from(vrrp::packet::PROTOCOL))),
+            )
+            .map_err(|source| VrrpIoError::Open {
+                interface: interface.to_string(),
+                source,
+            })
+        };
+        let rx = open()?;
+        rx.bind_device(Some(interface.as_bytes()))
+            .map_err(opt("SO_BINDTODEVICE", interface))?;
+        if join_group {
+            rx.join_multicast_v6(&vrrp::packet::MULTICAST_V6, ifindex)
+                .map_err(opt("IPV6_JOIN_GROUP ff02::12", interface))?;
+        }
+        rx.set_recv_hoplimit_v6(true)
+            .map_err(opt("IPV6_RECVHOPLIMIT", interface))?;
+        setsockopt(&rx, sockopt::Ipv6RecvPacketInfo, &true)
+            .map_err(|e| opt("IPV6_RECVPKTINFO", interface)(io::Error::from(e)))?;
+        rx.set_nonblocking(true)
+            .map_err(opt("O_NONBLOCK", interface))?;
+
+        let tx = open()?;
+        tx.bind_device(Some(interface.as_bytes()))
+            .map_err(opt("SO_BINDTODEVICE", interface))?;
+        tx.bind(&SockAddr::from(SocketAddrV6::new(
+            primary,
+            0,
+            0,
+            scope(primary, ifindex),
+        )))
+        .map_err(opt(
+            "bind to the primary address (still tentative? DAD runs ~1 s after it is added)",
+            interface,
+        ))?;
+        tx.set_multicast_hops_v6(255)
+            .map_err(opt("IPV6_MULTICAST_HOPS", interface))?;
+        tx.set_unicast_hops_v6(255)
+            .map_err(opt("IPV6_UNICAST_HOPS", interface))?;
+        tx.set_multicast_loop_v6(false)
+            .map_err(opt("IPV6_MULTICAST_LOOP", interface))?;
+        tx.set_multicast_if_v6(ifindex)
+            .map_err(opt("IPV6_MULTICAST_IF", interface))?;
+        tx.set_nonblocking(true)
+            .map_err(opt("O_NONBLOCK", interface))?;
+        let wrap = |s: Socket| {
+            crate::sys::async_fd(s).map_err(|source| VrrpIoError::Open {
+                interface: interface.to_string(),
+                source,
+            })
+        };
+        Ok(VrrpSocket {
+            rx: wrap(rx)?,
+            tx: wrap(tx)?,
+            ipv6: true,
+            ifindex,
         })
     }
 
@@ -129,10 +223,26 @@ impl VrrpSocket {
         let mut buf = vec![0u8; 2048];
         loop {
             let mut guard = self.rx.readable().await.map_err(VrrpIoError::Receive)?;
+            if self.ipv6 {
+                match guard.try_io(|fd| recv_v6(fd.get_ref().as_raw_fd(), &mut buf)) {
+                    Ok(Ok((src, dst, hop_limit, n))) => {
+                        buf.truncate(n);
+                        return Ok(Datagram::V6 {
+                            src,
+                            dst,
+                            hop_limit,
+                            payload: buf,
+                        });
+                    }
+                    Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(Err(e)) => return Err(VrrpIoError::Receive(e)),
+                    Err(_would_block) => continue,
+                }
+            }
             match guard.try_io(|fd| fd.get_ref().read(&mut buf)) {
                 Ok(Ok(n)) => {
                     buf.truncate(n);
-                    return Ok(Datagram { bytes: buf });
+                    return Ok(Datagram::V4(buf));
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Ok(Err(e)) => return Err(VrrpIoError::Receive(e)),
@@ -143,10 +253,15 @@ impl VrrpSocket {
 
     /// Send one VRRP payload; the kernel adds the IP header.
     pub async fn send(&self, dst: IpAddr, payload: &[u8]) -> Result<(), VrrpIoError> {
-        let IpAddr::V4(v4) = dst else {
-            return Err(VrrpIoError::Ipv6Unsupported(dst));
+        let addr = match dst {
+            IpAddr::V4(v4) if !self.ipv6 => {
+                SockAddr::from(SocketAddr::V4(SocketAddrV4::new(v4, 0)))
+            }
+            IpAddr::V6(v6) if self.ipv6 => {
+                SockAddr::from(SocketAddrV6::new(v6, 0, 0, scope(v6, self.ifindex)))
+            }
+            _ => return Err(VrrpIoError::FamilyMismatch(dst)),
         };
-        let addr = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(v4, 0)));
         loop {
             let mut guard = self
                 .tx
@@ -163,5 +278,24 @@ impl VrrpSocket {
     }
 }
 
-/// The unspecified IPv4 address, for callers that need a placeholder.
-pub const ANY_V4: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+/// Receive one IPv6 datagram with its source, destination and hop limit.
+fn recv_v6(fd: std::os::fd::RawFd, buf: &mut [u8]) -> io::Result<(Ipv6Addr, Ipv6Addr, u8, usize)> {
+    let mut iov = [IoSliceMut::new(buf)];
+    let mut cmsg = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int);
+    let msg = recvmsg::<SockaddrIn6>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .map_err(io::Error::from)?;
+    let src = msg.address.map(|a| a.ip()).unwrap_or(Ipv6Addr::UNSPECIFIED);
+    let mut dst = Ipv6Addr::UNSPECIFIED;
+    // A missing hop limit must not pass the TTL check (RFC 5798 §7.1): default to 0.
+    let mut hop_limit = 0u8;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        match c {
+            ControlMessageOwned::Ipv6PacketInfo(info) => {
+                dst = Ipv6Addr::from(info.ipi6_addr.s6_addr)
+            }
+            ControlMessageOwned::Ipv6HopLimit(h) => hop_limit = u8::try_from(h).unwrap_or(0),
+            _ => {}
+        }
+    }
+    Ok((src, dst, hop_limit, msg.bytes))
+}

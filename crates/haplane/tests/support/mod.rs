@@ -45,6 +45,8 @@ impl Daemon {
 
 /// Everything a test started, for failure messages.
 pub struct Lab {
+    /// The address whose holders are sampled (the IPv4 VIP unless a test changes it).
+    pub vip: IpAddr,
     pub topo: Topology,
     pub dir: tempfile::TempDir,
     pub daemons: Vec<Daemon>,
@@ -57,6 +59,7 @@ impl Lab {
             .build()
             .expect("build topology");
         Lab {
+            vip: vip(),
             topo,
             dir: tempfile::tempdir().expect("tempdir"),
             daemons: Vec::new(),
@@ -135,9 +138,23 @@ impl Lab {
         self.topo
             .hosts()
             .iter()
-            .filter(|h| h.has_address(vip()).unwrap_or(false))
+            .filter(|h| h.has_address(self.vip).unwrap_or(false))
             .map(|h| h.name().to_string())
             .collect()
+    }
+
+    /// A lab whose hosts also have IPv6 addresses `2001:db8::(11+i)/64`.
+    pub fn new_dual_stack(hosts: &[&str]) -> Lab {
+        let mut builder = Topology::builder().hosts(hosts.iter().copied());
+        for (i, h) in hosts.iter().enumerate() {
+            builder = builder.extra_address(h, &format!("2001:db8::{}/64", 11 + i));
+        }
+        Lab {
+            vip: vip(),
+            topo: builder.build().expect("build topology"),
+            dir: tempfile::tempdir().expect("tempdir"),
+            daemons: Vec::new(),
+        }
     }
 
     /// Wait until exactly `want` hold the VIP; the time it took, or a panic with every log.
