@@ -7,9 +7,13 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use crate::error::error_chain;
 use crate::{ElectError, EtcdConfig};
 
-/// HTTP/2 ping period: a frozen or cut-off etcd member is dropped from the balancer
-/// within about two periods, well inside one lease TTL.
-const H2_PING: Duration = Duration::from_millis(500);
+/// HTTP/2 ping period, so a frozen or cut-off etcd member is dropped from the balancer within
+/// about two periods. etcd's keepalive enforcement (grpc-go, `--grpc-keepalive-min-time` 5 s,
+/// pings without an active stream not permitted) answers pings on *idle* connections with
+/// GOAWAY "too_many_pings", so we ping only while streams are active; there the server's own
+/// data frames (lease keep-alive answers every TTL/3) reset its ping-strike count. Safety never
+/// depends on the ping: a leader stops at its own lease deadline.
+const H2_PING: Duration = Duration::from_secs(1);
 
 /// Connects to etcd and proves that a quorum answers (a linearizable read).
 ///
@@ -78,8 +82,8 @@ fn connect_options(cfg: &EtcdConfig) -> Result<ConnectOptions, ElectError> {
     }
     let mut opts = ConnectOptions::new()
         .with_connect_timeout(cfg.dial_timeout)
-        .with_keep_alive(H2_PING, H2_PING)
-        .with_keep_alive_while_idle(true)
+        .with_keep_alive(H2_PING, H2_PING / 2)
+        .with_keep_alive_while_idle(false)
         // A member cut off from the majority must refuse, not serve stale answers.
         .with_require_leader(true);
     if tls {

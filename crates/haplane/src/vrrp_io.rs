@@ -64,6 +64,27 @@ pub struct VrrpSocket {
     ifindex: u32,
 }
 
+/// A raw socket for IP protocol 112 that sees and sends only on `interface`.
+fn raw_vrrp_socket(domain: Domain, interface: &str) -> Result<Socket, VrrpIoError> {
+    let protocol = Protocol::from(i32::from(vrrp::packet::PROTOCOL));
+    let socket =
+        Socket::new(domain, Type::RAW, Some(protocol)).map_err(|source| VrrpIoError::Open {
+            interface: interface.to_string(),
+            source,
+        })?;
+    socket
+        .bind_device(Some(interface.as_bytes()))
+        .map_err(opt("SO_BINDTODEVICE", interface))?;
+    Ok(socket)
+}
+
+fn register(socket: Socket, interface: &str) -> Result<AsyncFd<Socket>, VrrpIoError> {
+    crate::sys::async_fd(socket).map_err(|source| VrrpIoError::Open {
+        interface: interface.to_string(),
+        source,
+    })
+}
+
 /// Link-local and multicast IPv6 addresses need the interface as scope.
 fn scope(addr: Ipv6Addr, ifindex: u32) -> u32 {
     if addr.is_multicast() || addr.is_unicast_link_local() {
@@ -94,20 +115,7 @@ impl VrrpSocket {
             IpAddr::V4(a) => a,
             IpAddr::V6(a) => return Self::open_v6(interface, ifindex, a, join_group),
         };
-        let open = || {
-            Socket::new(
-                Domain::IPV4,
-                Type::RAW,
-                Some(Protocol::from(i32::from(vrrp::packet::PROTOCOL))),
-            )
-            .map_err(|source| VrrpIoError::Open {
-                interface: interface.to_string(),
-                source,
-            })
-        };
-        let rx = open()?;
-        rx.bind_device(Some(interface.as_bytes()))
-            .map_err(opt("SO_BINDTODEVICE", interface))?;
+        let rx = raw_vrrp_socket(Domain::IPV4, interface)?;
         if join_group {
             // RFC 5798 §5.1.1.2: adverts go to 224.0.0.18; we must be a member on this link.
             rx.join_multicast_v4_n(
@@ -119,9 +127,7 @@ impl VrrpSocket {
         rx.set_nonblocking(true)
             .map_err(opt("O_NONBLOCK", interface))?;
 
-        let tx = open()?;
-        tx.bind_device(Some(interface.as_bytes()))
-            .map_err(opt("SO_BINDTODEVICE", interface))?;
+        let tx = raw_vrrp_socket(Domain::IPV4, interface)?;
         tx.bind(&SockAddr::from(SocketAddrV4::new(primary, 0)))
             .map_err(opt("bind to the primary address", interface))?;
         // RFC 5798 §5.1.1.3: TTL 255, so receivers can tell the advert never crossed a router.
@@ -134,15 +140,9 @@ impl VrrpSocket {
             .map_err(opt("IP_MULTICAST_IF", interface))?;
         tx.set_nonblocking(true)
             .map_err(opt("O_NONBLOCK", interface))?;
-        let wrap = |s: Socket| {
-            crate::sys::async_fd(s).map_err(|source| VrrpIoError::Open {
-                interface: interface.to_string(),
-                source,
-            })
-        };
         Ok(VrrpSocket {
-            rx: wrap(rx)?,
-            tx: wrap(tx)?,
+            rx: register(rx, interface)?,
+            tx: register(tx, interface)?,
             ipv6: false,
             ifindex,
         })
@@ -156,20 +156,7 @@ impl VrrpSocket {
         primary: Ipv6Addr,
         join_group: bool,
     ) -> Result<Self, VrrpIoError> {
-        let open = || {
-            Socket::new(
-                Domain::IPV6,
-                Type::RAW,
-                Some(Protocol::from(i32::from(vrrp::packet::PROTOCOL))),
-            )
-            .map_err(|source| VrrpIoError::Open {
-                interface: interface.to_string(),
-                source,
-            })
-        };
-        let rx = open()?;
-        rx.bind_device(Some(interface.as_bytes()))
-            .map_err(opt("SO_BINDTODEVICE", interface))?;
+        let rx = raw_vrrp_socket(Domain::IPV6, interface)?;
         if join_group {
             rx.join_multicast_v6(&vrrp::packet::MULTICAST_V6, ifindex)
                 .map_err(opt("IPV6_JOIN_GROUP ff02::12", interface))?;
@@ -181,9 +168,7 @@ impl VrrpSocket {
         rx.set_nonblocking(true)
             .map_err(opt("O_NONBLOCK", interface))?;
 
-        let tx = open()?;
-        tx.bind_device(Some(interface.as_bytes()))
-            .map_err(opt("SO_BINDTODEVICE", interface))?;
+        let tx = raw_vrrp_socket(Domain::IPV6, interface)?;
         tx.bind(&SockAddr::from(SocketAddrV6::new(
             primary,
             0,
@@ -204,15 +189,9 @@ impl VrrpSocket {
             .map_err(opt("IPV6_MULTICAST_IF", interface))?;
         tx.set_nonblocking(true)
             .map_err(opt("O_NONBLOCK", interface))?;
-        let wrap = |s: Socket| {
-            crate::sys::async_fd(s).map_err(|source| VrrpIoError::Open {
-                interface: interface.to_string(),
-                source,
-            })
-        };
         Ok(VrrpSocket {
-            rx: wrap(rx)?,
-            tx: wrap(tx)?,
+            rx: register(rx, interface)?,
+            tx: register(tx, interface)?,
             ipv6: true,
             ifindex,
         })

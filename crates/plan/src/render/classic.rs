@@ -159,7 +159,7 @@ fn balance(p: Policy) -> &'static str {
 }
 
 fn expect(status: &str) -> String {
-    match parse_status_range(status) {
+    match config::parse_status_range(status) {
         Some((lo, hi)) if lo == hi => format!("status {lo}"),
         Some((lo, hi)) if lo % 100 == 0 && hi == lo + 99 => {
             format!("rstatus ^{}[0-9][0-9]$", lo / 100)
@@ -170,18 +170,6 @@ fn expect(status: &str) -> String {
         }
         None => "status 200".into(),
     }
-}
-
-/// `200-299` or `200` as an inclusive range (the cluster file's expectStatus).
-fn parse_status_range(text: &str) -> Option<(u16, u16)> {
-    let (lo, hi) = match text.split_once('-') {
-        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
-        None => {
-            let v = text.trim().parse().ok()?;
-            (v, v)
-        }
-    };
-    ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
 }
 
 /// haproxy.cfg for one node: the VIP on masters, node-local listeners on workers.
