@@ -218,9 +218,13 @@ async fn fence_task(
     }
 }
 
-/// Probe etcd's quorum with a linearizable read every 500 ms; report `up` changes (after 3
-/// failures or 2 successes in a row) as tracked-check events for the router's `etcd-quorum`
-/// check (weight 0: FAULT while down). Until fencing is armed the check stays up.
+/// Probe etcd's quorum with a linearizable read every 500 ms; report `up` changes (after 6
+/// failures, 3 s, or 2 successes in a row) as tracked-check events for the router's
+/// `etcd-quorum` check (weight 0: FAULT while down). Until fencing is armed the check stays up.
+///
+/// 3 s outlasts an etcd raft election (1–2 s), during which reads fail everywhere: a shorter
+/// fall would send the healthy holder to FAULT. Safety does not depend on the probe (the lease
+/// deadline drops the VIP); it only moves mastership away from a node cut off for good.
 pub fn spawn_quorum_probe<E: Send + 'static>(
     mut client_rx: watch::Receiver<Option<Client>>,
     status: Arc<Mutex<FenceStatus>>,
@@ -260,7 +264,7 @@ pub fn spawn_quorum_probe<E: Send + 'static>(
                 continue;
             }
             streak += 1;
-            if streak >= if ok { 2 } else { 3 } {
+            if streak >= if ok { 2 } else { 6 } {
                 up = ok;
                 streak = 0;
                 if events.send(event(up)).await.is_err() {
