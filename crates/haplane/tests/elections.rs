@@ -132,13 +132,6 @@ fn failover(lab: &Lab, fault: impl FnOnce(&str)) -> Duration {
 const BOUND: Duration = Duration::from_millis(3500);
 const BOUND_LINK_DOWN: Duration = Duration::from_millis(4500);
 
-fn daemon_of<'a>(lab: &'a Lab, host: &str) -> &'a support::Daemon {
-    lab.daemons
-        .iter()
-        .find(|d| d.name == format!("haplane on {host}"))
-        .unwrap()
-}
-
 #[test]
 fn sigkill_of_the_leader_moves_the_singleton_within_ttl_plus_1s() {
     if support::skip() {
@@ -146,7 +139,7 @@ fn sigkill_of_the_leader_moves_the_singleton_within_ttl_plus_1s() {
     }
     let lab = lab();
     let took = failover(&lab, |leader| {
-        daemon_of(&lab, leader).handle.kill().unwrap();
+        lab.haplane(leader).handle.kill().unwrap();
     });
     eprintln!("exec singleton after SIGKILL of its leader: moved in {took:?}");
     assert!(took <= BOUND, "{took:?}\n{}", lab.logs());
@@ -169,9 +162,7 @@ fn a_frozen_leader_loses_the_singleton_and_another_starts_within_ttl_plus_1s() {
         return;
     }
     let lab = lab();
-    let took = failover(&lab, |leader| {
-        daemon_of(&lab, leader).handle.freeze().unwrap()
-    });
+    let took = failover(&lab, |leader| lab.haplane(leader).handle.freeze().unwrap());
     eprintln!("exec singleton after SIGSTOP of its leader: moved in {took:?}");
     assert!(took <= BOUND, "{took:?}\n{}", lab.logs());
 }

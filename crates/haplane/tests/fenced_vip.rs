@@ -131,11 +131,7 @@ fn a_frozen_holder_loses_the_vip_by_address_lifetime_before_another_node_takes_i
         return;
     }
     let lab = fenced_lab();
-    let m1 = lab
-        .daemons
-        .iter()
-        .find(|d| d.name == "haplane on m1")
-        .unwrap();
+    let m1 = lab.haplane("m1");
     let ((), samples) = lab.sampling(|| {
         m1.handle.freeze().unwrap();
         lab.wait_holders(&["m2"], Duration::from_secs(15));
@@ -151,11 +147,7 @@ fn sigterm_resigns_so_the_next_master_holds_the_vip_without_waiting_for_the_leas
         return;
     }
     let lab = fenced_lab();
-    let m1 = lab
-        .daemons
-        .iter()
-        .find(|d| d.name == "haplane on m1")
-        .unwrap();
+    let m1 = lab.haplane("m1");
     let (took, samples) = lab.sampling(|| {
         let start = Instant::now();
         m1.handle.signal(nix::sys::signal::Signal::SIGTERM).unwrap();

@@ -185,6 +185,15 @@ impl Lab {
         }
     }
 
+    /// The haplane daemon started on `host`.
+    pub fn haplane(&self, host: &str) -> &Daemon {
+        let name = format!("haplane on {host}");
+        self.daemons
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for d in &self.daemons {
