@@ -246,8 +246,7 @@ fn pid_alive(pid: u32) -> bool {
 /// A pid that was reused by an unrelated process hides its stale namespaces until that process
 /// exits too; the first topology a process builds also purges namespaces carrying its own pid.
 pub fn cleanup_stale() -> Result<Vec<String>> {
-    let mut removed = Vec::new();
-    let mut first_error = None;
+    let mut stale = Vec::new();
     for ns in list_namespaces()? {
         let Some((Owner::Pid(pid), _, _)) = parse(&ns) else {
             continue;
@@ -256,17 +255,9 @@ pub fn cleanup_stale() -> Result<Vec<String>> {
             continue;
         }
         tracing::info!(ns, owner_pid = pid, "netlab: removing stale namespace");
-        match destroy_namespace(&ns) {
-            Ok(()) => removed.push(ns),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
+        stale.push(ns);
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(removed),
-    }
+    destroy_all(stale)
 }
 
 /// Removes every namespace of the named lab (killing the processes inside). Returns the removed
@@ -280,9 +271,15 @@ pub fn destroy_lab(name: &str) -> Result<Vec<String>> {
     if mine.is_empty() {
         return Err(Error::NoSuchLab(name.to_owned()));
     }
+    destroy_all(mine)
+}
+
+/// Destroys every namespace in `names`, going on past failures; the removed names, or the
+/// first error.
+fn destroy_all(names: Vec<String>) -> Result<Vec<String>> {
     let mut first_error = None;
     let mut removed = Vec::new();
-    for ns in mine {
+    for ns in names {
         match destroy_namespace(&ns) {
             Ok(()) => removed.push(ns),
             Err(e) => {
