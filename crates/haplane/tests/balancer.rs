@@ -189,3 +189,84 @@ fn sighup_reloads_the_backends_from_the_cluster_file() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The VIP and the balancer run before `kubeadm init` creates the cluster CA: HTTPS checks use
+/// TCP connects until the CA file exists, then switch to HTTPS without a restart. Against a
+/// plain-HTTP nginx the switch shows: the backend goes down with a TLS check error.
+#[test]
+fn https_checks_use_tcp_until_the_ca_file_appears_then_switch_to_https() {
+    if support::skip() {
+        return;
+    }
+    let cfg = Cfg::new(&[("m1", "192.0.2.11", 150)]);
+    let mut lab = Lab::new(&["m1", "c"]);
+    let ca = lab.dir.path().join("pki/ca.crt");
+    let text = format!(
+        "{}apiServer: {{port: 8080}}\nloadBalancer:\n  healthCheck: {{type: https, path: /, caFile: {}, interval: 200ms, timeout: 200ms, rise: 1, fall: 1}}\n",
+        cfg.yaml(),
+        ca.display()
+    );
+    let path = lab.write("cluster.yaml", &text);
+    start_nginx(&mut lab, "m1");
+    let m1 = lab.start_haplane("m1", &path);
+    lab.wait_holders(&["m1"], Duration::from_secs(6));
+    assert!(
+        lab.daemons[m1].log_text().contains("does not exist yet"),
+        "{}",
+        lab.logs()
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        backend_up(&lab, "m1", "192.0.2.11:8080"),
+        Some(true),
+        "TCP checks pass"
+    );
+    assert_eq!(get(&lab, "c").as_deref(), Ok("m1"));
+
+    std::fs::create_dir_all(ca.parent().unwrap()).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=itest-ca",
+        ])
+        .arg("-keyout")
+        .arg(lab.dir.path().join("pki/ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while backend_up(&lab, "m1", "192.0.2.11:8080") != Some(false) {
+        assert!(
+            Instant::now() < deadline,
+            "checks never switched to HTTPS\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        lab.daemons[m1]
+            .log_text()
+            .contains("reloaded after the CA file appeared"),
+        "{}",
+        lab.logs()
+    );
+    let status = lab.status("m1");
+    let error = status["load_balancer"]["backends"][0]["lastCheckError"].to_string();
+    assert!(
+        error != "null",
+        "the HTTPS check names its failure: {status}"
+    );
+}
