@@ -1,0 +1,519 @@
+//! The VRRP driver: carries the sans-IO router from the `vrrp` crate onto a real interface
+//! (raw sockets, netlink addresses, link state), and holds the VIP only while VRRP and the
+//! fence (if any) allow it.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::{Cluster, Node, TrackScript, VrrpVersion};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
+use vrrp::{Action, Incoming, Router, RouterConfig, TrackedCheck, Version};
+
+use super::DaemonError;
+use super::garp_schedule::GarpSchedule;
+use super::link_watch::spawn_link_watch;
+use super::notify::Notifier;
+use super::router_status::{DriverFacts, router_status};
+use super::track::spawn_track_script;
+use crate::garp::Announcer;
+use crate::netlink::Netlink;
+use crate::status::{self, Hub};
+use crate::vrrp_io::VrrpSocket;
+
+/// The VRRP router settings for `node`, from the cluster file.
+pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
+    let vip = &cluster.vip;
+    let mut rc = RouterConfig::new(
+        cluster.cluster.clone(),
+        vip.vrid,
+        match vip.version {
+            VrrpVersion::V2 => Version::V2,
+            VrrpVersion::V3 => Version::V3,
+        },
+        node.address,
+        vec![vip.address.addr],
+    );
+    rc.priority = node.priority;
+    rc.advert_interval = vip.advert_interval.get();
+    rc.preempt = vip.preempt;
+    rc.preempt_delay = vip.preempt_delay.get();
+    rc.auth_pass = vip.auth_pass.clone();
+    rc.v3_checksum_as_v2 = vip.v3_checksum_as_v2;
+    if vip.unicast {
+        rc.unicast_peers = cluster
+            .masters()
+            .filter(|n| n.name != node.name)
+            .map(|n| n.address)
+            .collect();
+    }
+    rc.tracked = vip
+        .track
+        .iter()
+        .map(|t| TrackedCheck {
+            name: t.name.clone(),
+            weight: t.weight,
+        })
+        .collect();
+    rc
+}
+
+/// The interface's IPv6 link-local address, waiting up to 10 s for one to appear.
+async fn link_local(
+    netlink: &Netlink,
+    index: u32,
+    interface: &str,
+) -> Result<std::net::Ipv6Addr, DaemonError> {
+    for _ in 0..50 {
+        let found = netlink
+            .addresses_on(index)
+            .await?
+            .into_iter()
+            .find_map(|(a, _)| match a {
+                IpAddr::V6(v6) if v6.is_unicast_link_local() => Some(v6),
+                _ => None,
+            });
+        if let Some(v6) = found {
+            return Ok(v6);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(DaemonError::NoLinkLocal(interface.to_string()))
+}
+
+pub(super) enum Event {
+    Check { index: usize, up: bool },
+    Link(bool),
+}
+
+pub(super) struct VrrpRunner {
+    node: String,
+    node_address: IpAddr,
+    interface: String,
+    ifindex: u32,
+    prefix: u8,
+    router: Router,
+    socket: VrrpSocket,
+    netlink: Netlink,
+    garp: GarpSchedule,
+    notifier: Notifier,
+    hub: Arc<Hub>,
+    fencing: String,
+    track: Vec<TrackScript>,
+    checks_up: Vec<bool>,
+    holds_vip: bool,
+    link_up: bool,
+    last_transition: f64,
+    ip_errors: u64,
+    /// VRRP says we are master and want the VIP.
+    want_vip: bool,
+    /// The VIP election's answer when fencing; None means plain VRRP.
+    fence: Option<crate::fence::Fence>,
+    grant: crate::fence::Grant,
+    quorum_check: Option<(usize, watch::Receiver<Option<elect::Client>>)>,
+    /// The lease deadline the VIP's lifetime was last refreshed for.
+    refreshed_for: Option<Instant>,
+}
+
+impl VrrpRunner {
+    pub(super) async fn new(
+        cluster: &Cluster,
+        node: &Node,
+        netlink: Netlink,
+        hub: Arc<Hub>,
+    ) -> Result<Self, DaemonError> {
+        let interface = cluster.vip_interface(node).to_string();
+        let link = netlink.link(&interface).await?;
+        let vip = cluster.vip.address;
+        let mut rc = router_config(cluster, node);
+        if vip.addr.is_ipv6() && !cluster.vip.unicast {
+            // RFC 5798 §5.1.2.1: IPv6 adverts come from the interface's link-local address.
+            rc.primary_address = IpAddr::V6(link_local(&netlink, link.index, &interface).await?);
+        }
+        let primary = rc.primary_address;
+        let router = Router::new(rc).map_err(|source| DaemonError::Router {
+            node: node.name.clone(),
+            source,
+        })?;
+        // A crashed run may have left the VIP behind; we are not master yet, so it must go,
+        // or two nodes would answer for it (seed pitfall: two holders after a reboot).
+        let present = netlink.addresses_on(link.index).await?;
+        if present.iter().any(|(a, _)| *a == vip.addr) {
+            warn!(node = %node.name, interface = %interface, vip = %vip,
+                "removing a VIP left on the interface by an earlier run");
+            netlink
+                .remove_address(link.index, vip.addr, vip.prefix)
+                .await?;
+        }
+        // A fresh IPv6 address is tentative for about a second (DAD): retry the bind a while.
+        let mut tries = 0;
+        let socket = loop {
+            match VrrpSocket::open(&interface, link.index, primary, !cluster.vip.unicast) {
+                Ok(s) => break s,
+                Err(e) if primary.is_ipv6() && tries < 50 => {
+                    tries += 1;
+                    debug!(node = %node.name, "VRRP socket not ready yet: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let announcer = match Announcer::open(&interface, link.index, link.mac) {
+            Ok(a) => Some(Arc::new(a)),
+            Err(e) => {
+                warn!(node = %node.name, "gratuitous ARP disabled: {e}");
+                None
+            }
+        };
+        let instance = router.config().name.clone();
+        Ok(VrrpRunner {
+            node: node.name.clone(),
+            node_address: node.address,
+            interface,
+            ifindex: link.index,
+            prefix: vip.prefix,
+            router,
+            socket,
+            netlink,
+            garp: GarpSchedule::new(announcer, cluster.vip.garp.clone(), node.name.clone()),
+            notifier: Notifier::new(
+                cluster.vip.notify.clone(),
+                instance,
+                node.name.clone(),
+                node.address,
+            ),
+            hub,
+            fencing: format!("{:?}", cluster.fencing()).to_lowercase(),
+            track: cluster.vip.track.clone(),
+            checks_up: vec![true; cluster.vip.track.len()],
+            holds_vip: false,
+            link_up: link.up,
+            last_transition: status::unix_now(),
+            ip_errors: 0,
+            want_vip: false,
+            fence: None,
+            grant: crate::fence::Grant::Unfenced,
+            quorum_check: None,
+            refreshed_for: None,
+        })
+    }
+
+    /// Fence the VIP by etcd quorum: add the `etcd-quorum` check (weight 0: FAULT while the
+    /// quorum is out of reach) and hold the VIP only while the VIP election grants it.
+    pub(super) fn set_fence(
+        &mut self,
+        fence: crate::fence::Fence,
+        client: watch::Receiver<Option<elect::Client>>,
+    ) {
+        let mut rc = self.router.config().clone();
+        rc.tracked.push(TrackedCheck {
+            name: "etcd-quorum".into(),
+            weight: 0,
+        });
+        match Router::new(rc) {
+            Ok(router) => self.router = router,
+            Err(e) => {
+                error!(node = %self.node, "cannot add the etcd-quorum check, VIP not fenced: {e}");
+                return;
+            }
+        }
+        self.quorum_check = Some((self.router.config().tracked.len() - 1, client));
+        self.checks_up.push(true);
+        self.grant = *fence.grant.borrow();
+        self.fence = Some(fence);
+    }
+
+    /// Make the interface agree with "VRRP master, and the fence (if any) allows it".
+    ///
+    /// While fenced, the VIP carries a 1 s valid lifetime refreshed at every lease renewal
+    /// (every TTL/3): if this process freezes or dies, the kernel drops the VIP within about
+    /// 1.25 s of the last renewal, before the deadline (TTL − margin) and well before the
+    /// server can expire the lease (TTL) and let another node add it.
+    async fn sync_vip(&mut self) {
+        let now = Instant::now();
+        let allowed = self.fence.is_none() || self.grant.allows(now);
+        let desired = self.want_vip && allowed;
+        let vips = self.router.config().virtual_addresses.clone();
+        let (lifetime, renewed) = match self.grant {
+            crate::fence::Grant::Until(d) if self.fence.is_some() => {
+                (Some(1), self.refreshed_for != Some(d))
+            }
+            _ => (None, false),
+        };
+        if desired && (!self.holds_vip || renewed) {
+            if let crate::fence::Grant::Until(d) = self.grant {
+                self.refreshed_for = Some(d);
+            }
+            let refresh = self.holds_vip;
+            for addr in &vips {
+                let result = match lifetime {
+                    Some(secs) => {
+                        self.netlink
+                            .add_address_for(self.ifindex, *addr, self.prefix, secs)
+                            .await
+                    }
+                    None => {
+                        self.netlink
+                            .add_address(self.ifindex, *addr, self.prefix)
+                            .await
+                    }
+                };
+                match result {
+                    Ok(()) if refresh => {}
+                    Ok(()) => {
+                        info!(node = %self.node, vip = %addr, interface = %self.interface, fence = ?self.grant, "VIP added")
+                    }
+                    Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                }
+            }
+            if !refresh {
+                self.holds_vip = true;
+                self.garp.start(vips);
+            }
+        } else if !desired && self.holds_vip {
+            self.garp.stop();
+            for addr in &vips {
+                match self
+                    .netlink
+                    .remove_address(self.ifindex, *addr, self.prefix)
+                    .await
+                {
+                    Ok(()) => {
+                        info!(node = %self.node, vip = %addr, want = self.want_vip, fence = ?self.grant, "VIP removed")
+                    }
+                    Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                }
+            }
+            self.holds_vip = false;
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), DaemonError> {
+        let (events_tx, mut events) = mpsc::channel(64);
+        spawn_link_watch(
+            self.netlink.clone(),
+            self.interface.clone(),
+            self.link_up,
+            events_tx.clone(),
+            Event::Link,
+        );
+        for (index, script) in self.track.iter().enumerate() {
+            spawn_track_script(
+                script.clone(),
+                self.node.clone(),
+                self.node_address,
+                events_tx.clone(),
+                move |up| Event::Check { index, up },
+            );
+        }
+        if let (Some((index, client)), Some(fence)) = (self.quorum_check.clone(), &self.fence) {
+            crate::fence::spawn_quorum_probe(
+                client,
+                fence.status.clone(),
+                events_tx.clone(),
+                move |up| Event::Check { index, up },
+            );
+        }
+        let mut grant_rx = self.fence.as_ref().map(|f| f.grant.clone());
+        let now = Instant::now();
+        if !self.link_up {
+            self.router.set_interface_up(now, false);
+        }
+        self.router.start(now);
+        self.apply_actions().await;
+        loop {
+            self.publish();
+            let deadline = self.router.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // While we hold a fenced VIP, its lease deadline is a timer of its own.
+            let fence_deadline = match (self.holds_vip, self.grant) {
+                (true, crate::fence::Grant::Until(d)) => Some(d),
+                _ => None,
+            };
+            let fence_expiry = async {
+                match fence_deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let grant_changed = async {
+                match grant_rx.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        *rx.borrow_and_update()
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                grant = grant_changed => self.grant = grant,
+                _ = fence_expiry => warn!(node = %self.node, "VIP lease deadline passed without renewal; dropping the VIP"),
+                packet = self.socket.recv() => {
+                    match packet {
+                        Ok(d) => self.on_datagram(&d),
+                        Err(e) => {
+                            error!(node = %self.node, interface = %self.interface, "{e}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                _ = sleep => self.router.handle_timeout(Instant::now()),
+                Some(event) = events.recv() => self.on_event(event),
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            self.apply_actions().await;
+            self.sync_vip().await;
+        }
+        // RFC 5798 §6.4.3 Shutdown: a master sends priority 0 so a backup takes over after
+        // Skew_Time instead of Master_Down_Interval, and the VIP leaves with us.
+        self.router.shutdown(Instant::now());
+        self.apply_actions().await;
+        self.want_vip = false;
+        self.sync_vip().await;
+        if let Some(fence) = self.fence.take() {
+            // Resign the VIP election so the next master need not wait for the lease to expire.
+            fence.stop(Duration::from_secs(5)).await;
+        }
+        if self.holds_vip {
+            let vip = self.router.config().virtual_addresses.clone();
+            for addr in vip {
+                let _ = self
+                    .netlink
+                    .remove_address(self.ifindex, addr, self.prefix)
+                    .await;
+            }
+            self.holds_vip = false;
+        }
+        self.publish();
+        // The STOP notification must not be lost to our exit: wait for it, within reason.
+        self.notifier.finish(Duration::from_secs(5)).await;
+        Ok(())
+    }
+
+    fn on_datagram(&mut self, datagram: &crate::vrrp_io::Datagram) {
+        let bytes = match datagram {
+            crate::vrrp_io::Datagram::V4(bytes) => bytes,
+            crate::vrrp_io::Datagram::V6 {
+                src,
+                dst,
+                hop_limit,
+                payload,
+            } => {
+                let pkt = Incoming {
+                    src: IpAddr::V6(*src),
+                    dst: IpAddr::V6(*dst),
+                    hop_limit: *hop_limit,
+                    payload,
+                };
+                self.router.handle_packet(Instant::now(), pkt);
+                return;
+            }
+        };
+        match vrrp::parse_ipv4(bytes) {
+            Ok(ip) => {
+                let pkt = Incoming {
+                    src: IpAddr::V4(ip.src),
+                    dst: IpAddr::V4(ip.dst),
+                    hop_limit: ip.ttl,
+                    payload: ip.payload,
+                };
+                self.router.handle_packet(Instant::now(), pkt);
+            }
+            Err(e) => {
+                self.ip_errors += 1;
+                debug!(node = %self.node, "discarding a datagram with a bad IPv4 header: {e}");
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Check { index, up } => {
+                if let Some(slot) = self.checks_up.get_mut(index) {
+                    *slot = up;
+                }
+                let name = self
+                    .track
+                    .get(index)
+                    .map(|t| t.name.as_str())
+                    .unwrap_or("?");
+                info!(node = %self.node, check = name, up, "tracked script changed");
+                self.router.set_check(now, index, up);
+            }
+            Event::Link(up) => {
+                info!(node = %self.node, interface = %self.interface, up, "link state changed");
+                self.link_up = up;
+                self.router.set_interface_up(now, up);
+            }
+        }
+    }
+
+    async fn apply_actions(&mut self) {
+        while let Some(action) = self.router.poll_action() {
+            match action {
+                Action::Send { dst, payload } => {
+                    if let Err(e) = self.socket.send(dst, &payload).await {
+                        // A down link refuses sends; the router learns of it via the link watch.
+                        debug!(node = %self.node, "{e}");
+                    }
+                }
+                Action::AddVips(_) => {
+                    self.want_vip = true;
+                    if let Some(f) = &self.fence {
+                        let _ = f.want.send(true);
+                    }
+                    self.sync_vip().await;
+                }
+                Action::RemoveVips(_) => {
+                    self.want_vip = false;
+                    if let Some(f) = &self.fence {
+                        let _ = f.want.send(false);
+                    }
+                    self.sync_vip().await;
+                }
+                // The burst goes out when the VIP is actually added (sync_vip), which with
+                // fencing may be later than the VRRP transition.
+                Action::Announce(addrs) => {
+                    if self.holds_vip {
+                        self.garp.start(addrs);
+                    }
+                }
+                Action::StateChanged { from, to, priority } => {
+                    info!(node = %self.node, instance = %self.router.config().name,
+                        %from, %to, priority, "VRRP state changed");
+                    self.last_transition = status::unix_now();
+                    self.notifier.notify(to, priority);
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let status = router_status(
+            &self.router,
+            DriverFacts {
+                interface: &self.interface,
+                prefix: self.prefix,
+                holds_vip: self.holds_vip,
+                link_up: self.link_up,
+                last_transition: self.last_transition,
+                fencing: &self.fencing,
+                checks_up: &self.checks_up,
+                ip_errors: self.ip_errors,
+            },
+        );
+        self.hub.set_router(0, status);
+    }
+}
