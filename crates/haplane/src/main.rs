@@ -4,12 +4,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+mod cli;
+
+/// `haplane --version`: the crate version and the commit it was built from (see build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("HAPLANE_GIT_REVISION_TEXT"),
+    ")"
+);
 
 /// haplane makes a Kubernetes control plane highly available: a VRRP virtual IP that
 /// interoperates with keepalived, an apiserver balancer, and one config file for the cluster.
 #[derive(Debug, Parser)]
-#[command(name = "haplane", version, about, long_about = None)]
+#[command(name = "haplane", version = VERSION, about, long_about = None)]
 struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. debug or haplane=debug.
     #[arg(long, global = true, env = "HAPLANE_LOG", default_value = "info")]
@@ -118,7 +128,21 @@ enum KubeadmApiArg {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The hidden `generate` subcommand is added here, not in `Command`, so the man pages and
+    // completions it writes from `Cli::command()` do not offer it.
+    let matches = Cli::command()
+        .subcommand(cli::generate::command())
+        .get_matches();
+    if let Some((cli::generate::NAME, m)) = matches.subcommand() {
+        return match cli::generate::run(m, Cli::command()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("haplane: {}", describe(&e));
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log)

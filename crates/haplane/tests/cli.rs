@@ -102,3 +102,101 @@ fn run_with_an_unknown_node_explains_how_to_pick_one() {
         "{err}"
     );
 }
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = haplane(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let head = Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "rev-parse",
+            "--short=12",
+            "HEAD",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let want = match (std::env::var("HAPLANE_GIT_REVISION"), head) {
+        (Ok(r), _) if !r.trim().is_empty() => format!("git {}", r.trim()),
+        (_, Some(h)) => format!("git {h}"),
+        // A tarball without .git says so instead of guessing.
+        (_, None) => "git revision unknown: built outside a git checkout".into(),
+    };
+    assert_eq!(
+        line,
+        format!("haplane {} ({want})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn generate_writes_a_man_page_per_subcommand_and_completions_without_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let (man, comp) = (dir.path().join("man"), dir.path().join("comp"));
+    let out = haplane(&[
+        "generate",
+        "--man",
+        man.to_str().unwrap(),
+        "--completions",
+        comp.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for page in [
+        "haplane.1",
+        "haplane-run.1",
+        "haplane-check.1",
+        "haplane-plan.1",
+        "haplane-preflight.1",
+        "haplane-import.1",
+        "haplane-etcd-snapshot.1",
+        "haplane-lab-up.1",
+        "haplane-status.1",
+    ] {
+        let text =
+            std::fs::read_to_string(man.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH "),
+            "{page} is not roff"
+        );
+    }
+    let run = std::fs::read_to_string(man.join("haplane-run.1")).unwrap();
+    assert!(
+        run.contains("\\-\\-config"),
+        "haplane-run.1 documents --config"
+    );
+    let root = std::fs::read_to_string(man.join("haplane.1")).unwrap();
+    assert!(
+        root.contains("/etc/haplane/cluster.yaml"),
+        "haplane.1 has a FILES section"
+    );
+    for f in ["haplane.bash", "_haplane", "haplane.fish"] {
+        let text = std::fs::read_to_string(comp.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.contains("preflight"), "{f} completes the subcommands");
+        assert!(
+            !text.contains("generate"),
+            "{f} offers the hidden generate subcommand"
+        );
+    }
+    assert!(
+        !std::fs::read_dir(&man).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("generate")),
+        "no man page for the hidden subcommand"
+    );
+    let help = haplane(&["--help"]);
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("generate"));
+}
+
+#[test]
+fn generate_without_a_directory_says_what_it_needs() {
+    let out = haplane(&["generate"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pass --man DIR and/or --completions DIR")
+    );
+}

@@ -1,0 +1,3 @@
+//! Subcommands that live in their own file (issue 13 moves the rest here).
+
+pub mod generate;
