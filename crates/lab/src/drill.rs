@@ -11,7 +11,7 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::LabError;
-use crate::client::{self, Attempt, Log};
+use crate::client::{self, Attempt, ClientOptions, Log};
 use crate::procs::{self, Kind};
 use crate::state::LabState;
 use crate::up;
@@ -211,6 +211,8 @@ pub struct DrillResult {
     pub fencing: String,
     /// What the balancers serve.
     pub service: String,
+    /// The writers' timeouts.
+    pub client: ClientOptions,
     /// Scenarios, in the order run.
     pub scenarios: Vec<ScenarioResult>,
     /// Acknowledged writes lost over all scenarios (must be 0).
@@ -253,8 +255,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What to drill and how the clients behave.
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    /// The scenarios, in order.
+    pub scenarios: Vec<Scenario>,
+    /// The writers' timeouts.
+    pub client: ClientOptions,
+}
+
+impl DrillOptions {
+    /// `scenarios` with the default client.
+    pub fn new(scenarios: &[Scenario]) -> DrillOptions {
+        DrillOptions {
+            scenarios: scenarios.to_vec(),
+            client: ClientOptions::default(),
+        }
+    }
+}
+
 /// Runs the drill on lab `st`.
-pub fn run(st: &LabState, scenarios: &[Scenario]) -> Result<DrillResult, LabError> {
+pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> {
+    opts.client.validate().map_err(LabError::BadArgs)?;
+    let scenarios = &opts.scenarios;
     let topo = netlab::Topology::open(&st.name)?;
     let worker = st
         .workers
@@ -280,15 +303,15 @@ pub fn run(st: &LabState, scenarios: &[Scenario]) -> Result<DrillResult, LabErro
         leaders: Mutex::new(Vec::new()),
         log: Arc::new(Mutex::new(Vec::new())),
     });
-    let urls = [
-        format!("http://{}:{}", st.vip, st.port),
-        format!("http://127.0.0.1:{}", st.port),
+    let targets = [
+        std::net::SocketAddr::from((st.vip, st.port)),
+        std::net::SocketAddr::from(([127, 0, 0, 1], st.port)),
     ];
     let mut results = Vec::new();
     std::thread::scope(|s| -> Result<(), LabError> {
         // The clients, inside the worker's namespace.
         let sh = shared.clone();
-        let urls2 = urls.clone();
+        let client_opts = opts.client;
         let run2 = run_id.clone();
         s.spawn(move || {
             let r = whost.enter(|| {
@@ -302,13 +325,14 @@ pub fn run(st: &LabState, scenarios: &[Scenario]) -> Result<DrillResult, LabErro
                 let stop = Arc::new(AtomicBool::new(false));
                 rt.block_on(async {
                     let mut tasks = Vec::new();
-                    for (i, url) in urls2.iter().enumerate() {
+                    for (i, target) in targets.iter().enumerate() {
                         tasks.push(tokio::spawn(client::writer(
-                            url.clone(),
+                            *target,
                             run2.clone(),
                             PATHS[i].to_string(),
                             i,
                             sh.origin,
+                            client_opts,
                             stop.clone(),
                             sh.log.clone(),
                         )));
@@ -379,7 +403,7 @@ pub fn run(st: &LabState, scenarios: &[Scenario]) -> Result<DrillResult, LabErro
         // Let the clients get going before the first baseline.
         std::thread::sleep(Duration::from_millis(1500));
         for sc in scenarios {
-            let r = run_scenario(st, &topo, *sc, &shared, &run_id, &urls);
+            let r = run_scenario(st, &topo, *sc, &shared, &run_id);
             tracing::info!(scenario = sc.name(), "lab: scenario done");
             results.push(r);
         }
@@ -407,6 +431,7 @@ pub fn run(st: &LabState, scenarios: &[Scenario]) -> Result<DrillResult, LabErro
         } else {
             format!("etcd client API :{}", st.port)
         },
+        client: opts.client,
         all_completed: results.iter().all(|r| r.completed && r.recovered),
         lost_writes,
         split_brain_samples,
@@ -532,9 +557,7 @@ fn run_scenario(
     sc: Scenario,
     sh: &Shared,
     run_id: &str,
-    urls: &[String; 2],
 ) -> ScenarioResult {
-    let _ = urls;
     let mut notes = Vec::new();
     if let Err(p) = up::wait_healthy(st, topo, Duration::from_secs(30)) {
         notes.push(format!("not healthy before the fault ({p}); repaired"));
@@ -957,8 +980,12 @@ pub fn summary(r: &DrillResult) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "drill on lab {} (fencing {}, balancing {})",
-        r.lab, r.fencing, r.service
+        "drill on lab {} (fencing {}, balancing {}; writes time out after {} ms, SYN every {} ms)",
+        r.lab,
+        r.fencing,
+        r.service,
+        r.client.request_timeout.as_millis(),
+        r.client.connect_retry.as_millis()
     );
     let header = [
         "SCENARIO",

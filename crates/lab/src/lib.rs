@@ -1,11 +1,13 @@
 //! `haplane lab up|drill|down` and `haplane status`: the whole HA topology on one machine
 //! (a switch, masters with etcd + haplane, workers with a node-local balancer, all in network
 //! namespaces), failures injected and measured as clients feel them.
-#![forbid(unsafe_code)]
+// `unsafe` only in `sys` (a link-layer socket address for the ARP probe).
+#![deny(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+pub mod arp_probe;
 pub mod client;
 pub mod drill;
 pub mod http;
@@ -13,6 +15,8 @@ pub mod procs;
 pub mod report;
 pub mod state;
 pub mod status;
+#[allow(unsafe_code)]
+mod sys;
 pub mod up;
 
 pub use drill::{DrillResult, Scenario, ScenarioResult};
@@ -126,6 +130,14 @@ pub enum LabCommand {
         /// Write a self-contained HTML report with a timeline per scenario.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Each client write fails when not acknowledged this long after it started (and its
+        /// connection is dropped). Bounds how late the client notices an outage.
+        #[arg(long, default_value = "200ms", value_name = "DURATION")]
+        request_timeout: config::Dur,
+        /// While a client has no connection it sends a new SYN this often (instead of the
+        /// kernel's 1 s SYN back-off).
+        #[arg(long, default_value = "50ms", value_name = "DURATION")]
+        connect_retry: config::Dur,
     },
     /// Remove the lab: processes, namespaces, state. Idempotent.
     Down {
@@ -177,10 +189,19 @@ pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> 
             scenario,
             json,
             report,
+            request_timeout,
+            connect_retry,
         } => {
-            let scenarios = Scenario::parse_list(&scenario)?;
+            let opts = drill::DrillOptions {
+                scenarios: Scenario::parse_list(&scenario)?,
+                client: client::ClientOptions {
+                    request_timeout: request_timeout.get(),
+                    connect_retry: connect_retry.get(),
+                },
+            };
+            opts.client.validate().map_err(LabError::BadArgs)?;
             let st = LabState::load(&name)?;
-            let r = drill::run(&st, &scenarios)?;
+            let r = drill::run(&st, &opts)?;
             if let Some(path) = &report {
                 write_report(path, &r)?;
             }
@@ -331,7 +352,7 @@ pub fn demo(haplane_exe: &Path) -> Result<ExitCode, LabError> {
         let topo = netlab::Topology::open(&st.name)?;
         print!("{}", up::describe(&st, &up::lab_view(&st, &topo)));
         println!("\ndrill: six failures, about 90 s ...");
-        let r = drill::run(&st, &Scenario::ALL)?;
+        let r = drill::run(&st, &drill::DrillOptions::new(&Scenario::ALL))?;
         let path = PathBuf::from("haplane-drill.html");
         write_report(&path, &r)?;
         print!("\n{}", drill::summary(&r));

@@ -116,7 +116,11 @@ fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
     assert_eq!(from_w1.etcd_leader, view.etcd_leader);
 
     // The drill, all six scenarios, as JSON.
-    let r = drill::run(&LabState::load(&name).unwrap(), &Scenario::ALL).expect("drill");
+    let r = drill::run(
+        &LabState::load(&name).unwrap(),
+        &drill::DrillOptions::new(&Scenario::ALL),
+    )
+    .expect("drill");
     println!("{}", drill::summary(&r));
     let json = serde_json::to_value(&r).unwrap();
     let scenarios = json["scenarios"].as_array().unwrap();
