@@ -809,6 +809,14 @@ pub struct Kubernetes {
     /// Service CIDR. Default 10.96.0.0/12.
     #[serde(default = "default_service_subnet")]
     pub service_subnet: String,
+    /// Image of haplane's static pod. Default `localhost/haplane:VERSION`, the name the OCI
+    /// archive from scripts/package carries (load it with `ctr -n k8s.io images import`).
+    #[serde(default = "default_haplane_image")]
+    pub haplane_image: String,
+}
+
+fn default_haplane_image() -> String {
+    concat!("localhost/haplane:", env!("CARGO_PKG_VERSION")).into()
 }
 
 impl Default for Kubernetes {
@@ -817,6 +825,7 @@ impl Default for Kubernetes {
             version: default_k8s_version(),
             pod_subnet: default_pod_subnet(),
             service_subnet: default_service_subnet(),
+            haplane_image: default_haplane_image(),
         }
     }
 }

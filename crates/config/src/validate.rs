@@ -83,7 +83,22 @@ pub(crate) fn cluster(c: &Cluster) -> Vec<Finding> {
     vip(c, &mut f);
     load_balancer(c, &mut f);
     etcd(c, &mut f);
+    kubernetes(c, &mut f);
     f.0
+}
+
+fn kubernetes(c: &Cluster, f: &mut Findings) {
+    let image = &c.kubernetes.haplane_image;
+    if image.is_empty()
+        || image
+            .chars()
+            .any(|ch| ch.is_whitespace() || ch.is_control())
+    {
+        f.error(
+            "kubernetes.haplaneImage",
+            format!("{image:?} is not an image reference; use e.g. localhost/haplane:0.1.0"),
+        );
+    }
 }
 
 fn nodes(c: &Cluster, f: &mut Findings) {

@@ -251,3 +251,25 @@ fn a_node_finds_itself_by_local_address_or_name() {
     assert!(c.find_node(Some("m9"), &[]).is_err());
     assert!(c.find_node(None, &["127.0.0.1".parse().unwrap()]).is_err());
 }
+
+#[test]
+fn the_static_pods_image_defaults_to_the_archive_scripts_package_writes() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(
+        c.kubernetes.haplane_image,
+        format!("localhost/haplane:{}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn an_empty_or_spaced_image_is_named_by_its_key() {
+    for image in ["\"\"", "\"haplane 0.1\""] {
+        let text = format!("{GOOD}kubernetes: {{haplaneImage: {image}}}\n");
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("kubernetes.haplaneImage: ")),
+            "{image}: {errs:?}"
+        );
+    }
+}

@@ -288,3 +288,223 @@ fn write_plan_creates_node_directories_and_keeps_secrets_private() {
     assert!(dir.path().join("dev6/haplane.service").is_file());
     assert!(dir.path().join("README.md").is_file());
 }
+
+/// A cluster from seed 002's file with `extra` appended (top-level keys).
+fn seed002_with(extra: &str) -> Plan {
+    let text = std::fs::read_to_string(fixture("seed002.yaml")).unwrap() + extra;
+    let cluster = plan::parse(&text, Path::new("seed002+.yaml")).expect("parses");
+    plan::render(&cluster, &opts()).expect("renders")
+}
+
+/// The static pod's YAML as a JSON value (the manifest must be valid YAML, not just text).
+fn pod(p: &Plan, path: &str) -> serde_json::Value {
+    serde_saphyr::from_str(p.get(path).unwrap()).expect("the static pod parses as YAML")
+}
+
+#[test]
+fn the_static_pod_gets_net_admin_and_net_raw_only_a_read_only_root_and_no_escalation() {
+    let p = plan_of("seed002.yaml", &opts());
+    let pod = pod(&p, "dev3/haplane.yaml");
+    assert_eq!(pod["spec"]["hostNetwork"], true);
+    assert_eq!(
+        pod["spec"]["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = &pod["spec"]["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(
+        sc["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN", "NET_RAW"])
+    );
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["privileged"], false);
+    // The cluster file and the kubeadm CA (HTTPS health checks) read-only; the state dir,
+    // whose fencing marker must outlive the container, writable; nothing else.
+    let mounts: Vec<(String, bool)> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_string(),
+                m["readOnly"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("/etc/haplane".to_string(), true),
+            ("/etc/kubernetes/pki".to_string(), true),
+            ("/var/lib/haplane".to_string(), false),
+        ]
+    );
+    assert_eq!(
+        c["image"],
+        format!("localhost/haplane:{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        c["imagePullPolicy"], "Never",
+        "a localhost/ image is never pulled"
+    );
+    assert!(
+        p.get("dev3/haplane.yaml")
+            .unwrap()
+            .contains("ctr -n k8s.io images import")
+    );
+}
+
+#[test]
+fn the_image_comes_from_kubernetes_haplane_image() {
+    let p = seed002_with("kubernetes: {haplaneImage: registry.example/ops/haplane:1.2}\n");
+    let pod = pod(&p, "dev3/haplane.yaml");
+    assert_eq!(
+        pod["spec"]["containers"][0]["image"],
+        "registry.example/ops/haplane:1.2"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["imagePullPolicy"],
+        "IfNotPresent"
+    );
+    assert!(
+        !p.get("dev3/haplane.yaml")
+            .unwrap()
+            .contains("ctr -n k8s.io")
+    );
+    assert!(
+        p.get("README.md")
+            .unwrap()
+            .contains("image registry.example/ops/haplane:1.2")
+    );
+}
+
+#[test]
+fn only_a_port_below_1024_adds_net_bind_service() {
+    let default = plan_of("seed002.yaml", &opts());
+    assert!(
+        !default
+            .get("dev3/haplane.service")
+            .unwrap()
+            .contains("NET_BIND_SERVICE\n")
+    );
+    let text = std::fs::read_to_string(fixture("seed002.yaml"))
+        .unwrap()
+        .replace("listen: [\"vip:6443\"]", "listen: [\"vip:443\"]");
+    let cluster = plan::parse(&text, Path::new("seed002-443.yaml")).unwrap();
+    let p = plan::render(&cluster, &opts()).unwrap();
+    let unit = p.get("dev3/haplane.service").unwrap();
+    assert!(
+        unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE\n")
+    );
+    assert!(unit.contains("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE\n"));
+    assert!(unit.contains("listens on port 443"));
+    let add = &pod(&p, "dev3/haplane.yaml")["spec"]["containers"][0]["securityContext"]["capabilities"]
+        ["add"];
+    assert_eq!(
+        *add,
+        serde_json::json!(["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"])
+    );
+    // The worker's node-local balancer stays on 127.0.0.1:6443.
+    assert!(
+        !p.get("dev4/haplane.service")
+            .unwrap()
+            .contains("CAP_NET_BIND_SERVICE\n")
+    );
+}
+
+#[test]
+fn election_targets_and_snapshots_outside_the_defaults_become_writable_and_nothing_more() {
+    let p = seed002_with(
+        "etcd: {}\nelections:\n  - name: scheduler\n    manifest: {source: /etc/haplane/pods/kube-scheduler.yaml, target: /etc/kubernetes/manifests/kube-scheduler.yaml}\nsnapshots: {dir: /backup/etcd}\n",
+    );
+    let unit = p.get("dev3/haplane.service").unwrap();
+    assert!(unit.contains("ReadWritePaths=/etc/kubernetes/manifests\n"));
+    assert!(unit.contains("ReadWritePaths=/backup/etcd\n"));
+    assert!(
+        unit.contains(
+            "ExecStartPre=+/bin/mkdir -p -m 0700 /etc/kubernetes/manifests /backup/etcd\n"
+        )
+    );
+    assert_eq!(
+        unit.lines()
+            .filter(|l| l.starts_with("ReadWritePaths="))
+            .count(),
+        2,
+        "{unit}"
+    );
+    let pod = pod(&p, "dev3/haplane.yaml");
+    let mounts: Vec<(String, bool)> = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_string(),
+                m["readOnly"] == true,
+            )
+        })
+        .collect();
+    // The manifest source is under the (read-only) cluster file directory already.
+    assert_eq!(
+        mounts,
+        [
+            ("/etc/haplane".to_string(), true),
+            ("/etc/kubernetes/pki".to_string(), true),
+            ("/backup/etcd".to_string(), false),
+            ("/etc/kubernetes/manifests".to_string(), false),
+            ("/var/lib/haplane".to_string(), false),
+        ]
+    );
+    // Workers run no elections: nothing writable beyond the state dir.
+    assert!(!p.get("dev4/haplane.yaml").unwrap().contains("/backup/etcd"));
+}
+
+#[test]
+fn a_cluster_that_runs_commands_is_told_the_image_cannot_run_them() {
+    let p = plan_of("seed001.yaml", &opts());
+    let pod = p.get("master1/haplane.yaml").unwrap();
+    assert!(
+        pod.contains("#   vip.track check_k8s_master: curl"),
+        "{pod}"
+    );
+    assert!(
+        p.get("README.md")
+            .unwrap()
+            .contains("the image holds\nonly haplane, so use the unit")
+    );
+    // Workers run no track scripts; seed 002 runs none at all.
+    assert!(!p.get("node1/haplane.yaml").unwrap().contains("Warning"));
+    assert!(
+        !plan_of("seed002.yaml", &opts())
+            .get("dev3/haplane.yaml")
+            .unwrap()
+            .contains("Warning")
+    );
+}
+
+#[test]
+fn the_rendered_unit_is_the_packaged_unit_with_the_node_filled_in() {
+    let packaged = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/haplane.service"),
+    )
+    .unwrap();
+    let p = plan_of("seed002.yaml", &opts());
+    let unit = p.get("dev6/haplane.service").unwrap();
+    for line in packaged
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        if line.starts_with("ExecStart=") {
+            continue;
+        }
+        assert!(
+            unit.lines().any(|l| l == line),
+            "rendered unit lacks {line:?}"
+        );
+    }
+    assert!(unit.contains(
+        "ExecStart=/usr/bin/haplane run --config /etc/haplane/cluster.yaml --node dev6\n"
+    ));
+}

@@ -33,9 +33,7 @@ pub struct PlanOptions {
     pub kubeadm_api: KubeadmApi,
     /// Container runtime socket for `nodeRegistration.criSocket`.
     pub cri_socket: String,
-    /// haplane's container image for the static pod.
-    pub haplane_image: String,
-    /// haplane's binary on the host, for the systemd unit.
+    /// haplane's binary on the host, for the systemd unit (the Debian package's path).
     pub haplane_binary: PathBuf,
     /// The subcommand that runs the daemon (`haplane run`).
     pub haplane_subcommand: String,
@@ -60,8 +58,7 @@ impl Default for PlanOptions {
         PlanOptions {
             kubeadm_api: KubeadmApi::V1beta4,
             cri_socket: "unix:///var/run/containerd/containerd.sock".into(),
-            haplane_image: "ghcr.io/haplane/haplane:0.1.0".into(),
-            haplane_binary: "/usr/local/bin/haplane".into(),
+            haplane_binary: "/usr/bin/haplane".into(),
             haplane_subcommand: "run".into(),
             config_path: "/etc/haplane/cluster.yaml".into(),
             bootstrap_token: None,

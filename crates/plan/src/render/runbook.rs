@@ -100,14 +100,32 @@ pub(crate) fn render(ctx: &Ctx) -> String {
     let names: Vec<&str> = masters.iter().map(|m| m.name.as_str()).collect();
     let _ = writeln!(
         s,
-        "## {step}. haplane on the masters ({})\n\nInstall the binary or image, then either the static pod or the unit (not both):\n\n```sh\ninstall -D -m 0644 NODE/haplane.yaml /etc/kubernetes/manifests/haplane.yaml   # static pod\n# or\ninstall -D -m 0644 NODE/haplane.service /etc/systemd/system/haplane.service && systemctl enable --now haplane\n```\n\nThe static pod runs as soon as the kubelet does; it needs no apiserver, so the VIP is up\nbefore `kubeadm init`.{}\n\nVerify: exactly one master holds the VIP, and it is the highest-priority one.\n\n```sh\nip -br addr show dev {iface} | grep -w {vip}\ncurl -s http://{}/status\n```\n",
+        "## {step}. haplane on the masters ({})\n\nOn each master, either install the Debian package and the unit, or load the image and\nthe static pod (not both; `scripts/package` builds both artifacts, see docs/install.md):\n\n```sh\n# the unit\ndpkg -i haplane_{version}_amd64.deb\ninstall -D -m 0644 NODE/haplane.service /etc/systemd/system/haplane.service && systemctl enable --now haplane\n# or the static pod: the kubelet runs it (image {image})\n{import}install -D -m 0644 NODE/haplane.yaml /etc/kubernetes/manifests/haplane.yaml\n```\n\nThe static pod runs as soon as the kubelet does; it needs no apiserver, so the VIP is up\nbefore `kubeadm init`.{}{commands}\n\nVerify: exactly one master holds the VIP, and it is the highest-priority one.\n\n```sh\nip -br addr show dev {iface} | grep -w {vip}\ncurl -s http://{}/status\n```\n",
         names.join(", "),
         if c.fencing() == config::Fencing::Quorum && topology == EtcdTopology::Stacked {
             " With `fencing: quorum` and stacked etcd the VIP appears only once kubeadm's etcd\nruns during `kubeadm init`; haplane keeps retrying until then."
         } else {
             ""
         },
-        c.status.listen
+        c.status.listen,
+        version = env!("CARGO_PKG_VERSION"),
+        image = c.kubernetes.haplane_image,
+        import = if c.kubernetes.haplane_image.starts_with("localhost/") {
+            format!(
+                "ctr -n k8s.io images import haplane-{}-oci.tar && crictl images | grep haplane\n",
+                env!("CARGO_PKG_VERSION")
+            )
+        } else {
+            String::new()
+        },
+        commands = if c.vip.track.is_empty()
+            && c.vip.notify.is_none()
+            && c.elections.iter().all(|e| e.exec.is_none())
+        {
+            ""
+        } else {
+            "\nThis cluster file runs commands (track scripts, notify or exec actions): the image holds\nonly haplane, so use the unit, which runs them on the host."
+        },
     );
     step += 1;
 
