@@ -1,9 +1,10 @@
 //! `lab drill`: break the lab in the ways clusters break while clients write through the VIP
-//! and through the node-local balancer, and measure what they felt.
+//! and through the node-local balancer, and measure what they felt: gaps between acknowledged
+//! writes, who holds the VIP's address, who *answers* ARP for it, and the leaders.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,9 +12,15 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use crate::LabError;
+use crate::arp_probe::{ArpProbe, Mac, interface_mac};
 use crate::client::{self, Attempt, ClientOptions, Log};
 use crate::procs::{self, Kind};
-use crate::state::LabState;
+use crate::state::{LabState, NodeInfo};
+use crate::stats::{self, ScenarioStats};
+use crate::timeline::{
+    Segment, availability, changes, holder_names, longest_empty, longest_gap, longest_gap_within,
+    segments,
+};
 use crate::up;
 
 /// The failures the drill injects, in the order `all` runs them.
@@ -28,21 +35,28 @@ pub enum Scenario {
     GracefulShutdown,
     /// The holder is cut off from the other masters but still reaches the clients.
     HolderPartitioned,
-    /// One etcd member is lost (the etcd leader when it is not the holder).
+    /// One etcd member other than the holder's is lost.
     EtcdMemberLost,
     /// The whole holder freezes (SIGSTOP), then resumes (SIGCONT).
     HolderFreeze,
+    /// The holder is partitioned until another master serves the VIP; then the partition
+    /// heals and the node returns (with `preempt: true` it takes the VIP back).
+    PartitionHeal,
+    /// The holder crashes; once another master serves the VIP it reboots and returns.
+    CrashRestart,
 }
 
 impl Scenario {
     /// Every scenario, in order.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::HolderCrash,
         Scenario::ServiceDies,
         Scenario::GracefulShutdown,
         Scenario::HolderPartitioned,
         Scenario::EtcdMemberLost,
         Scenario::HolderFreeze,
+        Scenario::PartitionHeal,
+        Scenario::CrashRestart,
     ];
 
     /// The name on the command line and in reports.
@@ -54,6 +68,8 @@ impl Scenario {
             Scenario::HolderPartitioned => "holder-partitioned",
             Scenario::EtcdMemberLost => "etcd-member-lost",
             Scenario::HolderFreeze => "holder-freeze",
+            Scenario::PartitionHeal => "partition-heal",
+            Scenario::CrashRestart => "crash-restart",
         }
     }
 
@@ -66,21 +82,39 @@ impl Scenario {
             Scenario::HolderPartitioned => {
                 "the holder is partitioned from the other masters, not from the clients"
             }
-            Scenario::EtcdMemberLost => "one etcd member is lost",
+            Scenario::EtcdMemberLost => "one etcd member (not the holder's) is lost",
             Scenario::HolderFreeze => "the whole holder freezes (SIGSTOP) and then resumes",
+            Scenario::PartitionHeal => {
+                "the holder is partitioned until another master serves the VIP, then returns"
+            }
+            Scenario::CrashRestart => {
+                "the holder crashes; once another master serves the VIP it reboots and returns"
+            }
         }
     }
 
-    /// How long the fault lasts before it is healed.
-    fn hold(self) -> Duration {
+    /// How long the fault lasts before it is healed; None: until another master serves the
+    /// VIP (the scenarios that measure a node's return).
+    fn hold(self) -> Option<Duration> {
         match self {
             // Longer than the lease TTL plus detection, so fencing has to act.
-            Scenario::HolderPartitioned | Scenario::HolderFreeze => Duration::from_secs(6),
-            _ => Duration::from_secs(4),
+            Scenario::HolderPartitioned | Scenario::HolderFreeze => Some(Duration::from_secs(6)),
+            Scenario::PartitionHeal | Scenario::CrashRestart => None,
+            _ => Some(Duration::from_secs(4)),
         }
     }
 
-    /// Parses `NAME` or `all`.
+    /// Whether the fault is a partition of the holder (healed by removing it).
+    fn partitions(self) -> bool {
+        matches!(self, Scenario::HolderPartitioned | Scenario::PartitionHeal)
+    }
+
+    /// Whether the fault is a crash of the holder (healed by a reboot).
+    fn crashes(self) -> bool {
+        matches!(self, Scenario::HolderCrash | Scenario::CrashRestart)
+    }
+
+    /// Parses `NAME`, a comma-separated list, or `all`.
     pub fn parse_list(s: &str) -> Result<Vec<Scenario>, LabError> {
         if s == "all" {
             return Ok(Scenario::ALL.to_vec());
@@ -99,6 +133,89 @@ impl Scenario {
             })
             .collect()
     }
+}
+
+/// Where etcd's raft leader is put before the fault (`etcdctl move-leader`). The fault's
+/// target is the VIP holder, or for `etcd-member-lost` the member that is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// The raft leader is the node the fault hits (the worst case: an election on top).
+    Target,
+    /// The raft leader is another master.
+    Elsewhere,
+    /// Left wherever it is (`service-dies` still moves it off the holder, so that scenario
+    /// measures the balancer rather than an etcd election).
+    AsFound,
+}
+
+impl Placement {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Target => "target",
+            Placement::Elsewhere => "elsewhere",
+            Placement::AsFound => "as-found",
+        }
+    }
+
+    /// Parses `target`, `elsewhere`, `as-found` or `both` (target, then elsewhere).
+    pub fn parse_list(s: &str) -> Result<Vec<Placement>, LabError> {
+        match s.trim() {
+            "both" => Ok(vec![Placement::Target, Placement::Elsewhere]),
+            "target" => Ok(vec![Placement::Target]),
+            "elsewhere" => Ok(vec![Placement::Elsewhere]),
+            "as-found" => Ok(vec![Placement::AsFound]),
+            other => Err(LabError::BadArgs(format!(
+                "unknown --etcd-leader {other:?}; one of both, target, elsewhere, as-found"
+            ))),
+        }
+    }
+}
+
+/// One scenario under one leader placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The fault.
+    pub scenario: Scenario,
+    /// Where etcd's leader is before it.
+    pub placement: Placement,
+}
+
+/// What to drill and how the clients behave.
+#[derive(Debug, Clone)]
+pub struct DrillOptions {
+    /// The steps of one round, in order.
+    pub steps: Vec<Step>,
+    /// Rounds (`--repeat`): every step runs this many times, round by round, so slow drift
+    /// of the machine spreads over all steps alike.
+    pub repeat: usize,
+    /// The writers' timeouts.
+    pub client: ClientOptions,
+}
+
+impl DrillOptions {
+    /// Every scenario under every placement (scenario-major), once, default client.
+    pub fn new(scenarios: &[Scenario], placements: &[Placement]) -> DrillOptions {
+        DrillOptions {
+            steps: matrix(scenarios, placements),
+            repeat: 1,
+            client: ClientOptions::default(),
+        }
+    }
+}
+
+/// Each scenario under each placement, scenario-major.
+pub fn matrix(scenarios: &[Scenario], placements: &[Placement]) -> Vec<Step> {
+    scenarios
+        .iter()
+        .flat_map(|&scenario| {
+            placements.iter().map(move |&placement| Step {
+                scenario,
+                placement,
+            })
+        })
+        .collect()
 }
 
 /// The client paths.
@@ -121,19 +238,8 @@ pub struct PathResult {
     pub lost: u64,
     /// Why the read-back could not be done, if it could not.
     pub verify_error: Option<String>,
-    /// Failed attempts by reason (`timeout`, `transport`, `no leader`, ...).
+    /// Failed attempts by reason (`timeout`, `connect`, `refused`, `no leader`, ...).
     pub errors: BTreeMap<String, u64>,
-}
-
-/// A stretch of time in one lane of the timeline.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Segment {
-    /// Start, ms since the scenario started.
-    pub from: u64,
-    /// End, ms since the scenario started.
-    pub to: u64,
-    /// What the lane showed: `ok`/`down` for clients, node names (or `none`) otherwise.
-    pub value: String,
 }
 
 /// A moment on the timeline.
@@ -154,6 +260,8 @@ pub struct Timeline {
     pub duration_ms: u64,
     /// Client availability per path.
     pub clients: BTreeMap<String, Vec<Segment>>,
+    /// Who answered ARP for the VIP (as the worker saw it).
+    pub answers: Vec<Segment>,
     /// Who had the VIP on its interface.
     pub vip: Vec<Segment>,
     /// Leaders: `etcd` and each election.
@@ -162,11 +270,33 @@ pub struct Timeline {
     pub markers: Vec<Marker>,
 }
 
+/// The figures of the time after the heal: the faulted node's return.
+#[derive(Debug, Clone, Serialize)]
+pub struct AfterHeal {
+    /// The heal, ms since the scenario started.
+    pub from_ms: u64,
+    /// Longest interval with the VIP on no node's interface.
+    pub longest_no_holder_ms: u64,
+    /// Longest interval with no node answering ARP for the VIP.
+    pub longest_no_answer_ms: u64,
+    /// Longest gap between acknowledged writes through the VIP.
+    pub vip_gap_ms: u64,
+    /// Longest gap through the node-local balancer.
+    pub local_gap_ms: u64,
+    /// Times the answering node changed.
+    pub vip_moves: u64,
+}
+
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
     /// Scenario name.
     pub name: String,
+    /// Where etcd's raft leader was to be before the fault (`target`, `elsewhere`,
+    /// `as-found`).
+    pub etcd_leader: String,
+    /// Which round of `--repeat` (from 1).
+    pub run: usize,
     /// What was done.
     pub description: String,
     /// Whether the fault was injected and healed.
@@ -177,23 +307,38 @@ pub struct ScenarioResult {
     pub holder_before: Option<String>,
     /// The node the fault hit.
     pub target: Option<String>,
+    /// etcd's raft leader just before the fault.
+    pub etcd_leader_before: Option<String>,
     /// The VIP holder at the end.
     pub holder_after: Option<String>,
     /// From healing to healthy, ms.
     pub recovery_ms: Option<u64>,
     /// Per client path.
     pub paths: Vec<PathResult>,
-    /// 10 ms samples of the VIP's location.
-    pub vip_samples: u64,
-    /// Samples with the VIP on more than one node.
+    /// ARP probes of the VIP from the worker (every 10 ms).
+    pub arp_samples: u64,
+    /// Probes answered by more than one node: **split brain** as clients can meet it.
     pub split_brain_samples: u64,
+    /// Probes nobody answered.
+    pub no_answer_samples: u64,
+    /// Longest interval with no node answering for the VIP, ms.
+    pub longest_no_answer_ms: u64,
+    /// 10 ms samples of which masters have the VIP on their interface.
+    pub vip_samples: u64,
+    /// Samples with the address on more than one node with a working link (a node can hold
+    /// it without answering, behind a fence, so this is kept beside the ARP figure).
+    pub address_split_samples: u64,
     /// Samples with the VIP on no node.
     pub no_holder_samples: u64,
+    /// Longest interval with the VIP on no node's interface, ms.
+    pub longest_no_holder_ms: u64,
     /// Samples with the VIP left on a node whose link is down (not reachable, not counted as
     /// a holder).
     pub stale_vip_samples: u64,
-    /// Times the VIP moved.
+    /// Times the answering node changed.
     pub vip_moves: u64,
+    /// The same figures from the heal on: the faulted node's return.
+    pub after_heal: Option<AfterHeal>,
     /// Leader changes per lane (`etcd`, each election).
     pub leader_changes: BTreeMap<String, u64>,
     /// Anything noteworthy (a step that failed, a lab that did not recover).
@@ -209,21 +354,36 @@ pub struct DrillResult {
     pub lab: String,
     /// `quorum` or `none`.
     pub fencing: String,
+    /// The lab's `vip.preempt`.
+    pub preempt: bool,
     /// What the balancers serve.
     pub service: String,
     /// The writers' timeouts.
     pub client: ClientOptions,
-    /// Scenarios, in the order run.
+    /// Rounds run (`--repeat`).
+    pub repeat: usize,
+    /// Every scenario run, in the order run.
     pub scenarios: Vec<ScenarioResult>,
+    /// Per scenario and placement over the runs: p50, p99, worst.
+    pub stats: Vec<ScenarioStats>,
     /// Acknowledged writes lost over all scenarios (must be 0).
     pub lost_writes: u64,
-    /// Split-brain samples over all scenarios.
+    /// Split-brain samples (two nodes answering ARP) over all scenarios.
     pub split_brain_samples: u64,
+    /// Samples with the address on two nodes, over all scenarios.
+    pub address_split_samples: u64,
     /// Every scenario completed and recovered.
     pub all_completed: bool,
 }
 
-/// A 10 ms sample of the VIP.
+impl DrillResult {
+    /// No lost write, no split brain, every scenario completed and recovered.
+    pub fn passed(&self) -> bool {
+        self.lost_writes == 0 && self.split_brain_samples == 0 && self.all_completed
+    }
+}
+
+/// A 10 ms sample of the VIP's address.
 #[derive(Debug, Clone, Copy)]
 struct VipSample {
     t: u64,
@@ -232,6 +392,22 @@ struct VipSample {
     /// Masters with the VIP on an interface whose link is down (a crashed node's leftover:
     /// it answers nobody, so it is no split brain).
     stale: u32,
+}
+
+/// One ARP probe round.
+#[derive(Debug, Clone, Copy)]
+struct ArpSample {
+    t: u64,
+    /// Masters (bit i = masters[i]) that answered.
+    answering: u32,
+    /// Answers from addresses that are no master's.
+    strangers: u32,
+}
+
+impl ArpSample {
+    fn answers(&self) -> u32 {
+        self.answering.count_ones() + self.strangers
+    }
 }
 
 /// A leader sample (~every 150 ms).
@@ -245,8 +421,11 @@ struct Shared {
     origin: Instant,
     stop: AtomicBool,
     /// Masters whose link the drill took down (bit i = masters[i]).
-    isolated: std::sync::atomic::AtomicU32,
+    isolated: AtomicU32,
     vip: Mutex<Vec<VipSample>>,
+    arp: Mutex<Vec<ArpSample>>,
+    /// Why the ARP probe stopped, if it did.
+    arp_error: Mutex<Option<String>>,
     leaders: Mutex<Vec<LeaderSample>>,
     log: Log,
 }
@@ -255,29 +434,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What to drill and how the clients behave.
-#[derive(Debug, Clone)]
-pub struct DrillOptions {
-    /// The scenarios, in order.
-    pub scenarios: Vec<Scenario>,
-    /// The writers' timeouts.
-    pub client: ClientOptions,
-}
-
-impl DrillOptions {
-    /// `scenarios` with the default client.
-    pub fn new(scenarios: &[Scenario]) -> DrillOptions {
-        DrillOptions {
-            scenarios: scenarios.to_vec(),
-            client: ClientOptions::default(),
-        }
-    }
-}
-
 /// Runs the drill on lab `st`.
 pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> {
     opts.client.validate().map_err(LabError::BadArgs)?;
-    let scenarios = &opts.scenarios;
+    if opts.repeat == 0 || opts.steps.is_empty() {
+        return Err(LabError::BadArgs(
+            "--repeat must be at least 1 and at least one scenario must be given".into(),
+        ));
+    }
     let topo = netlab::Topology::open(&st.name)?;
     let worker = st
         .workers
@@ -288,6 +452,14 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         detail: p,
         logs: st.dir.join("logs"),
     })?;
+    // Who answers for the VIP: the masters' MACs, and a probe on the worker beside the
+    // clients (its nft rule keeps the probe from refreshing the clients' ARP entry).
+    let macs: Vec<Mac> = st
+        .masters
+        .iter()
+        .map(|m| interface_mac(topo.host(&m.name)?, "eth0"))
+        .collect::<Result<_, _>>()?;
+    let probe = ArpProbe::open(whost, st.vip)?;
     let run_id = format!(
         "{}",
         std::time::SystemTime::now()
@@ -298,8 +470,10 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
     let shared = Arc::new(Shared {
         origin: Instant::now(),
         stop: AtomicBool::new(false),
-        isolated: std::sync::atomic::AtomicU32::new(0),
+        isolated: AtomicU32::new(0),
         vip: Mutex::new(Vec::new()),
+        arp: Mutex::new(Vec::new()),
+        arp_error: Mutex::new(None),
         leaders: Mutex::new(Vec::new()),
         log: Arc::new(Mutex::new(Vec::new())),
     });
@@ -308,11 +482,11 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         std::net::SocketAddr::from(([127, 0, 0, 1], st.port)),
     ];
     let mut results = Vec::new();
-    std::thread::scope(|s| -> Result<(), LabError> {
+    std::thread::scope(|s| {
         // The clients, inside the worker's namespace.
         let sh = shared.clone();
-        let client_opts = opts.client;
         let run2 = run_id.clone();
+        let client_opts = opts.client;
         s.spawn(move || {
             let r = whost.enter(|| {
                 let rt = match client::runtime() {
@@ -350,7 +524,31 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
                 tracing::error!(error = %e, "lab: drill clients failed");
             }
         });
-        // The VIP sampler: every 10 ms, which masters have the VIP on eth0.
+        // The ARP probe: every 10 ms, who answers for the VIP.
+        let sh = shared.clone();
+        let probe = &probe;
+        let macs = &macs;
+        s.spawn(move || {
+            let r = probe.run(Duration::from_millis(10), &sh.stop, |round| {
+                let mut sample = ArpSample {
+                    t: round.sent.saturating_duration_since(sh.origin).as_millis() as u64,
+                    answering: 0,
+                    strangers: 0,
+                };
+                for m in &round.answers {
+                    match macs.iter().position(|x| x == m) {
+                        Some(i) => sample.answering |= 1 << i,
+                        None => sample.strangers += 1,
+                    }
+                }
+                lock(&sh.arp).push(sample);
+            });
+            if let Err(e) = r {
+                tracing::error!(error = %e, "lab: the ARP probe stopped");
+                *lock(&sh.arp_error) = Some(e.to_string());
+            }
+        });
+        // The address sampler: every 10 ms, which masters have the VIP on eth0.
         let sh = shared.clone();
         let topo_ref = &topo;
         s.spawn(move || {
@@ -402,14 +600,20 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
 
         // Let the clients get going before the first baseline.
         std::thread::sleep(Duration::from_millis(1500));
-        for sc in scenarios {
-            let r = run_scenario(st, &topo, *sc, &shared, &run_id);
-            tracing::info!(scenario = sc.name(), "lab: scenario done");
-            results.push(r);
+        for round in 1..=opts.repeat {
+            for step in &opts.steps {
+                let r = run_scenario(st, &topo, *step, round, &shared, &run_id);
+                tracing::info!(
+                    scenario = step.scenario.name(),
+                    etcd_leader = step.placement.name(),
+                    round,
+                    "lab: scenario done"
+                );
+                results.push(r);
+            }
         }
         shared.stop.store(true, Ordering::Relaxed);
-        Ok(())
-    })?;
+    });
     // Remove the drill's keys; the lab stays usable for more drills.
     let eps = st.etcd_endpoints();
     let _ = whost.enter(|| {
@@ -422,19 +626,22 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         .flat_map(|r| r.paths.iter())
         .map(|p| p.lost)
         .sum();
-    let split_brain_samples = results.iter().map(|r| r.split_brain_samples).sum();
     Ok(DrillResult {
         lab: st.name.clone(),
         fencing: st.fencing.clone(),
+        preempt: st.preempt,
         service: if st.apiserver.is_some() {
             format!("kube-apiserver :{}", st.port)
         } else {
             format!("etcd client API :{}", st.port)
         },
         client: opts.client,
+        repeat: opts.repeat,
         all_completed: results.iter().all(|r| r.completed && r.recovered),
         lost_writes,
-        split_brain_samples,
+        split_brain_samples: results.iter().map(|r| r.split_brain_samples).sum(),
+        address_split_samples: results.iter().map(|r| r.address_split_samples).sum(),
+        stats: stats::aggregate(&results),
         scenarios: results,
     })
 }
@@ -443,11 +650,10 @@ fn now_ms(sh: &Shared) -> u64 {
     sh.origin.elapsed().as_millis() as u64
 }
 
-/// The master holding the VIP right now (kernel view), when exactly one does.
-fn current_holder(st: &LabState, topo: &netlab::Topology) -> Option<String> {
+/// The masters holding the VIP right now (kernel view).
+fn holders_now(st: &LabState, topo: &netlab::Topology) -> Vec<String> {
     let vip = IpAddr::V4(st.vip);
-    let holders: Vec<&str> = st
-        .masters
+    st.masters
         .iter()
         .filter(|m| {
             topo.host(&m.name)
@@ -455,26 +661,34 @@ fn current_holder(st: &LabState, topo: &netlab::Topology) -> Option<String> {
                 .and_then(|h| h.has_address(vip).ok())
                 .unwrap_or(false)
         })
-        .map(|m| m.name.as_str())
-        .collect();
-    (holders.len() == 1).then(|| holders[0].to_string())
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// The master holding the VIP right now (kernel view), when exactly one does.
+fn current_holder(st: &LabState, topo: &netlab::Topology) -> Option<String> {
+    let holders = holders_now(st, topo);
+    (holders.len() == 1).then(|| holders[0].clone())
+}
+
+/// Whether path `path` had a write acknowledged within the last `ms` ms.
+fn path_writes(sh: &Shared, path: usize, ms: u64) -> bool {
+    let now = now_ms(sh);
+    lock(&sh.log)
+        .iter()
+        .rev()
+        .take(400)
+        .any(|a| a.path == path && a.ok && a.end_ms + ms >= now)
 }
 
 /// Waits until every client path had a write acknowledged within the last 300 ms.
 fn wait_clients(sh: &Shared, limit: Duration) -> Result<(), String> {
     let deadline = Instant::now() + limit;
     loop {
-        let now = now_ms(sh);
         let stale: Vec<&str> = PATHS
             .iter()
             .enumerate()
-            .filter(|(i, _)| {
-                !lock(&sh.log)
-                    .iter()
-                    .rev()
-                    .take(200)
-                    .any(|a| a.path == *i && a.ok && a.end_ms + 300 >= now)
-            })
+            .filter(|(i, _)| !path_writes(sh, *i, 300))
             .map(|(_, p)| *p)
             .collect();
         if stale.is_empty() {
@@ -490,45 +704,141 @@ fn wait_clients(sh: &Shared, limit: Duration) -> Result<(), String> {
     }
 }
 
-/// Moves the etcd leadership from `node` to another master (`etcdctl move-leader`, sent to
-/// the leader itself); returns a note when it did.
-fn move_etcd_leader_off(
+/// Waits until a master other than `old` holds the VIP and writes through it succeed, then a
+/// little longer so the new holder is settled; false when that did not happen in time.
+fn wait_taken_over(st: &LabState, topo: &netlab::Topology, sh: &Shared, old: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let others = holders_now(st, topo).iter().any(|h| h != old);
+        if others && path_writes(sh, 0, 300) {
+            std::thread::sleep(Duration::from_secs(2));
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// After recovery: with `preempt: true`, waits for the highest-priority master (the first) to
+/// take the VIP back; then until the holder has not changed for 2 s. So a move after the
+/// return falls inside the scenario's window.
+fn settle(st: &LabState, topo: &netlab::Topology) -> Option<String> {
+    let mut note = None;
+    if st.preempt
+        && let Some(first) = st.masters.first()
+    {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while current_holder(st, topo).as_deref() != Some(first.name.as_str()) {
+            if Instant::now() >= deadline {
+                note = Some(format!(
+                    "preempt: {} (the highest priority) did not take the VIP back within 20 s",
+                    first.name
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = holders_now(st, topo);
+    let mut since = Instant::now();
+    while since.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = holders_now(st, topo);
+        if now != last {
+            last = now;
+            since = Instant::now();
+        }
+    }
+    note
+}
+
+/// Moves etcd's raft leadership from `from` to `to` (`etcdctl move-leader`, sent to the
+/// leader itself) and waits until the members agree.
+fn move_etcd_leader(
     st: &LabState,
     topo: &netlab::Topology,
     view: &crate::ClusterView,
-    node: &str,
-) -> Option<String> {
-    if view.etcd_leader.as_deref() != Some(node) {
-        return None;
-    }
-    let to = view.nodes.iter().find(|n| {
-        n.role == "master" && n.name != node && n.etcd.as_ref().is_some_and(|e| e.healthy)
-    })?;
-    let id = to.etcd.as_ref()?.member_id.clone()?;
-    let host = topo.host(node).ok()?;
+    from: &str,
+    to: &str,
+) -> Result<String, String> {
+    let id = view
+        .nodes
+        .iter()
+        .find(|n| n.name == to)
+        .and_then(|n| n.etcd.as_ref()?.member_id.clone())
+        .ok_or_else(|| format!("no etcd member id for {to}"))?;
+    let host = topo.host(from).map_err(|e| e.to_string())?;
     let ep = format!("http://127.0.0.1:{}", st.etcd_port);
-    if let Err(e) = host.run(&[
+    host.run(&[
         "etcdctl",
         "--endpoints",
         ep.as_str(),
         "move-leader",
         id.as_str(),
-    ]) {
-        return Some(format!(
-            "could not move the etcd leadership off {node}: {e}"
-        ));
-    }
+    ])
+    .map_err(|e| format!("could not move the etcd leadership from {from} to {to}: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        if up::lab_view_fast(st, topo).etcd_leader.as_deref() == Some(to.name.as_str()) {
-            break;
+        if up::lab_view_fast(st, topo).etcd_leader.as_deref() == Some(to) {
+            return Ok(format!("etcd leadership moved from {from} to {to}"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(format!(
-        "etcd leadership moved from {node} to {} before the fault",
-        to.name
+    Err(format!(
+        "etcd leadership sent from {from} to {to}, but {to} did not lead within 3 s"
     ))
+}
+
+/// Puts etcd's raft leader where `placement` wants it relative to `target`; returns a note
+/// when something was moved or could not be.
+fn place_etcd_leader(
+    st: &LabState,
+    topo: &netlab::Topology,
+    placement: Placement,
+    target: &str,
+) -> Option<String> {
+    let view = up::lab_view(st, topo);
+    let Some(leader) = view.etcd_leader.clone() else {
+        return Some("no etcd leader to place".into());
+    };
+    let to = match placement {
+        Placement::AsFound => return None,
+        Placement::Target if leader == target => return None,
+        Placement::Target => target.to_string(),
+        Placement::Elsewhere if leader != target => return None,
+        Placement::Elsewhere => view
+            .nodes
+            .iter()
+            .find(|n| {
+                n.role == "master" && n.name != target && n.etcd.as_ref().is_some_and(|e| e.healthy)
+            })?
+            .name
+            .clone(),
+    };
+    Some(match move_etcd_leader(st, topo, &view, &leader, &to) {
+        Ok(n) | Err(n) => n,
+    })
+}
+
+/// The etcd member `etcd-member-lost` kills: with a placement, the first master that does
+/// not hold the VIP (the leader is then moved onto it or off it); as found, the etcd leader
+/// unless it is the holder.
+fn member_victim(
+    st: &LabState,
+    view: &crate::ClusterView,
+    holder: &str,
+    placement: Placement,
+) -> Option<NodeInfo> {
+    let other = st.masters.iter().find(|m| m.name != holder);
+    if placement != Placement::AsFound {
+        return other.cloned();
+    }
+    let leader = view
+        .etcd_leader
+        .as_ref()
+        .and_then(|l| st.masters.iter().find(|m| &m.name == l && m.name != holder));
+    leader.or(other).cloned()
 }
 
 /// Puts everything back: links up, partitions healed, frozen processes thawed, daemons running.
@@ -551,13 +861,30 @@ fn repair(st: &LabState, topo: &netlab::Topology) -> Vec<String> {
     notes
 }
 
+/// The record of one scenario while it runs.
+struct Run {
+    step: Step,
+    round: usize,
+    start: u64,
+    holder: Option<String>,
+    target: Option<String>,
+    etcd_leader_before: Option<String>,
+    completed: bool,
+    recovered: bool,
+    recovery_ms: Option<u64>,
+    markers: Vec<Marker>,
+    notes: Vec<String>,
+}
+
 fn run_scenario(
     st: &LabState,
     topo: &netlab::Topology,
-    sc: Scenario,
+    step: Step,
+    round: usize,
     sh: &Shared,
     run_id: &str,
 ) -> ScenarioResult {
+    let sc = step.scenario;
     let mut notes = Vec::new();
     if let Err(p) = up::wait_healthy(st, topo, Duration::from_secs(30)) {
         notes.push(format!("not healthy before the fault ({p}); repaired"));
@@ -566,224 +893,237 @@ fn run_scenario(
             notes.push(format!("still not healthy: {p}"));
         }
     }
+    let holder = current_holder(st, topo);
+    let view = up::lab_view_fast(st, topo);
+    let victim = holder.as_ref().and_then(|h| match sc {
+        Scenario::EtcdMemberLost => member_victim(st, &view, h, step.placement),
+        _ => st.masters.iter().find(|m| &m.name == h).cloned(),
+    });
+    // etcd's leader where the step wants it, before the window opens (a leader move is a
+    // short etcd election of its own).
+    if let Some(v) = &victim {
+        let placement = match (step.placement, sc) {
+            (Placement::AsFound, Scenario::ServiceDies) if st.apiserver.is_none() => {
+                // The stand-in service is also an etcd member: hand the leadership over, so
+                // the scenario measures the balancer and not an etcd election.
+                Placement::Elsewhere
+            }
+            (p, _) => p,
+        };
+        if let Some(n) = place_etcd_leader(st, topo, placement, &v.name) {
+            notes.push(n);
+        }
+        let _ = up::wait_healthy(st, topo, Duration::from_secs(10));
+    }
     if let Err(p) = wait_clients(sh, Duration::from_secs(10)) {
         notes.push(format!("before the fault: {p}"));
     }
     let start = now_ms(sh);
     std::thread::sleep(Duration::from_secs(1));
-    let holder = current_holder(st, topo);
-    let mut markers = Vec::new();
-    let mut completed = false;
-    let mut target = None;
-    let mut recovery_ms = None;
-    let mut recovered = false;
-    if let Some(h) = holder.clone() {
-        let node = st.masters.iter().find(|m| m.name == h).cloned();
-        let host = topo.host(&h).ok();
-        if let (Some(node), Some(host)) = (node, host) {
-            // The etcd member to lose: the etcd leader unless it is the holder.
-            let view = up::lab_view_fast(st, topo);
-            let victim = match sc {
-                Scenario::EtcdMemberLost => {
-                    let other = st.masters.iter().find(|m| m.name != h);
-                    let leader = view
-                        .etcd_leader
-                        .as_ref()
-                        .and_then(|l| st.masters.iter().find(|m| &m.name == l && m.name != h));
-                    leader.or(other).cloned()
-                }
-                _ => Some(node.clone()),
-            };
-            let Some(victim) = victim else {
-                notes.push("no second master to act on".into());
-                return finish(
-                    st, topo, sc, sh, run_id, start, holder, None, false, false, None, markers,
-                    notes,
-                );
-            };
-            target = Some(victim.name.clone());
-            if sc == Scenario::ServiceDies && st.apiserver.is_none() {
-                // The stand-in service is also an etcd member: when it leads etcd, hand the
-                // leadership over first, so the scenario measures the balancer and not an
-                // etcd election (etcd-member-lost measures that).
-                if let Some(n) = move_etcd_leader_off(st, topo, &view, &h) {
-                    notes.push(n);
-                }
+    let mut run = Run {
+        step,
+        round,
+        start,
+        holder: holder.clone(),
+        target: victim.as_ref().map(|v| v.name.clone()),
+        etcd_leader_before: None,
+        completed: false,
+        recovered: false,
+        recovery_ms: None,
+        markers: Vec::new(),
+        notes,
+    };
+    let (Some(h), Some(victim)) = (holder, victim) else {
+        run.notes
+            .push("no single VIP holder (or no second master) before the fault; skipped".into());
+        return finish(st, topo, sh, run_id, run);
+    };
+    if current_holder(st, topo).as_deref() != Some(h.as_str()) {
+        run.notes.push(format!(
+            "the VIP left {h} before the fault; scenario skipped"
+        ));
+        return finish(st, topo, sh, run_id, run);
+    }
+    let (Some(node), Ok(host)) = (
+        st.masters.iter().find(|m| m.name == h).cloned(),
+        topo.host(&h),
+    ) else {
+        return finish(st, topo, sh, run_id, run);
+    };
+    run.etcd_leader_before = up::lab_view_fast(st, topo).etcd_leader;
+    let wanted = match step.placement {
+        Placement::Target => Some(run.etcd_leader_before.as_deref() == Some(victim.name.as_str())),
+        Placement::Elsewhere => {
+            Some(run.etcd_leader_before.as_deref() != Some(victim.name.as_str()))
+        }
+        Placement::AsFound => None,
+    };
+    if wanted == Some(false) {
+        run.notes.push(format!(
+            "etcd leader at the fault: {} (wanted {})",
+            run.etcd_leader_before.as_deref().unwrap_or("none"),
+            step.placement.name()
+        ));
+    }
+
+    let fault_at = now_ms(sh);
+    let mut partition = None;
+    let label = if sc.crashes() {
+        procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGKILL);
+        let bit = st.masters.iter().position(|m| m.name == h).unwrap_or(31);
+        sh.isolated.fetch_or(1 << bit, Ordering::Relaxed);
+        if let Err(e) = host.link_down() {
+            run.notes.push(format!("link down: {e}"));
+        }
+        format!("SIGKILL all on {h}, link down")
+    } else if sc.partitions() {
+        let others: Vec<&netlab::Host> = st
+            .masters
+            .iter()
+            .filter(|m| m.name != h)
+            .filter_map(|m| topo.host(&m.name).ok())
+            .collect();
+        match topo.partition(&[host], &others) {
+            Ok(g) => partition = Some(g),
+            Err(e) => run.notes.push(format!("partition: {e}")),
+        }
+        format!("{h} cut off from the other masters")
+    } else {
+        match sc {
+            Scenario::ServiceDies => {
+                let (kind, what) = if st.apiserver.is_some() {
+                    (Kind::Apiserver, "kube-apiserver")
+                } else {
+                    (Kind::Etcd, "etcd")
+                };
+                procs::signal_all(&procs::find(&node, kind), Signal::SIGKILL);
+                format!("SIGKILL {what} on {h}")
             }
-            let fault_at = now_ms(sh);
-            let mut partition = None;
-            let label = match sc {
-                Scenario::HolderCrash => {
-                    procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGKILL);
-                    let bit = st.masters.iter().position(|m| m.name == h).unwrap_or(31);
-                    sh.isolated.fetch_or(1 << bit, Ordering::Relaxed);
-                    if let Err(e) = host.link_down() {
-                        notes.push(format!("link down: {e}"));
-                    }
-                    format!("SIGKILL all on {h}, link down")
-                }
-                Scenario::ServiceDies => {
-                    let kind = if st.apiserver.is_some() {
-                        Kind::Apiserver
-                    } else {
-                        Kind::Etcd
-                    };
-                    procs::signal_all(&procs::find(&node, kind), Signal::SIGKILL);
-                    format!(
-                        "SIGKILL {} on {h}",
-                        if st.apiserver.is_some() {
-                            "kube-apiserver"
-                        } else {
-                            "etcd"
-                        }
-                    )
-                }
-                Scenario::GracefulShutdown => {
-                    procs::stop(&procs::find(&node, Kind::Haplane), Duration::from_secs(10));
-                    procs::stop(&procs::find(&node, Kind::Apiserver), Duration::from_secs(5));
-                    procs::stop(&procs::find(&node, Kind::Etcd), Duration::from_secs(5));
-                    procs::stop(&procs::pids_in(&node.netns), Duration::from_secs(2));
-                    format!("SIGTERM haplane, then etcd, on {h}")
-                }
-                Scenario::HolderPartitioned => {
-                    let others: Vec<&netlab::Host> = st
-                        .masters
-                        .iter()
-                        .filter(|m| m.name != h)
-                        .filter_map(|m| topo.host(&m.name).ok())
-                        .collect();
-                    match topo.partition(&[host], &others) {
-                        Ok(g) => partition = Some(g),
-                        Err(e) => notes.push(format!("partition: {e}")),
-                    }
-                    format!("{h} cut off from the other masters")
-                }
-                Scenario::EtcdMemberLost => {
-                    procs::signal_all(&procs::find(&victim, Kind::Etcd), Signal::SIGKILL);
-                    format!("SIGKILL etcd on {}", victim.name)
-                }
-                Scenario::HolderFreeze => {
-                    procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGSTOP);
-                    format!("SIGSTOP all on {h}")
-                }
-            };
-            markers.push(Marker {
-                at: fault_at - start,
-                kind: "fault".into(),
-                label,
-            });
-            std::thread::sleep(sc.hold());
-            let heal_at = now_ms(sh);
-            let label = match sc {
-                Scenario::HolderPartitioned => {
-                    if let Some(g) = partition.take()
-                        && let Err(e) = g.heal()
-                    {
-                        notes.push(format!("heal: {e}"));
-                    }
-                    "partition healed".to_string()
-                }
-                Scenario::HolderFreeze => {
-                    procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGCONT);
-                    "SIGCONT".to_string()
-                }
-                Scenario::HolderCrash => {
-                    // A crashed machine comes back without the VIP (addresses do not survive
-                    // a reboot); remove it before the link returns.
-                    let vip = format!("{}/24", st.vip);
-                    let _ = host.run(&["ip", "addr", "del", vip.as_str(), "dev", "eth0"]);
-                    if let Err(e) = host.link_up() {
-                        notes.push(format!("link up: {e}"));
-                    }
-                    sh.isolated.store(0, Ordering::Relaxed);
-                    if let Err(e) = procs::ensure_running(st, &node) {
-                        notes.push(format!("restart: {e}"));
-                    }
-                    "reboot: link up, daemons restarted".to_string()
-                }
-                _ => {
-                    if let Err(e) = procs::ensure_running(st, &victim) {
-                        notes.push(format!("restart: {e}"));
-                    }
-                    "restarted".to_string()
-                }
-            };
-            markers.push(Marker {
-                at: heal_at - start,
-                kind: "heal".into(),
-                label,
-            });
-            completed = true;
-            let healthy = up::wait_healthy(st, topo, Duration::from_secs(45)).and_then(|_| {
-                // The lab looking healthy is not enough: the clients must write again too (a
-                // stale ARP entry can blackhole the VIP while every daemon looks fine).
-                wait_clients(sh, Duration::from_secs(10))
-            });
-            match healthy {
-                Ok(_) => {
-                    let at = now_ms(sh);
-                    recovery_ms = Some(at - heal_at);
-                    recovered = true;
-                    markers.push(Marker {
-                        at: at - start,
-                        kind: "recovered".into(),
-                        label: "healthy".into(),
-                    });
-                }
-                Err(p) => {
-                    notes.push(format!("not recovered after healing: {p}"));
-                    notes.extend(repair(st, topo));
-                }
+            Scenario::GracefulShutdown => {
+                procs::stop(&procs::find(&node, Kind::Haplane), Duration::from_secs(10));
+                procs::stop(&procs::find(&node, Kind::Apiserver), Duration::from_secs(5));
+                procs::stop(&procs::find(&node, Kind::Etcd), Duration::from_secs(5));
+                procs::stop(&procs::pids_in(&node.netns), Duration::from_secs(2));
+                format!("SIGTERM haplane, then etcd, on {h}")
+            }
+            Scenario::EtcdMemberLost => {
+                procs::signal_all(&procs::find(&victim, Kind::Etcd), Signal::SIGKILL);
+                format!("SIGKILL etcd on {}", victim.name)
+            }
+            _ => {
+                procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGSTOP);
+                format!("SIGSTOP all on {h}")
             }
         }
+    };
+    run.markers.push(Marker {
+        at: fault_at - start,
+        kind: "fault".into(),
+        label,
+    });
+    match sc.hold() {
+        Some(d) => std::thread::sleep(d),
+        None => {
+            if !wait_taken_over(st, topo, sh, &h) {
+                run.notes
+                    .push("no other master served the VIP within 20 s of the fault".into());
+            }
+        }
+    }
+
+    let heal_at = now_ms(sh);
+    let label = if sc.partitions() {
+        if let Some(g) = partition.take()
+            && let Err(e) = g.heal()
+        {
+            run.notes.push(format!("heal: {e}"));
+        }
+        "partition healed".to_string()
+    } else if sc.crashes() {
+        // A crashed machine comes back without the VIP (addresses do not survive a reboot);
+        // remove it before the link returns.
+        let vip = format!("{}/24", st.vip);
+        let _ = host.run(&["ip", "addr", "del", vip.as_str(), "dev", "eth0"]);
+        if let Err(e) = host.link_up() {
+            run.notes.push(format!("link up: {e}"));
+        }
+        sh.isolated.store(0, Ordering::Relaxed);
+        if let Err(e) = procs::ensure_running(st, &node) {
+            run.notes.push(format!("restart: {e}"));
+        }
+        "reboot: link up, daemons restarted".to_string()
+    } else if sc == Scenario::HolderFreeze {
+        procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGCONT);
+        "SIGCONT".to_string()
     } else {
-        notes.push("no single VIP holder before the fault; scenario skipped".into());
+        if let Err(e) = procs::ensure_running(st, &victim) {
+            run.notes.push(format!("restart: {e}"));
+        }
+        "restarted".to_string()
+    };
+    run.markers.push(Marker {
+        at: heal_at - start,
+        kind: "heal".into(),
+        label,
+    });
+    run.completed = true;
+    let healthy = up::wait_healthy(st, topo, Duration::from_secs(45)).and_then(|_| {
+        // The lab looking healthy is not enough: the clients must write again too (a stale
+        // ARP entry can blackhole the VIP while every daemon looks fine).
+        wait_clients(sh, Duration::from_secs(10))
+    });
+    match healthy {
+        Ok(_) => {
+            let at = now_ms(sh);
+            run.recovery_ms = Some(at - heal_at);
+            run.recovered = true;
+            run.markers.push(Marker {
+                at: at - start,
+                kind: "recovered".into(),
+                label: "healthy".into(),
+            });
+            // Keep watching until the VIP stays put, so a preemption after the return is in
+            // the window.
+            if let Some(n) = settle(st, topo) {
+                run.notes.push(n);
+            }
+        }
+        Err(p) => {
+            run.notes.push(format!("not recovered after healing: {p}"));
+            run.notes.extend(repair(st, topo));
+        }
     }
     // A little after recovery, so the timeline shows the steady state again.
-    std::thread::sleep(Duration::from_secs(1));
-    finish(
-        st,
-        topo,
-        sc,
-        sh,
-        run_id,
-        start,
-        holder,
-        target,
-        completed,
-        recovered,
-        recovery_ms,
-        markers,
-        notes,
-    )
+    std::thread::sleep(Duration::from_millis(500));
+    finish(st, topo, sh, run_id, run)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn finish(
     st: &LabState,
     topo: &netlab::Topology,
-    sc: Scenario,
     sh: &Shared,
     run_id: &str,
-    start: u64,
-    holder: Option<String>,
-    target: Option<String>,
-    completed: bool,
-    recovered: bool,
-    recovery_ms: Option<u64>,
-    markers: Vec<Marker>,
-    mut notes: Vec<String>,
+    mut run: Run,
 ) -> ScenarioResult {
+    let start = run.start;
     let end = now_ms(sh);
+    let dur = end - start;
+    if let Some(e) = lock(&sh.arp_error).as_ref() {
+        run.notes.push(format!(
+            "the ARP probe stopped ({e}); answers are incomplete"
+        ));
+    }
     let attempts: Vec<Attempt> = lock(&sh.log)
         .iter()
         .copied()
         .filter(|a| a.start_ms >= start && a.end_ms <= end)
         .collect();
+    let heal = run.markers.iter().find(|m| m.kind == "heal").map(|m| m.at);
     // Read back every write acknowledged in this scenario, from the worker, once healed.
     let eps = st.etcd_endpoints();
     let mut paths = Vec::new();
     let mut clients = BTreeMap::new();
+    let mut ack_series = Vec::new();
     for (i, name) in PATHS.iter().enumerate() {
         let mine: Vec<&Attempt> = attempts.iter().filter(|a| a.path == i).collect();
         let acked: Vec<u64> = mine.iter().filter(|a| a.ok).map(|a| a.seq).collect();
@@ -806,9 +1146,8 @@ fn finish(
             None => (0, Some("cannot enter the worker's namespace".into())),
         };
         if verify_error.is_some() {
-            notes.push(format!("{name}: read-back failed"));
+            run.notes.push(format!("{name}: read-back failed"));
         }
-        let dur = end - start;
         paths.push(PathResult {
             path: name.to_string(),
             requests: mine.len() as u64,
@@ -826,31 +1165,50 @@ fn finish(
                 }),
         });
         clients.insert(name.to_string(), availability(&ack_times, dur));
+        ack_series.push(ack_times);
     }
+    let names: Vec<String> = st.masters.iter().map(|m| m.name.clone()).collect();
+
     let vip: Vec<VipSample> = lock(&sh.vip)
         .iter()
         .copied()
         .filter(|s| s.t >= start && s.t <= end)
         .collect();
-    let names: Vec<String> = st.masters.iter().map(|m| m.name.clone()).collect();
-    let holder_names = |h: u32| -> String {
-        let v: Vec<&str> = names
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| h & (1 << i) != 0)
-            .map(|(_, n)| n.as_str())
-            .collect();
-        if v.is_empty() {
-            "none".into()
-        } else {
-            v.join("+")
-        }
-    };
     let vip_series: Vec<(u64, String)> = vip
         .iter()
-        .map(|s| (s.t - start, holder_names(s.holders)))
+        .map(|s| (s.t - start, holder_names(&names, s.holders, 0)))
         .collect();
-    let vip_segments = segments(&vip_series, end - start);
+    let no_holder: Vec<(u64, bool)> = vip.iter().map(|s| (s.t - start, s.holders == 0)).collect();
+
+    let arp: Vec<ArpSample> = lock(&sh.arp)
+        .iter()
+        .copied()
+        .filter(|s| s.t >= start && s.t <= end)
+        .collect();
+    let answer_series: Vec<(u64, String)> = arp
+        .iter()
+        .map(|s| (s.t - start, holder_names(&names, s.answering, s.strangers)))
+        .collect();
+    let no_answer: Vec<(u64, bool)> = arp
+        .iter()
+        .map(|s| (s.t - start, s.answers() == 0))
+        .collect();
+
+    let after_heal = heal.map(|h| AfterHeal {
+        from_ms: h,
+        longest_no_holder_ms: longest_empty(&no_holder, h, dur),
+        longest_no_answer_ms: longest_empty(&no_answer, h, dur),
+        vip_gap_ms: longest_gap_within(&ack_series[0], h, dur),
+        local_gap_ms: longest_gap_within(&ack_series[1], h, dur),
+        vip_moves: changes(
+            &answer_series
+                .iter()
+                .filter(|(t, _)| *t >= h)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ),
+    });
+
     let leaders: Vec<LeaderSample> = lock(&sh.leaders)
         .iter()
         .filter(|s| s.t >= start && s.t <= end)
@@ -880,181 +1238,44 @@ fn finish(
     let leader_changes = lanes.iter().map(|(k, v)| (k.clone(), changes(v))).collect();
     let leader_segments = lanes
         .iter()
-        .map(|(k, v)| (k.clone(), segments(v, end - start)))
+        .map(|(k, v)| (k.clone(), segments(v, dur)))
         .collect();
+    let sc = run.step.scenario;
     ScenarioResult {
         name: sc.name().into(),
+        etcd_leader: run.step.placement.name().into(),
+        run: run.round,
         description: sc.description().into(),
-        completed,
-        recovered,
-        holder_before: holder,
-        target,
+        completed: run.completed,
+        recovered: run.recovered,
+        holder_before: run.holder,
+        target: run.target,
+        etcd_leader_before: run.etcd_leader_before,
         holder_after: current_holder(st, topo),
-        recovery_ms,
+        recovery_ms: run.recovery_ms,
         paths,
+        arp_samples: arp.len() as u64,
+        split_brain_samples: arp.iter().filter(|s| s.answers() > 1).count() as u64,
+        no_answer_samples: arp.iter().filter(|s| s.answers() == 0).count() as u64,
+        longest_no_answer_ms: longest_empty(&no_answer, 0, dur),
         vip_samples: vip.len() as u64,
-        split_brain_samples: vip.iter().filter(|s| s.holders.count_ones() > 1).count() as u64,
+        address_split_samples: vip.iter().filter(|s| s.holders.count_ones() > 1).count() as u64,
         no_holder_samples: vip.iter().filter(|s| s.holders == 0).count() as u64,
+        longest_no_holder_ms: longest_empty(&no_holder, 0, dur),
         stale_vip_samples: vip.iter().filter(|s| s.stale != 0).count() as u64,
-        vip_moves: changes(&vip_series),
+        vip_moves: changes(&answer_series),
+        after_heal,
         leader_changes,
-        notes,
+        notes: run.notes,
         timeline: Timeline {
-            duration_ms: end - start,
+            duration_ms: dur,
             clients,
-            vip: vip_segments,
+            answers: segments(&answer_series, dur),
+            vip: segments(&vip_series, dur),
             leaders: leader_segments,
-            markers,
+            markers: run.markers,
         },
     }
-}
-
-/// The longest time without an acknowledged write in a window of `dur` ms (the edges count:
-/// a window with no ack at all is one gap of its whole length).
-pub fn longest_gap(ack_times: &[u64], dur: u64) -> u64 {
-    let mut prev = 0;
-    let mut longest = 0;
-    for &t in ack_times {
-        longest = longest.max(t.saturating_sub(prev));
-        prev = t;
-    }
-    longest.max(dur.saturating_sub(prev))
-}
-
-/// Gaps longer than this between acks draw as `down` on the availability strip (writes are
-/// paced every 20 ms, so anything past 200 ms is a real interruption, not jitter).
-const DOWN_AFTER_MS: u64 = 200;
-
-/// The availability strip: `ok` where acks keep coming, `down` over each longer gap.
-pub fn availability(ack_times: &[u64], dur: u64) -> Vec<Segment> {
-    let mut series = Vec::new();
-    let mut prev = 0;
-    for &t in ack_times.iter().chain(std::iter::once(&dur)) {
-        if t.saturating_sub(prev) > DOWN_AFTER_MS {
-            series.push((prev, "down".to_string()));
-        }
-        series.push((t, "ok".to_string()));
-        prev = t;
-    }
-    segments(&series, dur)
-}
-
-/// Run-length encodes a sampled series: each sample holds until the next one.
-pub fn segments(series: &[(u64, String)], dur: u64) -> Vec<Segment> {
-    let mut out: Vec<Segment> = Vec::new();
-    for (i, (t, v)) in series.iter().enumerate() {
-        let to = series.get(i + 1).map_or(dur, |n| n.0).max(*t);
-        match out.last_mut() {
-            Some(last) if &last.value == v => last.to = to,
-            _ => out.push(Segment {
-                from: *t,
-                to,
-                value: v.clone(),
-            }),
-        }
-    }
-    out
-}
-
-/// Changes of value, ignoring `none` in between (A, none, A is no change; A, none, B is one).
-pub fn changes(series: &[(u64, String)]) -> u64 {
-    let mut last: Option<&str> = None;
-    let mut n = 0;
-    for (_, v) in series {
-        if v == "none" {
-            continue;
-        }
-        if let Some(l) = last
-            && l != v
-        {
-            n += 1;
-        }
-        last = Some(v);
-    }
-    n
-}
-
-/// The summary table printed after a drill.
-pub fn summary(r: &DrillResult) -> String {
-    use std::fmt::Write;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "drill on lab {} (fencing {}, balancing {}; writes time out after {} ms, SYN every {} ms)",
-        r.lab,
-        r.fencing,
-        r.service,
-        r.client.request_timeout.as_millis(),
-        r.client.connect_retry.as_millis()
-    );
-    let header = [
-        "SCENARIO",
-        "VIP GAP",
-        "VIP FAIL",
-        "LOCAL GAP",
-        "LOCAL FAIL",
-        "SPLIT",
-        "VIP MOVES",
-        "LEADER CHG",
-        "LOST",
-        "RECOVERY",
-    ];
-    let mut rows = vec![header.map(String::from).to_vec()];
-    for s in &r.scenarios {
-        let p = |i: usize| s.paths.get(i);
-        let gap = |i| {
-            p(i).map_or("-".into(), |p: &PathResult| {
-                format!("{} ms", p.longest_gap_ms)
-            })
-        };
-        let fail = |i| {
-            p(i).map_or("-".into(), |p: &PathResult| {
-                format!("{}/{}", p.failed, p.requests)
-            })
-        };
-        rows.push(vec![
-            s.name.clone(),
-            gap(0),
-            fail(0),
-            gap(1),
-            fail(1),
-            s.split_brain_samples.to_string(),
-            s.vip_moves.to_string(),
-            s.leader_changes
-                .iter()
-                .map(|(k, v)| format!("{k}:{v}"))
-                .collect::<Vec<_>>()
-                .join(" "),
-            s.paths.iter().map(|p| p.lost).sum::<u64>().to_string(),
-            match (s.completed, s.recovery_ms) {
-                (false, _) => "NOT RUN".into(),
-                (true, None) => "NOT RECOVERED".into(),
-                (true, Some(ms)) => format!("{:.1} s", ms as f64 / 1000.0),
-            },
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    let _ = writeln!(
-        out,
-        "\nlost acknowledged writes: {}; split-brain samples (10 ms): {}; all scenarios completed and recovered: {}",
-        r.lost_writes, r.split_brain_samples, r.all_completed
-    );
-    for s in &r.scenarios {
-        for n in &s.notes {
-            let _ = writeln!(out, "note: {}: {n}", s.name);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1062,39 +1283,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_longest_gap_counts_the_window_edges() {
-        assert_eq!(longest_gap(&[], 1000), 1000);
-        assert_eq!(longest_gap(&[100, 150, 900], 1000), 750);
-        assert_eq!(longest_gap(&[100, 200], 1000), 800);
-    }
-
-    #[test]
-    fn a_leader_that_comes_back_after_none_is_not_a_change() {
-        let s = |v: &[&str]| {
-            v.iter()
-                .enumerate()
-                .map(|(i, v)| (i as u64, v.to_string()))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(changes(&s(&["m1", "none", "m1"])), 0);
-        assert_eq!(changes(&s(&["m1", "none", "m2", "m2", "m1"])), 2);
-    }
-
-    #[test]
-    fn availability_marks_gaps_over_the_threshold_as_down() {
-        let segs = availability(&[10, 30, 50, 700, 720], 800);
-        let values: Vec<&str> = segs.iter().map(|s| s.value.as_str()).collect();
-        assert_eq!(values, ["ok", "down", "ok"]);
-        assert_eq!((segs[1].from, segs[1].to), (50, 700));
-    }
-
-    #[test]
     fn scenario_names_parse_and_unknown_ones_are_rejected() {
-        assert_eq!(Scenario::parse_list("all").unwrap().len(), 6);
+        assert_eq!(Scenario::parse_list("all").unwrap().len(), 8);
         assert_eq!(
-            Scenario::parse_list("holder-freeze").unwrap(),
-            vec![Scenario::HolderFreeze]
+            Scenario::parse_list("holder-freeze,crash-restart").unwrap(),
+            vec![Scenario::HolderFreeze, Scenario::CrashRestart]
         );
         assert!(Scenario::parse_list("meteor").is_err());
+    }
+
+    #[test]
+    fn both_placements_run_each_scenario_with_the_leader_on_the_target_first() {
+        let p = Placement::parse_list("both").unwrap();
+        let steps = matrix(&[Scenario::HolderCrash, Scenario::HolderFreeze], &p);
+        let got: Vec<(&str, &str)> = steps
+            .iter()
+            .map(|s| (s.scenario.name(), s.placement.name()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("holder-crash", "target"),
+                ("holder-crash", "elsewhere"),
+                ("holder-freeze", "target"),
+                ("holder-freeze", "elsewhere"),
+            ]
+        );
+        assert!(Placement::parse_list("moon").is_err());
+    }
+
+    #[test]
+    fn the_returning_scenarios_wait_for_a_takeover_instead_of_a_fixed_hold() {
+        assert_eq!(Scenario::PartitionHeal.hold(), None);
+        assert_eq!(Scenario::CrashRestart.hold(), None);
+        assert!(Scenario::HolderPartitioned.hold().is_some());
+        assert!(Scenario::PartitionHeal.partitions() && Scenario::CrashRestart.crashes());
     }
 }

@@ -14,9 +14,12 @@ pub mod http;
 pub mod procs;
 pub mod report;
 pub mod state;
+pub mod stats;
 pub mod status;
+pub mod summary;
 #[allow(unsafe_code)]
 mod sys;
+pub mod timeline;
 pub mod up;
 
 pub use drill::{DrillResult, Scenario, ScenarioResult};
@@ -54,6 +57,9 @@ pub enum LabError {
     /// A program the lab needs is missing.
     #[error("missing: {0}")]
     Missing(String),
+    /// The ARP probe cannot run.
+    #[error(transparent)]
+    Probe(#[from] arp_probe::ProbeError),
     /// Bad command-line arguments.
     #[error("{0}")]
     BadArgs(String),
@@ -114,6 +120,11 @@ pub enum LabCommand {
         /// VIP fencing: `quorum` (hold the VIP only with an etcd lease) or `none` (plain VRRP).
         #[arg(long, default_value = "quorum", value_parser = ["quorum", "none"])]
         fencing: String,
+        /// `vip.preempt` in the lab's cluster file: `true` (haplane's default) lets a returning
+        /// higher-priority node take the VIP back; the lab's default `false` keeps one move per
+        /// fault.
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+        preempt: bool,
     },
     /// Inject failures while clients write through the VIP and the node-local balancer.
     Drill {
@@ -121,9 +132,19 @@ pub enum LabCommand {
         #[arg(long, default_value = "lab")]
         name: String,
         /// A scenario (holder-crash, service-dies, graceful-shutdown, holder-partitioned,
-        /// etcd-member-lost, holder-freeze), a comma-separated list, or all.
+        /// etcd-member-lost, holder-freeze, partition-heal, crash-restart), a comma-separated
+        /// list, or all.
         #[arg(long, default_value = "all")]
         scenario: String,
+        /// Where etcd's raft leader is before each fault (moved with `etcdctl move-leader`):
+        /// `target` (the node the fault hits), `elsewhere`, `both` (each scenario twice, the
+        /// two reported separately) or `as-found`.
+        #[arg(long, default_value = "both", value_name = "WHERE")]
+        etcd_leader: String,
+        /// Run every scenario N times (round by round); the summary shows p50, p99 and the
+        /// worst run per scenario.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: usize,
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
@@ -171,6 +192,7 @@ pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> 
             name,
             apiserver,
             fencing,
+            preempt,
         } => {
             let st = up::up(&up::UpOptions {
                 name,
@@ -178,6 +200,7 @@ pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> 
                 workers,
                 apiserver,
                 fencing,
+                preempt,
                 haplane: haplane_exe.to_path_buf(),
             })?;
             let topo = netlab::Topology::open(&st.name)?;
@@ -187,13 +210,19 @@ pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> 
         LabCommand::Drill {
             name,
             scenario,
+            etcd_leader,
+            repeat,
             json,
             report,
             request_timeout,
             connect_retry,
         } => {
             let opts = drill::DrillOptions {
-                scenarios: Scenario::parse_list(&scenario)?,
+                steps: drill::matrix(
+                    &Scenario::parse_list(&scenario)?,
+                    &drill::Placement::parse_list(&etcd_leader)?,
+                ),
+                repeat,
                 client: client::ClientOptions {
                     request_timeout: request_timeout.get(),
                     connect_retry: connect_retry.get(),
@@ -211,12 +240,12 @@ pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> 
                     serde_json::to_string_pretty(&r).unwrap_or_else(|e| e.to_string())
                 );
             } else {
-                print!("{}", drill::summary(&r));
+                print!("{}", summary::text(&r));
                 if let Some(path) = &report {
                     println!("report: {}", path.display());
                 }
             }
-            Ok(if r.lost_writes == 0 && r.all_completed {
+            Ok(if r.passed() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -346,18 +375,22 @@ pub fn demo(haplane_exe: &Path) -> Result<ExitCode, LabError> {
         workers: 1,
         apiserver: None,
         fencing: "quorum".to_string(),
+        preempt: false,
         haplane: haplane_exe.to_path_buf(),
     })?;
     let result = (|| {
         let topo = netlab::Topology::open(&st.name)?;
         print!("{}", up::describe(&st, &up::lab_view(&st, &topo)));
-        println!("\ndrill: six failures, about 90 s ...");
-        let r = drill::run(&st, &drill::DrillOptions::new(&Scenario::ALL))?;
+        println!("\ndrill: eight failures, about 90 s ...");
+        let r = drill::run(
+            &st,
+            &drill::DrillOptions::new(&Scenario::ALL, &[drill::Placement::AsFound]),
+        )?;
         let path = PathBuf::from("haplane-drill.html");
         write_report(&path, &r)?;
-        print!("\n{}", drill::summary(&r));
+        print!("\n{}", summary::text(&r));
         println!("report: {}", path.display());
-        Ok::<_, LabError>(r.lost_writes == 0 && r.all_completed)
+        Ok::<_, LabError>(r.passed())
     })();
     if !matches!(result, Ok(true)) {
         // Keep the daemons' logs for the post-mortem: `lab down` deletes the state dir.

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use crate::drill::{DrillResult, ScenarioResult, Segment};
+use crate::drill::{DrillResult, ScenarioResult};
+use crate::summary::{leader_cell, recovery_cell, spread};
+use crate::timeline::Segment;
 
 /// Escapes text for HTML and SVG.
 pub fn esc(s: &str) -> String {
@@ -87,7 +89,8 @@ pub fn timeline_svg(s: &ScenarioResult) -> String {
     for (k, v) in &t.clients {
         lanes.push((format!("client via {k}"), v));
     }
-    lanes.push(("VIP holder".to_string(), &t.vip));
+    lanes.push(("VIP answers (ARP)".to_string(), &t.answers));
+    lanes.push(("VIP address on".to_string(), &t.vip));
     for (k, v) in &t.leaders {
         lanes.push((format!("{k} leader"), v));
     }
@@ -146,41 +149,81 @@ pub fn timeline_svg(s: &ScenarioResult) -> String {
     svg
 }
 
+/// An anchor for one run: `holder-crash-target-1`.
+fn anchor(s: &ScenarioResult) -> String {
+    format!("{}-{}-{}", s.name, s.etcd_leader, s.run)
+}
+
+fn good_bad(bad: bool) -> &'static str {
+    if bad { "bad" } else { "good" }
+}
+
 fn summary_table(r: &DrillResult) -> String {
     let mut h = String::new();
-    h.push_str("<table><thead><tr><th>scenario</th><th>VIP path: longest gap</th><th>VIP path: failed</th><th>node-local: longest gap</th><th>node-local: failed</th><th>split-brain samples</th><th>VIP moves</th><th>leader changes</th><th>lost writes</th><th>recovery</th></tr></thead><tbody>\n");
+    h.push_str("<table><thead><tr><th>scenario</th><th>etcd leader at the fault</th><th>run</th><th>VIP path: longest gap</th><th>no node answering ARP</th><th>no node holding the address</th><th>VIP path: failed</th><th>node-local: longest gap</th><th>node-local: failed</th><th>split brain (two answering)</th><th>address on two nodes</th><th>after the heal: no holder</th><th>after the heal: VIP gap</th><th>VIP moves</th><th>lost writes</th><th>recovery</th></tr></thead><tbody>\n");
     for s in &r.scenarios {
         let cell = |i: usize, f: &dyn Fn(&crate::drill::PathResult) -> String| {
             s.paths.get(i).map_or("-".to_string(), f)
         };
+        let ret = |f: &dyn Fn(&crate::drill::AfterHeal) -> u64| {
+            s.after_heal
+                .as_ref()
+                .map_or("-".to_string(), |a| format!("{} ms", f(a)))
+        };
         let lost: u64 = s.paths.iter().map(|p| p.lost).sum();
         let _ = writeln!(
             h,
-            "<tr><td><a href=\"#{n}\">{n}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td class=\"{}\">{lost}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"#{a}\">{n}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{} ms</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{lost}</td><td>{}</td></tr>",
+            esc(&leader_cell(s)),
+            s.run,
             cell(0, &|p| format!("{} ms", p.longest_gap_ms)),
+            s.longest_no_answer_ms,
+            s.longest_no_holder_ms,
             cell(0, &|p| format!("{} / {}", p.failed, p.requests)),
             cell(1, &|p| format!("{} ms", p.longest_gap_ms)),
             cell(1, &|p| format!("{} / {}", p.failed, p.requests)),
-            if s.split_brain_samples > 0 {
-                "bad"
-            } else {
-                "good"
-            },
+            good_bad(s.split_brain_samples > 0),
             s.split_brain_samples,
+            s.address_split_samples,
+            ret(&|a| a.longest_no_holder_ms),
+            ret(&|a| a.vip_gap_ms),
             s.vip_moves,
-            esc(&s
-                .leader_changes
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")),
-            if lost > 0 { "bad" } else { "good" },
-            match (s.completed, s.recovery_ms) {
-                (false, _) => "not run".to_string(),
-                (true, None) => "NOT RECOVERED".to_string(),
-                (true, Some(ms)) => format!("{:.1} s", ms as f64 / 1000.0),
-            },
+            good_bad(lost > 0),
+            esc(&recovery_cell(s)),
+            a = esc(&anchor(s)),
             n = esc(&s.name),
+        );
+    }
+    h.push_str("</tbody></table>\n");
+    h
+}
+
+fn stats_table(r: &DrillResult) -> String {
+    let mut h = String::new();
+    let _ = writeln!(
+        h,
+        "<h2>Over {} rounds (p50 / p99 / worst, nearest rank)</h2>",
+        r.repeat
+    );
+    h.push_str("<table><thead><tr><th>scenario</th><th>etcd leader</th><th>runs</th><th>VIP path: longest gap</th><th>no node answering</th><th>no node holding</th><th>node-local: longest gap</th><th>after the heal: no holder</th><th>after the heal: VIP gap</th><th>split brain</th><th>lost writes</th><th>failed runs</th></tr></thead><tbody>\n");
+    for s in &r.stats {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            esc(&s.name),
+            esc(&s.etcd_leader),
+            s.runs,
+            spread(&s.vip_gap_ms),
+            spread(&s.no_answer_ms),
+            spread(&s.no_holder_ms),
+            spread(&s.local_gap_ms),
+            spread(&s.return_no_holder_ms),
+            spread(&s.return_vip_gap_ms),
+            good_bad(s.split_brain_samples > 0),
+            s.split_brain_samples,
+            good_bad(s.lost > 0),
+            s.lost,
+            s.failed_runs,
         );
     }
     h.push_str("</tbody></table>\n");
@@ -207,16 +250,24 @@ td.bad {{ background: #f8d0d0; font-weight: bold; }} td.good {{ background: #e3f
 p.note {{ color: #a33; font-size: 13px; }}
 </style></head><body>
 <h1>haplane drill on lab {lab}</h1>
-<p>Fencing: <b>{fencing}</b>. Balancers serve: {service}. Clients on a worker write sequenced keys (etcd v3 API) every 20 ms through the VIP and through the node-local balancer; the VIP's location is sampled every 10 ms.</p>
-<p><b>Lost acknowledged writes: {lost}</b>. Split-brain samples: <b>{split}</b>. All scenarios completed and recovered: <b>{done}</b>.</p>
+<p>Fencing: <b>{fencing}</b>, preempt: <b>{preempt}</b>. Balancers serve: {service}. Clients on a worker write sequenced keys (etcd v3 API) every 20 ms through the VIP and through the node-local balancer; a write fails after {timeout} ms, and a disconnected client sends a new SYN every {retry} ms. Every 10 ms the worker probes who answers ARP for the VIP, and the masters' interfaces are checked for the address.</p>
+<p><b>Lost acknowledged writes: {lost}</b>. Split-brain samples (two nodes answering): <b>{split}</b> (address on two nodes: {asplit}). All scenarios completed and recovered: <b>{done}</b>.</p>
 "#,
         lab = esc(&r.lab),
         fencing = esc(&r.fencing),
         service = esc(&r.service),
         lost = r.lost_writes,
         split = r.split_brain_samples,
+        asplit = r.address_split_samples,
         done = r.all_completed,
+        preempt = r.preempt,
+        timeout = r.client.request_timeout.as_millis(),
+        retry = r.client.connect_retry.as_millis(),
     );
+    if r.repeat > 1 {
+        h.push_str(&stats_table(r));
+        h.push_str("<h2>Every run</h2>\n");
+    }
     h.push_str(&summary_table(r));
     h.push_str("<p class=\"legend\"><span style=\"background:#59a14f\">writes acknowledged</span><span style=\"background:#e15759\">no ack for over 200 ms</span><span style=\"background:#d62728\">VIP on several nodes</span><span style=\"background:#d9d9d9;color:#222\">nobody</span> node colours: ");
     for (i, c) in NODE_COLORS.iter().take(3).enumerate() {
@@ -226,8 +277,12 @@ p.note {{ color: #a33; font-size: 13px; }}
     for s in &r.scenarios {
         let _ = writeln!(
             h,
-            "<h2 id=\"{n}\">{n}: {d}</h2>\n<p>Holder before: {hb}; fault on: {t}; holder after: {ha}.</p>",
+            "<h2 id=\"{a}\">{n} (etcd leader {l}, run {r}): {d}</h2>\n<p>Holder before: {hb}; fault on: {t}; etcd leader at the fault: {el}; holder after: {ha}.</p>",
+            a = esc(&anchor(s)),
             n = esc(&s.name),
+            l = esc(&s.etcd_leader),
+            r = s.run,
+            el = esc(s.etcd_leader_before.as_deref().unwrap_or("none")),
             d = esc(&s.description),
             hb = esc(s.holder_before.as_deref().unwrap_or("none")),
             t = esc(s.target.as_deref().unwrap_or("-")),

@@ -43,6 +43,9 @@ pub struct LabState {
     pub status_port: u16,
     /// `quorum` or `none`.
     pub fencing: String,
+    /// The cluster file's `vip.preempt` (labs made before the option had `false`).
+    #[serde(default)]
+    pub preempt: bool,
     /// The masters.
     pub masters: Vec<NodeInfo>,
     /// The workers.

@@ -29,6 +29,8 @@ pub struct UpOptions {
     pub apiserver: Option<std::path::PathBuf>,
     /// `quorum` or `none`.
     pub fencing: String,
+    /// `vip.preempt`: whether a returning higher-priority node takes the VIP back.
+    pub preempt: bool,
     /// The haplane binary.
     pub haplane: std::path::PathBuf,
 }
@@ -77,8 +79,8 @@ pub fn cluster_file(st: &LabState) -> String {
   vrid: 51
   version: 3
   advertInterval: 100ms
-  # No preemption: a healed node does not take the VIP back (one move per fault).
-  preempt: false
+  # {preempt_why}
+  preempt: {preempt}
   fencing: {fencing}
 status: {{listen: "127.0.0.1:{status}"}}
 apiServer: {{port: {p}}}
@@ -95,6 +97,12 @@ elections:
 "#,
         vip = st.vip,
         fencing = st.fencing,
+        preempt = st.preempt,
+        preempt_why = if st.preempt {
+            "Preemption (haplane's default): a returning higher-priority node takes the VIP back."
+        } else {
+            "No preemption: a healed node does not take the VIP back (one move per fault)."
+        },
         status = st.status_port,
     );
     for e in &st.elections {
@@ -311,6 +319,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
             etcd_port: 2379,
             status_port: 9470,
             fencing: opts.fencing.clone(),
+            preempt: opts.preempt,
             masters: masters.iter().map(info).collect::<Result<_, _>>()?,
             workers: workers.iter().map(info).collect::<Result<_, _>>()?,
             apiserver: opts.apiserver.clone(),
@@ -392,9 +401,11 @@ pub fn describe(st: &LabState, v: &ClusterView) -> String {
     };
     let _ = writeln!(
         s,
-        "VIP {} held by {}; the balancers serve {what}",
+        "VIP {} held by {} (fencing {}, preempt {}); the balancers serve {what}",
         st.vip,
-        v.vip_holders.join(",")
+        v.vip_holders.join(","),
+        st.fencing,
+        st.preempt
     );
     let _ = writeln!(s);
     for m in &st.masters {
