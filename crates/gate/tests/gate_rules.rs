@@ -1,0 +1,208 @@
+//! The gate's rules, one input at a time (docs/elections.md, "The VIP gate").
+
+use std::time::{Duration, Instant};
+
+use gate::{Action, ConfigError, Gate, GateConfig, Held, KeyState, Op, Outcome, RequestFailed};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn drain(g: &mut Gate) -> Vec<Action> {
+    std::iter::from_fn(|| g.poll_action()).collect()
+}
+
+fn sent(actions: &[Action]) -> Option<(u64, Op)> {
+    actions.iter().find_map(|a| match a {
+        Action::Send { id, op } => Some((*id, *op)),
+        _ => None,
+    })
+}
+
+fn held_by(holder: &str, rev: i64) -> KeyState {
+    KeyState {
+        revision: rev,
+        value: Some(Held {
+            holder: holder.into(),
+            mod_revision: rev,
+        }),
+    }
+}
+
+#[test]
+fn a_challenger_swaps_only_after_hold_times_one_plus_rho_plus_delta_from_when_it_learned() {
+    let t0 = Instant::now();
+    let cfg = GateConfig::new("b");
+    let wait = cfg.takeover_wait();
+    assert_eq!(wait, ms(600).mul_f64(1.01) + ms(50));
+    let mut g = Gate::new(cfg, t0).unwrap();
+    let (id, op) = sent(&drain(&mut g)).unwrap();
+    assert_eq!(op, Op::Read);
+    g.handle_want(t0, true);
+    // The answer arrives 5 ms later: w is the arrival, not the send.
+    let w = t0 + ms(5);
+    g.handle_response(w, id, Ok(Outcome::Read(held_by("a", 7))));
+    let mut t = w;
+    while t < w + wait + ms(50) {
+        for a in drain(&mut g) {
+            if let Action::Send { id, op } = a {
+                if let Op::Swap { expect } = op {
+                    assert_eq!(expect, 7);
+                    assert!(t >= w + wait, "swapped {:?} after learning", t - w);
+                    return;
+                }
+                // Reads keep showing the same revision: w stays the first sighting.
+                g.handle_response(t, id, Ok(Outcome::Read(held_by("a", 7))));
+            }
+        }
+        t = g.poll_timeout().unwrap().max(t + ms(1));
+        g.handle_timeout(t);
+    }
+    panic!("no takeover");
+}
+
+#[test]
+fn a_renewal_extends_the_hold_from_when_it_was_sent_not_when_it_was_answered() {
+    let t0 = Instant::now();
+    let mut g = Gate::new(GateConfig::new("a"), t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(
+        t0 + ms(1),
+        id,
+        Ok(Outcome::Read(KeyState {
+            revision: 3,
+            value: None,
+        })),
+    );
+    g.handle_want(t0 + ms(2), true);
+    let (id, op) = sent(&drain(&mut g)).unwrap();
+    assert_eq!(op, Op::Create);
+    // A slow answer: 150 ms.
+    g.handle_response(t0 + ms(152), id, Ok(Outcome::Done { revision: 4 }));
+    let actions = drain(&mut g);
+    assert!(
+        actions.contains(&Action::Hold {
+            until: Some(t0 + ms(2) + ms(600))
+        }),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_graceful_release_closes_the_fence_before_it_deletes_the_key() {
+    let t0 = Instant::now();
+    let mut g = Gate::new(GateConfig::new("a"), t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Read(held_by("a", 9))));
+    g.handle_want(t0, true);
+    let (id, op) = sent(&drain(&mut g)).unwrap();
+    assert_eq!(op, Op::Swap { expect: 9 }, "our own key: renewed at once");
+    g.handle_response(t0 + ms(1), id, Ok(Outcome::Done { revision: 10 }));
+    drain(&mut g);
+    g.handle_want(t0 + ms(2), false);
+    let actions = drain(&mut g);
+    let release = actions.iter().position(|a| *a == Action::Release);
+    let delete = actions.iter().position(|a| {
+        matches!(
+            a,
+            Action::Send {
+                op: Op::Delete { expect: 10 },
+                ..
+            }
+        )
+    });
+    assert!(
+        release.is_some() && delete.is_some() && release < delete,
+        "{actions:?}"
+    );
+    assert!(!g.is_released());
+}
+
+#[test]
+fn a_holder_whose_renewals_fail_drops_the_vip_at_its_deadline_and_keeps_its_key() {
+    let t0 = Instant::now();
+    let mut g = Gate::new(GateConfig::new("a"), t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(
+        t0,
+        id,
+        Ok(Outcome::Read(KeyState {
+            revision: 1,
+            value: None,
+        })),
+    );
+    g.handle_want(t0, true);
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Done { revision: 2 }));
+    drain(&mut g);
+    let mut t = t0;
+    let mut released_at = None;
+    while t < t0 + ms(1000) {
+        t = g.poll_timeout().unwrap();
+        g.handle_timeout(t);
+        for a in drain(&mut g) {
+            match a {
+                Action::Send { id, .. } => g.handle_response(t, id, Err(RequestFailed)),
+                Action::Release => released_at = Some(t),
+                _ => {}
+            }
+        }
+        if released_at.is_some() {
+            break;
+        }
+    }
+    assert_eq!(released_at, Some(t0 + ms(600)));
+    assert!(
+        !g.status(t).deferring,
+        "the holder does not defer during an etcd outage"
+    );
+}
+
+#[test]
+fn a_thawed_holder_defers_until_etcd_answers_a_request_sent_after_the_thaw() {
+    let t0 = Instant::now();
+    let mut cfg = GateConfig::new("a");
+    cfg.preempt = false;
+    let mut g = Gate::new(cfg, t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Read(held_by("a", 5))));
+    g.handle_want(t0, true);
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Done { revision: 6 }));
+    drain(&mut g);
+    // Frozen for 5 s: the first call after that is long past the requested wake-up.
+    let thaw = t0 + Duration::from_secs(5);
+    g.handle_timeout(thaw);
+    let actions = drain(&mut g);
+    assert!(actions.contains(&Action::Release), "{actions:?}");
+    assert!(actions.contains(&Action::Defer(true)), "{actions:?}");
+    let (id, op) = sent(&actions).unwrap();
+    assert_eq!(op, Op::Swap { expect: 6 });
+    // etcd: another node took over meanwhile.
+    g.handle_response(thaw + ms(2), id, Ok(Outcome::Refused(held_by("b", 9))));
+    assert_eq!(g.status(thaw).key_holder.as_deref(), Some("b"));
+    assert!(
+        g.status(thaw + ms(2)).deferring,
+        "without preempt it keeps deferring to b"
+    );
+}
+
+#[test]
+fn parameters_that_break_the_protocol_are_refused_with_the_bound_they_break() {
+    let mut c = GateConfig::new("a");
+    c.hold = ms(150);
+    assert!(matches!(c.validate(), Err(ConfigError::Hold { .. })));
+    let mut c = GateConfig::new("a");
+    c.request_timeout = ms(600);
+    assert!(matches!(
+        c.validate(),
+        Err(ConfigError::RequestTimeout { .. })
+    ));
+    let mut c = GateConfig::new("a");
+    c.clock_rate_bound = -0.1;
+    assert_eq!(
+        c.validate().unwrap_err().to_string(),
+        "clockRateBound -0.1 must be between 0 and 1 (0.01 = 1 %)"
+    );
+    assert!(GateConfig::new("").validate().is_err());
+}
