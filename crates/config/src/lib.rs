@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod deploy;
 mod duration;
 mod validate;
 
@@ -17,6 +18,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use deploy::{CONTROL_PLANE_PORTS, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT};
 pub use duration::{Dur, DurationError};
 pub use validate::{Finding, Severity, parse_status_range};
 
@@ -70,7 +72,7 @@ pub enum FindNodeError {
 pub struct Cluster {
     /// A name for the cluster, used in logs, metrics and the lab.
     pub cluster: String,
-    /// Every node: masters, workers and external etcd members.
+    /// Every node: masters, dedicated balancers (`lb`), workers and external etcd members.
     pub nodes: Vec<Node>,
     /// The virtual IP held by the VRRP master.
     pub vip: Vip,
@@ -108,12 +110,34 @@ fn default_state_dir() -> PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
-    /// Runs an apiserver, joins VRRP for the VIP and balances the apiservers.
+    /// Runs an apiserver (and, stacked, an etcd member) and the elections; carries the VIP
+    /// and its balancer unless the cluster has `lb` nodes.
     Master,
+    /// A dedicated load-balancer node: VRRP for the VIP and the balancer in front of the
+    /// masters, no apiserver, no etcd member, no elections (seed 004's lb-1 and lb-2).
+    Lb,
     /// Runs the node-local balancer on 127.0.0.1.
     Worker,
     /// Runs an external etcd member (`etcd.topology: external`).
     Etcd,
+}
+
+impl Role {
+    /// The name used in the cluster file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Lb => "lb",
+            Role::Worker => "worker",
+            Role::Etcd => "etcd",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 fn default_roles() -> Vec<Role> {
@@ -870,8 +894,45 @@ impl Cluster {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// The nodes that run an apiserver.
     pub fn masters(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.is(Role::Master))
+    }
+
+    /// Whether the VIP is carried by dedicated `lb` nodes instead of the masters.
+    pub fn has_lb_nodes(&self) -> bool {
+        self.nodes.iter().any(|n| n.is(Role::Lb))
+    }
+
+    /// The nodes that run VRRP for the VIP and the balancer behind it: the `lb` nodes when
+    /// there are any, otherwise the masters.
+    pub fn vrrp_nodes(&self) -> impl Iterator<Item = &Node> {
+        let role = if self.has_lb_nodes() {
+            Role::Lb
+        } else {
+            Role::Master
+        };
+        self.nodes.iter().filter(move |n| n.is(role))
+    }
+
+    /// Whether `node` runs VRRP for the VIP (and the balancer on `loadBalancer.listen`).
+    pub fn runs_vrrp(&self, node: &Node) -> bool {
+        if self.has_lb_nodes() {
+            node.is(Role::Lb)
+        } else {
+            node.is(Role::Master)
+        }
+    }
+
+    /// Whether `node` joins the etcd-backed elections and snapshots: masters only (an `lb`
+    /// node has no control-plane singletons to run).
+    pub fn runs_elections(&self, node: &Node) -> bool {
+        self.etcd.is_some() && node.is(Role::Master)
+    }
+
+    /// Whether `node` talks to etcd at all: for the elections, or for the fenced VIP.
+    pub fn uses_etcd(&self, node: &Node) -> bool {
+        self.runs_elections(node) || (self.fencing() == Fencing::Quorum && self.runs_vrrp(node))
     }
 
     /// Pick this host's node: by name, or by the one node whose address is local.

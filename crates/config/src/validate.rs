@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{Cluster, Fencing, ListenAddr, Role, VrrpVersion};
+use crate::{Cluster, Fencing, VrrpVersion};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -39,17 +39,17 @@ impl fmt::Display for Finding {
     }
 }
 
-struct Findings(Vec<Finding>);
+pub(crate) struct Findings(Vec<Finding>);
 
 impl Findings {
-    fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Finding {
             severity: Severity::Error,
             path: path.into(),
             message: message.into(),
         });
     }
-    fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Finding {
             severity: Severity::Warning,
             path: path.into(),
@@ -84,6 +84,7 @@ pub(crate) fn cluster(c: &Cluster) -> Vec<Finding> {
     load_balancer(c, &mut f);
     etcd(c, &mut f);
     kubernetes(c, &mut f);
+    crate::deploy::rules(c, &mut f);
     f.0
 }
 
@@ -109,7 +110,7 @@ fn nodes(c: &Cluster, f: &mut Findings) {
     if c.masters().next().is_none() {
         f.error(
             "nodes",
-            "no node has the master role; the VIP needs at least one master",
+            "no node has the master role; the cluster needs at least one apiserver",
         );
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
@@ -164,12 +165,12 @@ fn nodes(c: &Cluster, f: &mut Findings) {
         if node.roles.is_empty() {
             f.error(
                 format!("{at}.roles"),
-                "a node needs at least one role: master, worker or etcd",
+                "a node needs at least one role: master, lb, worker or etcd",
             );
         }
     }
     let owners: Vec<&str> = c
-        .masters()
+        .vrrp_nodes()
         .filter(|n| n.priority == 255)
         .map(|n| n.name.as_str())
         .collect();
@@ -177,7 +178,7 @@ fn nodes(c: &Cluster, f: &mut Findings) {
         f.error(
             "nodes",
             format!(
-                "several masters have priority 255 ({}); only the VIP's real owner may, and there is none for a floating VIP",
+                "several VRRP nodes have priority 255 ({}); only the VIP's real owner may, and there is none for a floating VIP",
                 owners.join(", ")
             ),
         );
@@ -211,16 +212,20 @@ fn vip(c: &Cluster, f: &mut Findings) {
                 ),
             );
         }
-        if node.is(Role::Master) && !v.address.contains(node.address) {
+        let router = c.runs_vrrp(node);
+        if router && !v.address.contains(node.address) {
             f.error(
                 "vip.address",
                 format!(
-                    "the VIP {} is not in the subnet of master {} ({}); VRRP only moves a VIP within one segment",
-                    v.address, node.name, node.address
+                    "the VIP {} is not in the subnet of {} {} ({}); VRRP only moves a VIP within one segment",
+                    v.address,
+                    if node.is(crate::Role::Lb) { "lb node" } else { "master" },
+                    node.name,
+                    node.address
                 ),
             );
         }
-        if node.is(Role::Master) && node.address.is_ipv4() != vip.is_ipv4() {
+        if router && node.address.is_ipv4() != vip.is_ipv4() {
             f.error(
                 format!("nodes[{i}].address"),
                 "the node address and the VIP must be of the same family (IPv4 or IPv6)",
@@ -298,10 +303,10 @@ fn vip(c: &Cluster, f: &mut Findings) {
     if v.preempt_delay.get() > Duration::ZERO && !v.preempt {
         f.warn("vip.preemptDelay", "has no effect with preempt: false");
     }
-    if v.unicast && c.masters().count() < 2 {
+    if v.unicast && c.vrrp_nodes().count() < 2 {
         f.warn(
             "vip.unicast",
-            "unicast mode with a single master has no peer to advertise to",
+            "unicast mode with a single VRRP node has no peer to advertise to",
         );
     }
     if v.garp.repeat == 0 {
@@ -364,21 +369,6 @@ fn load_balancer(c: &Cluster, f: &mut Findings) {
             "loadBalancer.listen",
             "no listen addresses; add vip:6443 or set enabled: false",
         );
-    }
-    for (i, listen) in lb.listen.iter().enumerate() {
-        let addr = c.resolve_listen(*listen);
-        if let ListenAddr::Socket(sa) = listen
-            && sa.port() == c.api_server.port
-            && (sa.ip().is_unspecified() || c.masters().any(|n| n.address == sa.ip()))
-        {
-            f.error(
-                format!("loadBalancer.listen[{i}]"),
-                format!(
-                    "{addr} clashes with the apiserver on port {}; listen on vip:{} or move apiServer.port (seed 002 moved it to 9443)",
-                    c.api_server.port, c.api_server.port
-                ),
-            );
-        }
     }
     if let Some(backends) = &lb.backends {
         if backends.is_empty() {

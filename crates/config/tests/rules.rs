@@ -204,7 +204,12 @@ fn quorum_fencing_needs_etcd() {
 
 #[test]
 fn auto_fencing_becomes_quorum_with_etcd() {
-    let text = format!("{GOOD}etcd: {{endpoints: [\"http://192.0.2.11:2379\"]}}\n");
+    // Three masters: haplane elects through their stacked etcd, which must have an odd size.
+    let three = GOOD.replace(
+        "  - {name: m2, address: 192.0.2.12, priority: 100}",
+        "  - {name: m2, address: 192.0.2.12, priority: 100}\n  - {name: m3, address: 192.0.2.13, priority: 90}",
+    );
+    let text = format!("{three}etcd: {{endpoints: [\"http://192.0.2.11:2379\"]}}\n");
     assert_eq!(load(&text).unwrap().fencing(), Fencing::Quorum);
 }
 

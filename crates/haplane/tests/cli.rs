@@ -200,3 +200,45 @@ fn generate_without_a_directory_says_what_it_needs() {
         String::from_utf8_lossy(&out.stderr).contains("pass --man DIR and/or --completions DIR")
     );
 }
+
+/// The `error: KEY: MESSAGE` lines of a command's output, sorted.
+fn error_lines(out: &Output) -> Vec<String> {
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("error: "))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn check_and_plan_agree_on_every_error() {
+    // Issue 9: kubeadm's MASTER 101 with a weight -2 script and backups at 91 and 81 passed
+    // `check` but failed `plan`. Both now run the same rules and print the same errors.
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "weight",
+            "cluster: k\nnodes:\n  - {name: m1, address: 192.0.2.11, priority: 101}\n  - {name: m2, address: 192.0.2.12, priority: 91}\n  - {name: m3, address: 192.0.2.13, priority: 81}\nvip:\n  address: 192.0.2.100/24\n  vrid: 51\n  track:\n    - {name: check_apiserver, command: [/etc/keepalived/check_apiserver.sh], weight: -2}\n",
+            true,
+        ),
+        ("two-etcd", &format!("{GOOD}etcd: {{}}\n"), true),
+        ("good", GOOD, false),
+    ];
+    for (name, text, bad) in cases {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, text).unwrap();
+        let path = path.to_str().unwrap();
+        let check = haplane(&["check", "--config", path]);
+        let out = dir.path().join(format!("{name}-plan"));
+        let plan = haplane(&["plan", "--config", path, "--out", out.to_str().unwrap()]);
+        assert_eq!(check.status.success(), !bad, "check {name}: {check:?}");
+        assert_eq!(plan.status.success(), !bad, "plan {name}: {plan:?}");
+        assert_eq!(error_lines(&check), error_lines(&plan), "{name}");
+        assert_eq!(!error_lines(&check).is_empty(), bad, "{name}");
+    }
+}

@@ -83,10 +83,10 @@ pub fn cluster_file(st: &LabState) -> String {
   preempt: {preempt}
   fencing: {fencing}
 status: {{listen: "127.0.0.1:{status}"}}
-apiServer: {{port: {p}}}
 loadBalancer:
   listen: ["vip:{p}"]
   nodeLocalListen: ["127.0.0.1:{p}"]
+  backends: [{backends}]
   healthCheck: {check}
   connectTimeout: 300ms
   drainTimeout: 2s
@@ -104,6 +104,14 @@ elections:
             "No preemption: a healed node does not take the VIP back (one move per fault)."
         },
         status = st.status_port,
+        // Explicit backends: without --apiserver the masters' etcd client port stands in for
+        // the apiserver, and apiServer.port may not name etcd's port.
+        backends = st
+            .masters
+            .iter()
+            .map(|m| format!("{{address: \"{}:{p}\"}}", m.address))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     for e in &st.elections {
         let _ = writeln!(
@@ -528,4 +536,47 @@ pub fn down(name: &str) -> Result<String, LabError> {
             )
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(masters: usize, workers: usize, apiserver: bool) -> LabState {
+        let node = |name: String, i: u8| NodeInfo {
+            name,
+            address: Ipv4Addr::new(192, 0, 2, 10 + i),
+            netns: String::new(),
+        };
+        LabState {
+            name: "t".into(),
+            dir: "/run/haplane-lab/t".into(),
+            config: "/run/haplane-lab/t/cluster.yaml".into(),
+            haplane: "/bin/haplane".into(),
+            vip: VIP,
+            port: if apiserver { 6443 } else { 2379 },
+            etcd_port: 2379,
+            status_port: 9470,
+            fencing: "quorum".into(),
+            masters: (1..=masters)
+                .map(|i| node(format!("m{i}"), i as u8))
+                .collect(),
+            workers: (1..=workers)
+                .map(|i| node(format!("w{i}"), 20 + i as u8))
+                .collect(),
+            apiserver: apiserver.then(|| "/bin/kube-apiserver".into()),
+            elections: ELECTIONS.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_lab_cluster_file_passes_the_same_rules_as_check_and_plan() {
+        for apiserver in [false, true] {
+            let text = cluster_file(&state(3, 1, apiserver));
+            let (c, warnings) = config::Cluster::from_yaml(&text, Path::new("lab.yaml"))
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert!(warnings.is_empty(), "{warnings:#?}\n{text}");
+            assert_eq!(c.lb_backends().len(), 3);
+        }
+    }
 }

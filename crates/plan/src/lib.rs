@@ -1,7 +1,7 @@
 //! `haplane plan`, `haplane preflight` and `haplane import` as a library.
 //!
-//! - [`validate`]: the cluster file's own rules plus the plan rules (etcd member count, port
-//!   clashes, keepalived limits, track weights that cannot move the VIP, ...).
+//! - [`validate`]: the cluster file's rules, the same `haplane check` runs (etcd member count,
+//!   port clashes, keepalived limits, track weights that cannot move the VIP, node roles, ...).
 //! - [`render`] / [`write_plan`]: per-node kubeadm configs, haplane's static pod and systemd
 //!   unit, external etcd members, a classic keepalived.conf + haproxy.cfg and a runbook.
 //! - [`preflight()`]: PASS/WARN/FAIL checks of one host, each with its fix.
@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 
 use config::{Cluster, Finding, Severity};
 
-pub use import::{ImportError, ImportResult, Unmapped, import};
+pub use config::CONTROL_PLANE_PORTS;
+pub use import::{ImportError, ImportResult, Origin, Rejection, Unmapped, import};
 pub use preflight::{CheckResult, CheckStatus, PreflightOptions, preflight};
 pub use render::{KubeadmApi, Plan, PlanFile, PlanOptions, render};
-pub use validate::{CONTROL_PLANE_PORTS, plan_rules, validate};
+pub use validate::validate;
 
 /// Why a plan could not be made or written.
 #[derive(Debug, thiserror::Error)]
