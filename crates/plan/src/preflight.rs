@@ -13,7 +13,7 @@ use config::{Cluster, EtcdTopology, ListenAddr, Node, Role};
 use serde::Serialize;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::validate::CONTROL_PLANE_PORTS;
+use config::CONTROL_PLANE_PORTS;
 
 /// Outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -133,6 +133,7 @@ pub fn preflight(cluster: &Cluster, node: &Node, opts: &PreflightOptions) -> Vec
     let mut out = Out(Vec::new());
     let master = node.is(Role::Master);
     let kube = master || node.is(Role::Worker);
+    tracing::debug!(node = %node.name, roles = ?node.roles, "preflight");
     ports(cluster, node, &mut out);
     dirs(cluster, node, opts, &mut out);
     if kube {
@@ -146,9 +147,12 @@ pub fn preflight(cluster: &Cluster, node: &Node, opts: &PreflightOptions) -> Vec
     if kube {
         runtime(opts, &mut out);
     }
-    if master {
+    if cluster.runs_vrrp(node) {
         vip_interface(cluster, node, &mut out);
         vrrp_in_use(cluster, node, opts, &mut out);
+    }
+    if node.is(Role::Lb) && !master {
+        lb_node(cluster, node, opts, &mut out);
     }
     out.0
 }
@@ -166,15 +170,17 @@ fn needed_ports(c: &Cluster, node: &Node) -> Vec<(u16, String)> {
             }
             ports.push((p, what.into()));
         }
-        if c.load_balancer.enabled {
-            for l in &c.load_balancer.listen {
-                ports.push((port(l), format!("haplane balancer ({l})")));
-            }
+    }
+    // The VIP's balancer runs where VRRP runs: the masters, or the lb nodes.
+    if c.runs_vrrp(node) && c.load_balancer.enabled {
+        for l in &c.load_balancer.listen {
+            ports.push((port(l), format!("haplane balancer ({l})")));
         }
-    } else {
+    }
+    if !node.is(Role::Master) {
         if node.is(Role::Worker) {
             ports.push((10250, "kubelet".into()));
-            if c.load_balancer.enabled {
+            if c.load_balancer.enabled && !c.runs_vrrp(node) {
                 for l in &c.load_balancer.node_local_listen {
                     ports.push((port(l), format!("haplane node-local balancer ({l})")));
                 }
@@ -448,12 +454,54 @@ fn run(program: &str, args: &[&str]) -> Option<(bool, String)> {
 }
 
 fn firewall(node: &Node, c: &Cluster, out: &mut Out) {
-    let mut needs: Vec<String> = vec!["vrrp (protocol 112)".into()];
+    let vrrp = c.runs_vrrp(node);
+    let kube = node.is(Role::Master) || node.is(Role::Worker);
+    let mut needs: Vec<String> = Vec::new();
+    if vrrp {
+        needs.push("vrrp (protocol 112)".into());
+    }
     if node.is(Role::Master) {
         needs.push(c.api_server.port.to_string());
         needs.push("2379-2380".into());
     }
-    needs.push("10250".into());
+    // An lb node's clients arrive at the balancer's ports.
+    let lb_ports: Vec<String> = if vrrp && !node.is(Role::Master) && c.load_balancer.enabled {
+        c.load_balancer
+            .listen
+            .iter()
+            .map(|l| port(l).to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    needs.extend(lb_ports.iter().cloned());
+    if kube {
+        needs.push("10250".into());
+    }
+    let tcp: Vec<&String> = needs.iter().filter(|n| !n.starts_with("vrrp")).collect();
+    let firewalld_fix = format!(
+        "{}{} && firewall-cmd --reload",
+        if vrrp {
+            "firewall-cmd --permanent --add-protocol=vrrp"
+        } else {
+            "firewall-cmd --permanent"
+        },
+        tcp.iter()
+            .map(|p| format!(" --add-port={p}/tcp"))
+            .collect::<String>()
+    );
+    let nft_fix = format!(
+        "{}nft add rule inet filter input tcp dport {{ {} }} accept",
+        if vrrp {
+            "nft add rule inet filter input ip protocol vrrp accept; "
+        } else {
+            ""
+        },
+        tcp.iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let check = "firewall";
     if let Some((true, state)) = run("firewall-cmd", &["--state"])
         && state.trim() == "running"
@@ -461,11 +509,7 @@ fn firewall(node: &Node, c: &Cluster, out: &mut Out) {
         out.warn(
             check,
             "firewalld is running (seed 001: it blocked joins)",
-            format!(
-                "allow {}: `firewall-cmd --permanent --add-protocol=vrrp --add-port={}/tcp --add-port=2379-2380/tcp --add-port=10250/tcp && firewall-cmd --reload`",
-                needs.join(", "),
-                c.api_server.port
-            ),
+            format!("allow {}: `{firewalld_fix}`", needs.join(", ")),
         );
         return;
     }
@@ -501,12 +545,22 @@ fn firewall(node: &Node, c: &Cluster, out: &mut Out) {
     }
     let mentions = |token: &str| ruleset.contains(token);
     let mut missing = Vec::new();
-    if !(mentions("vrrp") || mentions("112")) {
+    if vrrp && !(mentions("vrrp") || mentions("112")) {
         missing.push("vrrp (protocol 112)".to_string());
     }
     for p in [c.api_server.port.to_string(), "2379".into(), "10250".into()] {
-        if (node.is(Role::Master) || p == "10250") && !mentions(&p) {
+        let needed = if p == "10250" {
+            kube
+        } else {
+            node.is(Role::Master)
+        };
+        if needed && !mentions(&p) {
             missing.push(p);
+        }
+    }
+    for p in &lb_ports {
+        if !mentions(p) && !missing.contains(p) {
+            missing.push(p.clone());
         }
     }
     if missing.is_empty() {
@@ -520,11 +574,11 @@ fn firewall(node: &Node, c: &Cluster, out: &mut Out) {
     } else {
         out.fail(
             check,
-            format!("the firewall drops or rejects traffic and has no rule for {}", missing.join(", ")),
             format!(
-                "accept them, e.g. `nft add rule inet filter input ip protocol vrrp accept; nft add rule inet filter input tcp dport {{ {}, 2379-2380, 10250 }} accept`",
-                c.api_server.port
+                "the firewall drops or rejects traffic and has no rule for {}",
+                missing.join(", ")
             ),
+            format!("accept them, e.g. `{nft_fix}`"),
         );
     }
 }
@@ -779,4 +833,114 @@ fn listen_vrrp(iface: &str, dur: Duration) -> std::io::Result<Vec<Seen>> {
         }
     }
     Ok(seen)
+}
+
+/// A TCP connect to `addr` within `timeout`.
+fn reachable(addr: SocketAddr, timeout: Duration) -> std::io::Result<()> {
+    std::net::TcpStream::connect_timeout(&addr, timeout).map(drop)
+}
+
+/// `host:port` of an etcd URL such as `https://192.0.2.11:2379`.
+fn endpoint_socket(url: &str) -> Option<SocketAddr> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next()?;
+    authority
+        .to_socket_addrs()
+        .ok()?
+        .next()
+        .or_else(|| authority.parse().ok())
+}
+
+/// What a dedicated balancer node needs besides VRRP: its backends (the masters'
+/// apiservers), the CA its HTTPS checks verify them with, and, when it fences the VIP by
+/// quorum, the etcd client files and endpoints. Before `kubeadm init` none of these exist
+/// yet, and haplane copes (TCP checks, plain VRRP until the fence arms), so each is a WARN.
+fn lb_node(c: &Cluster, node: &Node, opts: &PreflightOptions, out: &mut Out) {
+    if c.load_balancer.enabled {
+        for b in c.lb_backends() {
+            let check = format!("backend {}", b.address);
+            match reachable(b.address, Duration::from_secs(1)) {
+                Ok(()) => out.pass(check, "accepts connections"),
+                Err(e) => out.warn(
+                    check,
+                    format!("{} does not accept connections from {} ({e})", b.address, node.name),
+                    "expected before kubeadm init; afterwards check the apiserver and the firewall between this lb node and the master",
+                ),
+            }
+        }
+        let hc = &c.load_balancer.health_check;
+        if hc.kind == config::CheckType::Https
+            && !hc.insecure_skip_verify
+            && let Some(ca) = &hc.ca_file
+        {
+            let check = format!("file {}", ca.display());
+            if under(&opts.root, &ca.display().to_string()).is_file() {
+                out.pass(check, "the CA for the HTTPS health checks exists");
+            } else {
+                out.warn(
+                    check,
+                    "missing: the balancer checks the apiservers with TCP connects until it appears",
+                    format!(
+                        "after kubeadm init copy it from the first master: scp MASTER:{ca} {ca}",
+                        ca = ca.display()
+                    ),
+                );
+            }
+        }
+    }
+    if !c.uses_etcd(node) {
+        return;
+    }
+    let Some(etcd) = &c.etcd else {
+        return;
+    };
+    for (key, f) in [
+        ("etcd.caFile", &etcd.ca_file),
+        ("etcd.certFile", &etcd.cert_file),
+        ("etcd.keyFile", &etcd.key_file),
+    ] {
+        let Some(f) = f else {
+            continue;
+        };
+        let check = format!("file {}", f.display());
+        if under(&opts.root, &f.display().to_string()).is_file() {
+            out.pass(check, format!("{key} exists"));
+        } else {
+            out.warn(
+                check,
+                format!("{key} is missing: this lb node cannot reach etcd to fence the VIP, so it holds it by plain VRRP until the fence arms"),
+                format!("copy {} from a master (kubeadm creates it at init) to the same path here", f.display()),
+            );
+        }
+    }
+    let endpoints = c.etcd_endpoints();
+    let answering: Vec<&String> = endpoints
+        .iter()
+        .filter(|e| {
+            endpoint_socket(e).is_some_and(|a| reachable(a, Duration::from_secs(1)).is_ok())
+        })
+        .collect();
+    let check = "etcd endpoints";
+    if answering.len() * 2 > endpoints.len() {
+        out.pass(
+            check,
+            format!(
+                "{} of {} accept connections",
+                answering.len(),
+                endpoints.len()
+            ),
+        );
+    } else {
+        out.warn(
+            check,
+            format!(
+                "{} of {} etcd endpoints ({}) accept connections from {}: the VIP's election needs a majority",
+                answering.len(),
+                endpoints.len(),
+                endpoints.join(", "),
+                node.name
+            ),
+            "expected before kubeadm init; afterwards open 2379 on the masters to the lb nodes",
+        );
+    }
 }

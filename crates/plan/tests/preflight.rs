@@ -250,3 +250,126 @@ fn every_line_has_a_fix_unless_it_passes_and_json_carries_the_status() {
         "{json}"
     );
 }
+
+const LB_CLUSTER: &str = r#"
+cluster: pflb
+nodes:
+  - {name: lb-1, address: 192.0.2.252, priority: 110, roles: [lb]}
+  - {name: lb-2, address: 192.0.2.253, priority: 100, roles: [lb]}
+  - {name: m1, address: 192.0.2.11, roles: [master]}
+  - {name: m2, address: 192.0.2.12, roles: [master]}
+  - {name: m3, address: 192.0.2.13, roles: [master]}
+vip:
+  address: 192.0.2.254/24
+  interface: eth0
+  vrid: 51
+etcd:
+  caFile: /etc/kubernetes/pki/etcd/ca.crt
+  certFile: /etc/kubernetes/pki/apiserver-etcd-client.crt
+  keyFile: /etc/kubernetes/pki/apiserver-etcd-client.key
+"#;
+
+#[test]
+fn an_lb_node_is_checked_for_vrrp_its_backends_the_ca_and_etcd_not_for_kubernetes() {
+    let ns = common::Netns::new();
+    let m1 = common::Netns::new();
+    ns.link_to(&m1, "eth0", "192.0.2.252/24", "192.0.2.11/24");
+    // m1's apiserver answers (in its own namespace, so 6443 stays free here); m2 and m3 are
+    // not up yet, as before kubeadm init.
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (ready, listening) = std::sync::mpsc::channel::<()>();
+    let m1_path = format!("/run/netns/{}", m1.name);
+    let apiserver = std::thread::spawn(move || {
+        let fd = std::fs::File::open(&m1_path).unwrap();
+        nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let _l = TcpListener::bind("192.0.2.11:6443").unwrap();
+        ready.send(()).unwrap();
+        let _ = stopped.recv();
+    });
+    listening.recv().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let pki = root.path().join("etc/kubernetes/pki/etcd");
+    std::fs::create_dir_all(&pki).unwrap();
+    std::fs::write(pki.join("ca.crt"), b"x").unwrap();
+    let opts = PreflightOptions {
+        root: root.path().to_path_buf(),
+        vrrp_listen: Duration::from_millis(300),
+        ..PreflightOptions::default()
+    };
+    let results = ns.run(move || {
+        let c = plan::parse(LB_CLUSTER, Path::new("pflb.yaml")).unwrap();
+        let node = c.node("lb-1").unwrap().clone();
+        plan::preflight(&c, &node, &opts)
+    });
+    let _ = stop.send(());
+    apiserver.join().unwrap();
+    let checks: Vec<&str> = results.iter().map(|r| r.check.as_str()).collect();
+    // No apiserver, etcd member or kubelet here: none of kubeadm's checks apply.
+    for absent in [
+        "swap",
+        "br_netfilter",
+        "container runtime",
+        "kubelet",
+        "port 2379",
+        "port 10250",
+        "dir /var/lib/etcd",
+        "dir /etc/kubernetes/manifests",
+    ] {
+        assert!(
+            !checks.contains(&absent),
+            "{absent} checked on an lb node: {checks:?}"
+        );
+    }
+    let pass = lines(&results, CheckStatus::Pass);
+    let warn = lines(&results, CheckStatus::Warn);
+    for want in [
+        "PASS port 6443: free for haplane balancer (vip:6443)",
+        "PASS interface eth0: exists with 192.0.2.252 in 192.0.2.254/24",
+        "PASS backend 192.0.2.11:6443: accepts connections",
+        "PASS file /etc/kubernetes/pki/etcd/ca.crt: etcd.caFile exists",
+    ] {
+        assert!(
+            pass.iter().any(|l| l.starts_with(want)),
+            "{want:?} in {pass:#?}"
+        );
+    }
+    for want in [
+        "WARN backend 192.0.2.12:6443: 192.0.2.12:6443 does not accept connections",
+        "WARN file /etc/kubernetes/pki/ca.crt: missing: the balancer checks the apiservers with TCP connects",
+        "WARN file /etc/kubernetes/pki/apiserver-etcd-client.crt: etcd.certFile is missing",
+        "WARN etcd endpoints: 0 of 3 etcd endpoints",
+    ] {
+        assert!(
+            warn.iter().any(|l| l.starts_with(want)),
+            "{want:?} in {warn:#?}"
+        );
+    }
+    assert!(checks.contains(&"vrid 51"), "{checks:?}");
+}
+
+#[test]
+fn a_master_behind_lb_nodes_runs_no_vrrp_checks() {
+    let ns = common::Netns::new();
+    ns.dummy("eth0", "192.0.2.11/24");
+    let opts = PreflightOptions {
+        vrrp_listen: Duration::from_millis(300),
+        root: tempfile::tempdir().unwrap().path().to_path_buf(),
+        ..PreflightOptions::default()
+    };
+    let results = ns.run(move || {
+        let c = plan::parse(LB_CLUSTER, Path::new("pflb.yaml")).unwrap();
+        let node = c.node("m1").unwrap().clone();
+        plan::preflight(&c, &node, &opts)
+    });
+    let checks: Vec<&str> = results.iter().map(|r| r.check.as_str()).collect();
+    assert!(
+        !checks
+            .iter()
+            .any(|c| c.starts_with("vrid") || c.starts_with("interface")),
+        "{checks:?}"
+    );
+    assert!(
+        checks.contains(&"port 2379") && checks.contains(&"port 6443"),
+        "{checks:?}"
+    );
+}

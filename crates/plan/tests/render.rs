@@ -508,3 +508,79 @@ fn the_rendered_unit_is_the_packaged_unit_with_the_node_filled_in() {
         "ExecStart=/usr/bin/haplane run --config /etc/haplane/cluster.yaml --node dev6\n"
     ));
 }
+
+#[test]
+fn lb_nodes_get_the_vip_and_balancer_files_and_masters_only_kubeadm_and_elections() {
+    // Seed 004: lb-1 and lb-2 carry the VIP in front of three masters.
+    let p = plan_of("seed004.yaml", &opts());
+    for lb in ["lb-1", "lb-2"] {
+        assert!(p.get(&format!("{lb}/haplane.service")).is_some(), "{lb}");
+        assert!(p.get(&format!("{lb}/classic/keepalived.conf")).is_some());
+        assert!(p.get(&format!("{lb}/classic/haproxy.cfg")).is_some());
+        // No kubelet on a dedicated balancer: no kubeadm config, no static pod.
+        assert!(p.get(&format!("{lb}/kubeadm.yaml")).is_none());
+        assert!(p.get(&format!("{lb}/haplane.yaml")).is_none());
+    }
+    for m in ["master-1", "master-2", "master-3"] {
+        assert!(p.get(&format!("{m}/kubeadm.yaml")).is_some());
+        // The masters run haplane for the elections only: no VIP, so no classic VRRP files
+        // and no patch (the apiserver may bind every address; the VIP lives elsewhere).
+        assert!(p.get(&format!("{m}/haplane.service")).is_some());
+        assert!(p.get(&format!("{m}/classic/keepalived.conf")).is_none());
+        assert!(p.get(&format!("{m}/classic/haproxy.cfg")).is_none());
+        assert!(
+            p.get(&format!("{m}/patches/kube-apiserver+json.json"))
+                .is_none()
+        );
+    }
+    let k = p.get("lb-1/classic/keepalived.conf").unwrap();
+    assert!(k.contains("priority 110") && k.contains("unicast_src_ip 192.0.2.252"));
+    assert!(
+        k.contains("unicast_peer {\n        192.0.2.253\n    }"),
+        "the peers are the other lb nodes, not the masters:\n{k}"
+    );
+    let h = p.get("lb-1/classic/haproxy.cfg").unwrap();
+    assert!(h.contains("bind 192.0.2.254:6443 transparent"), "{h}");
+    for m in ["192.0.2.11", "192.0.2.12", "192.0.2.13"] {
+        assert!(
+            h.contains(&format!("{m}:6443 weight 1")),
+            "backend {m}:\n{h}"
+        );
+    }
+    let init = p.get("master-1/kubeadm.yaml").unwrap();
+    assert!(init.contains("controlPlaneEndpoint: \"192.0.2.254:6443\""));
+    let readme = p.get("README.md").unwrap();
+    for needle in [
+        "| lb-1 | 192.0.2.252 | lb | 110 |",
+        "| master-1 | 192.0.2.11 | master | - |",
+        "## 2. haplane on the lb nodes (lb-1, lb-2)",
+        "scp master-1:/etc/kubernetes/pki/ca.crt LB_NODE:/etc/kubernetes/pki/ca.crt",
+        "Copy the etcd client files (/etc/kubernetes/pki/etcd/ca.crt, /etc/kubernetes/pki/apiserver-etcd-client.crt, /etc/kubernetes/pki/apiserver-etcd-client.key)",
+        "The masters (master-1, master-2, master-3) run haplane for the elections",
+        "exactly one lb node holds the VIP",
+    ] {
+        assert!(readme.contains(needle), "{needle:?} missing from\n{readme}");
+    }
+}
+
+#[test]
+fn lb_nodes_classic_keepalived_conf_passes_keepalived_config_test() {
+    let p = plan_of("seed004.yaml", &opts());
+    let text = p.get("lb-2/classic/keepalived.conf").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keepalived.conf");
+    std::fs::write(&file, text).unwrap();
+    let ns = common::Netns::new();
+    ns.dummy("eth0", "192.0.2.253/24");
+    let out = ns
+        .command("keepalived")
+        .args(["-t", "-l", "-f"])
+        .arg(&file)
+        .output()
+        .expect("keepalived runs (scripts/deps installs it)");
+    assert!(
+        out.status.success(),
+        "keepalived -t rejected lb-2's keepalived.conf:\n{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

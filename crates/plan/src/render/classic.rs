@@ -4,10 +4,15 @@
 use std::fmt::Write;
 use std::time::Duration;
 
-use config::{CheckType, Cluster, Fencing, Node, Policy, Role, VrrpVersion};
+use config::{CheckType, Cluster, Fencing, Node, Policy, VrrpVersion};
 
 use super::{PlanOptions, host};
-use crate::validate::whole_secs_up;
+
+/// Round a duration up to whole seconds, at least 1 (keepalived's script intervals).
+fn whole_secs_up(d: Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() != 0);
+    s.max(1)
+}
 
 /// Seconds as keepalived writes them: an integer, or a decimal for sub-second values.
 fn secs(d: Duration) -> String {
@@ -35,7 +40,7 @@ fn script_line(cmd: &[String]) -> String {
     format!("\"{}\"", words.join(" "))
 }
 
-/// keepalived.conf for one master.
+/// keepalived.conf for one node that carries the VIP (a master, or an `lb` node).
 pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> String {
     let v = &c.vip;
     let mut s = String::new();
@@ -117,7 +122,7 @@ pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> String {
             "    unicast_src_ip {}\n    unicast_peer {{",
             node.address
         );
-        for peer in c.masters().filter(|m| m.name != node.name) {
+        for peer in c.vrrp_nodes().filter(|m| m.name != node.name) {
             let _ = writeln!(s, "        {}", peer.address);
         }
         s.push_str("    }\n");
@@ -172,7 +177,7 @@ fn expect(status: &str) -> String {
     }
 }
 
-/// haproxy.cfg for one node: the VIP on masters, node-local listeners on workers.
+/// haproxy.cfg for one node: the VIP on the nodes that carry it, node-local listeners on workers.
 pub(crate) fn haproxy_cfg(c: &Cluster, node: &Node, o: &PlanOptions) -> String {
     let lb = &c.load_balancer;
     let hc = &lb.health_check;
@@ -202,7 +207,7 @@ pub(crate) fn haproxy_cfg(c: &Cluster, node: &Node, o: &PlanOptions) -> String {
         s.push_str("    option clitcpka\n    option srvtcpka\n");
     }
     let _ = writeln!(s, "\nfrontend apiserver");
-    let listens = if node.is(Role::Master) {
+    let listens = if c.runs_vrrp(node) {
         &lb.listen
     } else {
         &lb.node_local_listen

@@ -187,9 +187,12 @@ pub fn render(cluster: &Cluster, opts: &PlanOptions) -> Result<Plan, PlanError> 
     let (endpoint_port, bind_node_address) = match vip_port {
         Some(p) if lb.enabled => (
             p,
-            lb.listen
-                .iter()
-                .any(|l| port_of(l) == cluster.api_server.port),
+            // Only where the VIP's balancer shares a host with an apiserver.
+            cluster.vrrp_nodes().any(|n| n.is(Role::Master))
+                && lb
+                    .listen
+                    .iter()
+                    .any(|l| port_of(l) == cluster.api_server.port),
         ),
         _ => (cluster.api_server.port, false),
     };
@@ -216,72 +219,59 @@ pub fn render(cluster: &Cluster, opts: &PlanOptions) -> Result<Plan, PlanError> 
     add(None, "hosts".into(), hosts(cluster), false);
     for node in &cluster.nodes {
         let n = node.name.as_str();
-        if node.is(Role::Master) {
+        let vrrp = cluster.runs_vrrp(node);
+        // The kubelet runs on masters and workers; an lb-only node may have none.
+        let kubelet = node.is(Role::Master) || node.is(Role::Worker);
+        if kubelet {
             add(
                 Some(n),
                 format!("{n}/kubeadm.yaml"),
                 kubeadm::render(&ctx, node),
                 true,
             );
-            if ctx.bind_node_address {
-                add(
-                    Some(n),
-                    format!("{n}/patches/kube-apiserver+json.json"),
-                    kubeadm::bind_patch(node),
-                    false,
-                );
-            }
+        }
+        if node.is(Role::Master) && ctx.bind_node_address {
             add(
                 Some(n),
-                format!("{n}/haplane.yaml"),
-                haplane::manifest(&ctx, node),
+                format!("{n}/patches/kube-apiserver+json.json"),
+                kubeadm::bind_patch(node),
                 false,
             );
-            add(
-                Some(n),
-                format!("{n}/haplane.service"),
-                haplane::unit(&ctx, node),
-                false,
-            );
-            add(
-                Some(n),
-                format!("{n}/classic/keepalived.conf"),
-                keepalived_conf(cluster, node),
-                cluster.vip.auth_pass.is_some(),
-            );
-            add(
-                Some(n),
-                format!("{n}/classic/haproxy.cfg"),
-                haproxy_cfg(cluster, node, opts),
-                false,
-            );
-        } else if node.is(Role::Worker) {
-            add(
-                Some(n),
-                format!("{n}/kubeadm.yaml"),
-                kubeadm::render(&ctx, node),
-                true,
-            );
-            if lb.enabled && !lb.node_local_listen.is_empty() {
+        }
+        let node_local =
+            node.is(Role::Worker) && !vrrp && lb.enabled && !lb.node_local_listen.is_empty();
+        // haplane has work on a node that carries the VIP, balances locally or elects.
+        if vrrp || node_local || cluster.runs_elections(node) {
+            if kubelet {
                 add(
                     Some(n),
                     format!("{n}/haplane.yaml"),
                     haplane::manifest(&ctx, node),
                     false,
                 );
-                add(
-                    Some(n),
-                    format!("{n}/haplane.service"),
-                    haplane::unit(&ctx, node),
-                    false,
-                );
-                add(
-                    Some(n),
-                    format!("{n}/classic/haproxy.cfg"),
-                    haproxy_cfg(cluster, node, opts),
-                    false,
-                );
             }
+            add(
+                Some(n),
+                format!("{n}/haplane.service"),
+                haplane::unit(&ctx, node),
+                false,
+            );
+        }
+        if vrrp {
+            add(
+                Some(n),
+                format!("{n}/classic/keepalived.conf"),
+                keepalived_conf(cluster, node),
+                cluster.vip.auth_pass.is_some(),
+            );
+        }
+        if (vrrp && lb.enabled) || node_local {
+            add(
+                Some(n),
+                format!("{n}/classic/haproxy.cfg"),
+                haproxy_cfg(cluster, node, opts),
+                false,
+            );
         }
         if node.is(Role::Etcd)
             && cluster.etcd.as_ref().map(|e| e.topology) == Some(config::EtcdTopology::External)

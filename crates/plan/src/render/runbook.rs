@@ -32,16 +32,8 @@ pub(crate) fn render(ctx: &Ctx) -> String {
         "| node | address | roles | VRRP priority |\n|---|---|---|---|"
     );
     for n in &c.nodes {
-        let roles: Vec<&str> = n
-            .roles
-            .iter()
-            .map(|r| match r {
-                Role::Master => "master",
-                Role::Worker => "worker",
-                Role::Etcd => "etcd",
-            })
-            .collect();
-        let prio = if n.is(Role::Master) {
+        let roles: Vec<&str> = n.roles.iter().map(|r| r.as_str()).collect();
+        let prio = if c.runs_vrrp(n) {
             n.priority.to_string()
         } else {
             "-".into()
@@ -97,36 +89,7 @@ pub(crate) fn render(ctx: &Ctx) -> String {
         step += 1;
     }
 
-    let names: Vec<&str> = masters.iter().map(|m| m.name.as_str()).collect();
-    let _ = writeln!(
-        s,
-        "## {step}. haplane on the masters ({})\n\nOn each master, either install the Debian package and the unit, or load the image and\nthe static pod (not both; `scripts/package` builds both artifacts, see docs/install.md):\n\n```sh\n# the unit\ndpkg -i haplane_{version}_amd64.deb\ninstall -D -m 0644 NODE/haplane.service /etc/systemd/system/haplane.service && systemctl enable --now haplane\n# or the static pod: the kubelet runs it (image {image})\n{import}install -D -m 0644 NODE/haplane.yaml /etc/kubernetes/manifests/haplane.yaml\n```\n\nThe static pod runs as soon as the kubelet does; it needs no apiserver, so the VIP is up\nbefore `kubeadm init`.{}{commands}\n\nVerify: exactly one master holds the VIP, and it is the highest-priority one.\n\n```sh\nip -br addr show dev {iface} | grep -w {vip}\ncurl -s http://{}/status\n```\n",
-        names.join(", "),
-        if c.fencing() == config::Fencing::Quorum && topology == EtcdTopology::Stacked {
-            " With `fencing: quorum` and stacked etcd the VIP appears only once kubeadm's etcd\nruns during `kubeadm init`; haplane keeps retrying until then."
-        } else {
-            ""
-        },
-        c.status.listen,
-        version = env!("CARGO_PKG_VERSION"),
-        image = c.kubernetes.haplane_image,
-        import = if c.kubernetes.haplane_image.starts_with("localhost/") {
-            format!(
-                "ctr -n k8s.io images import haplane-{}-oci.tar && crictl images | grep haplane\n",
-                env!("CARGO_PKG_VERSION")
-            )
-        } else {
-            String::new()
-        },
-        commands = if c.vip.track.is_empty()
-            && c.vip.notify.is_none()
-            && c.elections.iter().all(|e| e.exec.is_none())
-        {
-            ""
-        } else {
-            "\nThis cluster file runs commands (track scripts, notify or exec actions): the image holds\nonly haplane, so use the unit, which runs them on the host."
-        },
-    );
+    vip_nodes_step(ctx, &mut s, step);
     step += 1;
 
     let first = ctx.first;
@@ -203,8 +166,13 @@ pub(crate) fn render(ctx: &Ctx) -> String {
 
     let _ = writeln!(
         s,
-        "## {step}. Drill: prove the failover before you need it\n\nFrom a machine outside the cluster, watch the API through the VIP:\n\n```sh\nwhile sleep 0.2; do date +%T.%N | cut -c1-12; curl -sk -m 1 https://{endpoint}/readyz; echo; done\n```\n\n1. On the VIP holder, stop haplane (`systemctl stop haplane`, or move\n   `/etc/kubernetes/manifests/haplane.yaml` away). It advertises priority 0, so a backup takes\n   the VIP within about one advert interval ({}). Check with `ip -br addr show dev {iface}` on\n   every master: exactly one holds {vip}.\n2. Put haplane back. With `preempt: {}` the VIP {}.\n3. Stop the apiserver on one master (move `kube-apiserver.yaml` out of\n   `/etc/kubernetes/manifests`): the balancer marks it down after {} failed checks and closes\n   its sessions; `kubectl get nodes` keeps working. Put it back.\n4. Note that a moving VIP resets every connection through it; clients reconnect.\n",
+        "## {step}. Drill: prove the failover before you need it\n\nFrom a machine outside the cluster, watch the API through the VIP:\n\n```sh\nwhile sleep 0.2; do date +%T.%N | cut -c1-12; curl -sk -m 1 https://{endpoint}/readyz; echo; done\n```\n\n1. On the VIP holder, stop haplane (`systemctl stop haplane`, or move\n   `/etc/kubernetes/manifests/haplane.yaml` away). It advertises priority 0, so a backup takes\n   the VIP within about one advert interval ({}). Check with `ip -br addr show dev {iface}` on\n   every {}: exactly one holds {vip}.\n2. Put haplane back. With `preempt: {}` the VIP {}.\n3. Stop the apiserver on one master (move `kube-apiserver.yaml` out of\n   `/etc/kubernetes/manifests`): the balancer marks it down after {} failed checks and closes\n   its sessions; `kubectl get nodes` keeps working. Put it back.\n4. Note that a moving VIP resets every connection through it; clients reconnect.\n",
         c.vip.advert_interval,
+        if c.has_lb_nodes() {
+            "lb node"
+        } else {
+            "master"
+        },
         c.vip.preempt,
         if c.vip.preempt {
             "returns to the highest priority"
@@ -214,4 +182,108 @@ pub(crate) fn render(ctx: &Ctx) -> String {
         c.load_balancer.health_check.fall
     );
     s
+}
+
+/// The step that brings the VIP up before `kubeadm init`: haplane on the nodes that carry it
+/// (the masters, or the dedicated `lb` nodes), and on masters that only run elections.
+fn vip_nodes_step(ctx: &Ctx, s: &mut String, step: usize) {
+    let c = ctx.c;
+    let iface = &c.vip.interface;
+    let vip = c.vip.address.addr;
+    let topology = c.etcd.as_ref().map(|e| e.topology).unwrap_or_default();
+    let routers: Vec<&str> = c.vrrp_nodes().map(|n| n.name.as_str()).collect();
+    let lb = c.has_lb_nodes();
+    let _ = writeln!(
+        s,
+        "## {step}. haplane on the {} ({})\n",
+        if lb { "lb nodes" } else { "masters" },
+        routers.join(", ")
+    );
+    if lb {
+        let _ = writeln!(
+            s,
+            "These nodes carry the VIP and balance it across the masters' apiservers; they run no\napiserver and no etcd. Install the Debian package and the unit (a node that also has a\nkubelet, role `worker`, may use the image and the static pod `NODE/haplane.yaml` instead):\n\n```sh\ndpkg -i haplane_{version}_amd64.deb\ninstall -D -m 0644 NODE/haplane.service /etc/systemd/system/haplane.service && systemctl enable --now haplane\n```\n\nThe VIP comes up at once, before any apiserver exists; the balancer's backends stay down\nuntil `kubeadm init`.",
+            version = env!("CARGO_PKG_VERSION")
+        );
+        if c.load_balancer.enabled
+            && c.load_balancer.health_check.kind == config::CheckType::Https
+            && let Some(ca) = &c.load_balancer.health_check.ca_file
+        {
+            let _ = writeln!(
+                s,
+                "\nThe HTTPS checks verify the apiservers with `{}`, which `kubeadm init` creates on the\nfirst master. Until it exists on an lb node that node checks with TCP connects; copy it\nafter the init step:\n\n```sh\nscp {}:{ca} LB_NODE:{ca}   # for every lb node\n```",
+                ca.display(),
+                ctx.first.name,
+                ca = ca.display()
+            );
+        }
+        if c.fencing() == config::Fencing::Quorum {
+            let etcd = c.etcd.as_ref();
+            let files: Vec<String> = etcd
+                .into_iter()
+                .flat_map(|e| [&e.ca_file, &e.cert_file, &e.key_file])
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect();
+            let _ = writeln!(
+                s,
+                "\nWith `fencing: quorum` an lb node holds the VIP only while it leads the VIP's election in\nthe masters' etcd ({}), as a client over the network: an lb node cut off from the\nmasters gives the VIP up, and the other lb node takes it if it still reaches the quorum.\nThe fence arms the first time a node reaches etcd; before `kubeadm init` the VIP follows\nplain VRRP.{}",
+                c.etcd_endpoints().join(", "),
+                if files.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " Copy the etcd client files ({}) to the same paths on every lb node.",
+                        files.join(", ")
+                    )
+                }
+            );
+        }
+        let electing: Vec<&str> = c
+            .masters()
+            .filter(|m| c.runs_elections(m))
+            .map(|m| m.name.as_str())
+            .collect();
+        if !electing.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nThe masters ({}) run haplane for the elections and snapshots only (no VIP, no\nbalancer): install `NODE/haplane.yaml` or `NODE/haplane.service` on each the same way; it\nwaits for etcd.",
+                electing.join(", ")
+            );
+        }
+    } else {
+        let _ = writeln!(
+            s,
+            "On each master, either install the Debian package and the unit, or load the image and\nthe static pod (not both; `scripts/package` builds both artifacts, see docs/install.md):\n\n```sh\n# the unit\ndpkg -i haplane_{version}_amd64.deb\ninstall -D -m 0644 NODE/haplane.service /etc/systemd/system/haplane.service && systemctl enable --now haplane\n# or the static pod: the kubelet runs it (image {image})\n{import}install -D -m 0644 NODE/haplane.yaml /etc/kubernetes/manifests/haplane.yaml\n```\n\nThe static pod runs as soon as the kubelet does; it needs no apiserver, so the VIP is up\nbefore `kubeadm init`.{}{commands}",
+            if c.fencing() == config::Fencing::Quorum && topology == EtcdTopology::Stacked {
+                " With `fencing: quorum` and stacked etcd the VIP appears only once kubeadm's etcd\nruns during `kubeadm init`; haplane keeps retrying until then."
+            } else {
+                ""
+            },
+            version = env!("CARGO_PKG_VERSION"),
+            image = c.kubernetes.haplane_image,
+            import = if c.kubernetes.haplane_image.starts_with("localhost/") {
+                format!(
+                    "ctr -n k8s.io images import haplane-{}-oci.tar && crictl images | grep haplane\n",
+                    env!("CARGO_PKG_VERSION")
+                )
+            } else {
+                String::new()
+            },
+            commands = if c.vip.track.is_empty()
+                && c.vip.notify.is_none()
+                && c.elections.iter().all(|e| e.exec.is_none())
+            {
+                ""
+            } else {
+                "\nThis cluster file runs commands (track scripts, notify or exec actions): the image holds\nonly haplane, so use the unit, which runs them on the host."
+            },
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nVerify: exactly one {} holds the VIP, and it is the highest-priority one.\n\n```sh\nip -br addr show dev {iface} | grep -w {vip}\ncurl -s http://{}/status\n```\n",
+        if lb { "lb node" } else { "master" },
+        c.status.listen
+    );
 }
