@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use config::{Dur, Garp, IpNet, TrackScript, VrrpVersion};
 
-use super::{ImportError, Report};
+use super::{ImportError, Origin, Report};
 
 /// One token with where it came from.
 #[derive(Debug, Clone)]
@@ -31,6 +31,13 @@ pub(crate) struct Item {
     pub children: Option<Vec<Item>>,
 }
 
+/// The `state` a keepalived instance starts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialState {
+    Master,
+    Backup,
+}
+
 /// The VRRP settings read from one keepalived.conf.
 #[derive(Debug, Clone)]
 pub struct Keepalived {
@@ -38,20 +45,27 @@ pub struct Keepalived {
     pub router_id: Option<String>,
     pub vip: IpNet,
     pub vip_line: usize,
+    /// The VIP was written without a prefix length and got /24 (/64).
+    pub vip_prefix_assumed: bool,
     pub vrid: u8,
     pub version: VrrpVersion,
     pub interface: Option<String>,
     pub priority: Option<u8>,
     pub priority_line: usize,
+    /// `state MASTER` or `state BACKUP`, when given.
+    pub state: Option<InitialState>,
     pub advert: Option<Dur>,
     pub preempt: bool,
     pub preempt_delay: Option<Dur>,
-    pub src_ip: Option<IpAddr>,
-    pub unicast_peers: Vec<IpAddr>,
+    /// `unicast_src_ip` or `mcast_src_ip`: this node's address.
+    pub src_ip: Option<(IpAddr, Origin)>,
+    pub unicast_peers: Vec<(IpAddr, Origin)>,
     pub auth_pass: Option<String>,
     pub garp: Option<Garp>,
     pub notify: Option<Vec<String>>,
     pub track: Vec<TrackScript>,
+    /// The line each cluster-file key came from (`vip.vrid`, `vip.track[0]`, ...).
+    pub origins: Vec<(String, Origin)>,
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -293,6 +307,9 @@ pub(crate) fn split_script(s: &str) -> Vec<String> {
     out
 }
 
+/// The lines of a vrrp_script's keys, by suffix (`""` for the block, `.weight`, `.command`).
+type ScriptKeys = Vec<(&'static str, Origin)>;
+
 fn templated(item: &Item) -> bool {
     item.args.iter().any(|a| a.contains('$'))
 }
@@ -302,8 +319,9 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
     let items = parse_file(path, report)?;
     let mut router_id = None;
     let mut version = None;
+    let mut origins: Vec<(String, Origin)> = Vec::new();
     let mut garp: Option<Garp> = None;
-    let mut scripts: Vec<(TrackScript, &Item)> = Vec::new();
+    let mut scripts: Vec<(TrackScript, &Item, ScriptKeys)> = Vec::new();
     let mut instances: Vec<&Item> = Vec::new();
     for item in &items {
         match item.key.as_str() {
@@ -317,8 +335,12 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                             &g.text,
                             "parameter substitution ($NAME) is not resolved; set the value by hand",
                         ),
-                        "router_id" => router_id = Some(arg.to_string()),
+                        "router_id" => {
+                            router_id = Some(arg.to_string());
+                            origins.push(("cluster".into(), Origin::of(g)));
+                        }
                         "vrrp_version" => {
+                            origins.push(("vip.version".into(), Origin::of(g)));
                             version = Some(if arg == "3" {
                                 VrrpVersion::V3
                             } else {
@@ -326,17 +348,21 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                             })
                         }
                         "vrrp_garp_master_repeat" => {
+                            origins.push(("vip.garp.repeat".into(), Origin::of(g)));
                             garp.get_or_insert_with(Garp::default).repeat = arg.parse().unwrap_or(5)
                         }
                         "vrrp_garp_master_delay" => {
+                            origins.push(("vip.garp.delay".into(), Origin::of(g)));
                             garp.get_or_insert_with(Garp::default).delay =
                                 secs(arg).unwrap_or(Dur::from_secs(5))
                         }
                         "vrrp_garp_interval" => {
+                            origins.push(("vip.garp.interval".into(), Origin::of(g)));
                             garp.get_or_insert_with(Garp::default).interval =
                                 secs(arg).unwrap_or_default()
                         }
                         "vrrp_garp_master_refresh" => {
+                            origins.push(("vip.garp.refresh".into(), Origin::of(g)));
                             garp.get_or_insert_with(Garp::default).refresh =
                                 secs(arg).unwrap_or_default()
                         }
@@ -361,8 +387,21 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                     fall: 1,
                     weight: 0,
                 };
+                let mut keys = vec![("", Origin::of(item))];
                 for s in item.children.as_deref().unwrap_or_default() {
                     let arg = s.args.first().map(String::as_str).unwrap_or("");
+                    let suffix = match s.key.as_str() {
+                        "script" => ".command",
+                        "interval" => ".interval",
+                        "timeout" => ".timeout",
+                        "rise" => ".rise",
+                        "fall" => ".fall",
+                        "weight" => ".weight",
+                        _ => "",
+                    };
+                    if !suffix.is_empty() {
+                        keys.push((suffix, Origin::of(s)));
+                    }
                     match s.key.as_str() {
                         "script" => t.command = split_script(&s.args.join(" ")),
                         "interval" => t.interval = secs(arg).unwrap_or(Dur::from_secs(1)),
@@ -378,7 +417,7 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                         ),
                     }
                 }
-                scripts.push((t, item));
+                scripts.push((t, item, keys));
             }
             "vrrp_instance" => instances.push(item),
             _ => report.unmapped(
@@ -411,11 +450,13 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
             prefix: 32,
         },
         vip_line: inst.line,
+        vip_prefix_assumed: false,
         vrid: 0,
         version: version.unwrap_or(VrrpVersion::V2),
         interface: None,
         priority: None,
         priority_line: inst.line,
+        state: None,
         advert: None,
         preempt: true,
         preempt_delay: None,
@@ -425,6 +466,7 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
         garp,
         notify: None,
         track: Vec::new(),
+        origins,
     };
     let mut have_vip = false;
     let mut explicit_version = version.is_some();
@@ -439,16 +481,30 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
             );
             continue;
         }
+        let key = |k: &mut Keepalived, path: &str| k.origins.push((path.into(), Origin::of(s)));
         match s.key.as_str() {
-            "state" => report.unmapped(
-                &s.file,
-                s.line,
-                &s.text,
-                "haplane starts every node as backup; the priority decides the master",
-            ),
-            "interface" => k.interface = Some(arg.to_string()),
+            "state" => {
+                k.state = match arg {
+                    "MASTER" => Some(InitialState::Master),
+                    "BACKUP" => Some(InitialState::Backup),
+                    _ => None,
+                };
+                report.unmapped(
+                    &s.file,
+                    s.line,
+                    &s.text,
+                    "haplane starts every node as backup; the priority decides the master",
+                )
+            }
+            "interface" => {
+                key(&mut k, "vip.interface");
+                k.interface = Some(arg.to_string())
+            }
             "virtual_router_id" => match arg.parse::<u8>() {
-                Ok(v) if v > 0 => k.vrid = v,
+                Ok(v) if v > 0 => {
+                    key(&mut k, "vip.vrid");
+                    k.vrid = v
+                }
                 _ => report.unmapped(&s.file, s.line, &s.text, "not a VRID in 1..=255"),
             },
             "priority" => match arg.parse::<u8>() {
@@ -458,8 +514,12 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                 }
                 _ => report.unmapped(&s.file, s.line, &s.text, "not a priority in 1..=255"),
             },
-            "advert_int" => k.advert = secs(arg),
+            "advert_int" => {
+                key(&mut k, "vip.advertInterval");
+                k.advert = secs(arg)
+            }
             "version" => {
+                key(&mut k, "vip.version");
                 k.version = if arg == "3" {
                     VrrpVersion::V3
                 } else {
@@ -467,19 +527,25 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                 };
                 explicit_version = true;
             }
-            "nopreempt" => k.preempt = false,
+            "nopreempt" => {
+                key(&mut k, "vip.preempt");
+                k.preempt = false
+            }
             "preempt" => k.preempt = true,
-            "preempt_delay" => k.preempt_delay = secs(arg),
+            "preempt_delay" => {
+                key(&mut k, "vip.preemptDelay");
+                k.preempt_delay = secs(arg)
+            }
             "mcast_src_ip" | "unicast_src_ip" => match arg.parse() {
-                Ok(a) => k.src_ip = Some(a),
+                Ok(a) => k.src_ip = Some((a, Origin::of(s))),
                 Err(_) => report.unmapped(&s.file, s.line, &s.text, "not an IP address"),
             },
             "unicast_peer" => {
                 for p in s.children.as_deref().unwrap_or_default() {
                     match p.key.parse() {
-                        Ok(a) if p.args.is_empty() => k.unicast_peers.push(a),
+                        Ok(a) if p.args.is_empty() => k.unicast_peers.push((a, Origin::of(p))),
                         Ok(a) => {
-                            k.unicast_peers.push(a);
+                            k.unicast_peers.push((a, Origin::of(p)));
                             report.unmapped(
                                 &p.file,
                                 p.line,
@@ -496,7 +562,10 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                 for a in s.children.as_deref().unwrap_or_default() {
                     match a.key.as_str() {
                         "auth_type" => kind = a.args.first().cloned(),
-                        "auth_pass" => k.auth_pass = a.args.first().cloned(),
+                        "auth_pass" => {
+                            k.origins.push(("vip.authPass".into(), Origin::of(a)));
+                            k.auth_pass = a.args.first().cloned()
+                        }
                         _ => {
                             report.unmapped(&a.file, a.line, &a.text, "unknown authentication key")
                         }
@@ -516,24 +585,28 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                 for t in s.children.as_deref().unwrap_or_default() {
                     match scripts
                         .iter()
-                        .find(|(_, it)| it.args.first() == Some(&t.key))
+                        .find(|(_, it, _)| it.args.first() == Some(&t.key))
                     {
-                        Some((script, _)) => {
+                        Some((script, _, keys)) => {
                             let mut script = script.clone();
-                            // A weight on the track_script line overrides the script's (keepalived.conf(5)).
-                            if let [w] = t.args.as_slice()
-                                && let Ok(w) = w.parse()
-                            {
-                                script.weight = w;
-                            } else if t.args.len() > 1
-                                || t.args.first().is_some_and(|a| a.parse::<i16>().is_err())
-                            {
-                                report.unmapped(
+                            let at = format!("vip.track[{}]", k.track.len());
+                            for (suffix, origin) in keys {
+                                k.origins.push((format!("{at}{suffix}"), origin.clone()));
+                            }
+                            // `NAME weight N` on the track_script line overrides the script's
+                            // weight (keepalived.conf(5), track_script).
+                            match t.args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                                [] => {}
+                                ["weight", w] | [w] if w.parse::<i16>().is_ok() => {
+                                    script.weight = w.parse().unwrap_or(script.weight);
+                                    k.origins.push((format!("{at}.weight"), Origin::of(t)));
+                                }
+                                _ => report.unmapped(
                                     &t.file,
                                     t.line,
                                     &t.text,
-                                    "only a plain weight override is supported",
-                                );
+                                    "only `weight N` is carried over (not `reverse`); the script's own weight was kept",
+                                ),
                             }
                             k.track.push(script);
                         }
@@ -555,16 +628,21 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                         continue;
                     }
                     match vip(v, report) {
-                        Some(net) => {
+                        Some((net, assumed)) => {
                             k.vip = net;
+                            k.vip_prefix_assumed = assumed;
                             k.vip_line = v.line;
+                            k.origins.push(("vip.address".into(), Origin::of(v)));
                             have_vip = true;
                         }
                         None => report.unmapped(&v.file, v.line, &v.text, "not an address"),
                     }
                 }
             }
-            "notify" => k.notify = Some(split_script(&s.args.join(" "))),
+            "notify" => {
+                key(&mut k, "vip.notify");
+                k.notify = Some(split_script(&s.args.join(" ")))
+            }
             "garp_master_delay" => {
                 k.garp.get_or_insert_with(Garp::default).delay =
                     secs(arg).unwrap_or(Dur::from_secs(5))
@@ -581,7 +659,7 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
             _ => report.unmapped(&s.file, s.line, &s.text, "no haplane equivalent"),
         }
     }
-    for (script, item) in &scripts {
+    for (script, item, _) in &scripts {
         if !k.track.iter().any(|t| t.name == script.name) {
             report.unmapped(
                 &item.file,
@@ -617,7 +695,7 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
     Ok(k)
 }
 
-fn vip(v: &Item, report: &mut Report) -> Option<IpNet> {
+fn vip(v: &Item, report: &mut Report) -> Option<(IpNet, bool)> {
     let text = v.key.as_str();
     let (net, assumed) = match text.parse::<IpNet>() {
         Ok(n) => (n, false),
@@ -650,5 +728,5 @@ fn vip(v: &Item, report: &mut Report) -> Option<IpNet> {
             );
         }
     }
-    Some(net)
+    Some((net, assumed))
 }

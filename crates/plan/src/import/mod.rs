@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 use config::{
     ApiServer, Backend, Cluster, Dur, IpNet, Kubernetes, ListenAddr, LoadBalancer, Node, Role,
-    Status, Vip,
+    Severity, Status, Vip,
 };
 use serde::Serialize;
 
 pub use haproxy::Haproxy;
-pub use keepalived::Keepalived;
+pub use keepalived::{InitialState, Keepalived};
 
 /// Why an import failed outright.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,9 @@ pub enum ImportError {
     /// The instance has no usable virtual_router_id.
     #[error("{path}: vrrp_instance {instance} has no usable virtual_router_id")]
     NoVrid { path: PathBuf, instance: String },
+    /// The files parse, but the cluster file they describe breaks haplane's rules.
+    #[error("cannot import: {} line(s) describe what haplane refuses:\n{}", .problems.len(), rejections(.problems))]
+    Rejected { problems: Vec<Rejection> },
 }
 
 /// A line that was not carried over, or carried over with an assumption.
@@ -84,6 +87,8 @@ pub struct ImportResult {
     pub unmapped: Vec<Unmapped>,
     /// Lines carried over with an assumption worth checking.
     pub notes: Vec<Unmapped>,
+    /// What `haplane check` warns about in the result (errors make the import fail).
+    pub warnings: Vec<config::Finding>,
 }
 
 /// Collects what happened to every line.
@@ -133,15 +138,115 @@ pub(crate) fn sanitize(name: &str) -> String {
     }
 }
 
+/// Where a cluster-file key came from: a line of keepalived.conf or haproxy.cfg.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub file: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// The line's text, trimmed.
+    pub text: String,
+}
+
+impl Origin {
+    pub(crate) fn of(item: &keepalived::Item) -> Origin {
+        Origin {
+            file: item.file.clone(),
+            line: item.line,
+            text: item.text.trim().to_string(),
+        }
+    }
+}
+
+/// One rule the imported cluster would break, with the source line that produced the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    /// The source line.
+    pub origin: Origin,
+    /// The cluster-file key the finding is about, e.g. `vip.track[0].weight`.
+    pub key: String,
+    /// The rule's message (what `haplane check` would print).
+    pub message: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {} (it would become {}, which haplane check rejects)",
+            self.origin.file.display(),
+            self.origin.line,
+            self.origin.text,
+            self.message,
+            self.key
+        )
+    }
+}
+
+fn rejections(list: &[Rejection]) -> String {
+    list.iter()
+        .map(|r| format!("  {r}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The source line of every key the import set; the longest matching key wins.
+#[derive(Debug, Default)]
+struct Origins(Vec<(String, Origin)>);
+
+impl Origins {
+    fn add(&mut self, key: impl Into<String>, origin: Origin) {
+        self.0.push((key.into(), origin));
+    }
+
+    /// The origin of `path` (or of its nearest parent key), latest entry first.
+    fn find(&self, path: &str) -> Option<&Origin> {
+        self.0
+            .iter()
+            .rev()
+            .filter(|(k, _)| {
+                path == k
+                    || path
+                        .strip_prefix(k.as_str())
+                        .is_some_and(|rest| rest.starts_with(['.', '[', ' ']))
+            })
+            .max_by_key(|(k, _)| k.len())
+            .map(|(_, o)| o)
+    }
+}
+
 /// Import a keepalived.conf and, optionally, a haproxy.cfg.
+///
+/// The result always passes the cluster file's rules, the ones `haplane check` and `haplane
+/// plan` run: when a file keepalived and haproxy accept cannot become such a cluster file,
+/// the import fails with [`ImportError::Rejected`], naming each source line and the reason.
 pub fn import(keepalived: &Path, haproxy: Option<&Path>) -> Result<ImportResult, ImportError> {
     let mut report = Report::default();
     let k = keepalived::read(keepalived, &mut report)?;
     let h = match haproxy {
-        Some(p) => Some(haproxy::read(p, &mut report)?),
+        Some(p) => Some(haproxy::read(p, k.vip.addr.is_ipv4(), &mut report)?),
         None => None,
     };
-    let cluster = build(&k, h.as_ref(), &mut report);
+    let (cluster, origins) = build(&k, h.as_ref(), &mut report);
+    let findings = cluster.validate();
+    let fallback = Origin {
+        file: k.file.clone(),
+        line: k.vip_line,
+        text: k.vip.to_string(),
+    };
+    let rejected: Vec<Rejection> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| Rejection {
+            origin: origins.find(&f.path).unwrap_or(&fallback).clone(),
+            key: f.path.clone(),
+            message: f.message.clone(),
+        })
+        .collect();
+    if !rejected.is_empty() {
+        tracing::debug!(file = %k.file.display(), errors = rejected.len(), "import rejected");
+        return Err(ImportError::Rejected { problems: rejected });
+    }
     let mut yaml = String::from(
         "# Imported by haplane import. Check every note, then validate with haplane plan.\n",
     );
@@ -157,55 +262,202 @@ pub fn import(keepalived: &Path, haproxy: Option<&Path>) -> Result<ImportResult,
             yaml.push_str(&format!("#   {u}\n"));
         }
     }
+    if !findings.is_empty() {
+        yaml.push_str("#\n# Warnings (haplane check prints them too):\n");
+        for f in &findings {
+            yaml.push_str(&format!("#   {f}\n"));
+        }
+    }
     yaml.push_str(&cluster.to_yaml());
     Ok(ImportResult {
         cluster,
         cluster_yaml: yaml,
         unmapped: report.unmapped,
         notes: report.notes,
+        warnings: findings,
     })
 }
 
-fn build(k: &Keepalived, h: Option<&Haproxy>, report: &mut Report) -> Cluster {
+/// A node named by the files, before its roles are known.
+struct Candidate {
+    name: String,
+    address: IpAddr,
+    origin: Origin,
+    /// Named by keepalived.conf: this node (`*_src_ip`) or a `unicast_peer`.
+    vrrp: bool,
+    /// A haproxy `server`: an apiserver.
+    server: bool,
+    /// The name came from the files (router_id, a server name), not made up (node-1, peer-N).
+    named: bool,
+}
+
+/// Who carries the VIP and who runs the apiservers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Topology {
+    /// keepalived runs on the apiserver hosts (kubeadm's static-pod option).
+    Stacked,
+    /// keepalived + haproxy on their own hosts in front of the masters (seed 004).
+    Dedicated,
+    /// keepalived on some apiserver hosts and on others that are not.
+    Mixed,
+}
+
+fn build(k: &Keepalived, h: Option<&Haproxy>, report: &mut Report) -> (Cluster, Origins) {
     let file = &k.file;
-    let family_v4 = k.vip.addr.is_ipv4();
-    // Nodes, merged by address: this node first, then unicast peers, then haproxy servers.
-    let mut nodes: Vec<Node> = Vec::new();
-    let add = |nodes: &mut Vec<Node>, name: String, address: IpAddr| {
-        if !nodes.iter().any(|n| n.address == address) {
-            let mut name = sanitize(&name);
-            if nodes.iter().any(|n| n.name == name) {
-                name = format!("{name}-{}", nodes.len() + 1);
-            }
-            nodes.push(Node {
-                name,
-                address,
-                priority: 100,
-                roles: vec![Role::Master],
-                interface: None,
-            });
-        }
-    };
-    let own_name = k.router_id.clone().unwrap_or_else(|| "node-1".into());
-    if let Some(src) = k.src_ip {
-        add(&mut nodes, own_name.clone(), src);
+    let mut origins = Origins(k.origins.clone());
+    if let Some(h) = h {
+        origins.0.extend(h.origins.iter().cloned());
     }
-    for (i, peer) in k.unicast_peers.iter().enumerate() {
-        add(&mut nodes, format!("peer-{}", i + 1), *peer);
+    let family_v4 = k.vip.addr.is_ipv4();
+    let own_name = k.router_id.clone().unwrap_or_else(|| "node-1".into());
+    let mut cands: Vec<Candidate> = Vec::new();
+    let add = |cands: &mut Vec<Candidate>,
+               name: String,
+               address: IpAddr,
+               origin: &Origin,
+               vrrp: bool,
+               server: bool,
+               report: &mut Report| {
+        if address.is_ipv4() != family_v4 {
+            report.unmapped(
+                &origin.file,
+                origin.line,
+                &origin.text,
+                format!(
+                    "{address} is not of the VIP's family ({}); one VRRP instance carries one family",
+                    k.vip.addr
+                ),
+            );
+            return;
+        }
+        if let Some(c) = cands.iter_mut().find(|c| c.address == address) {
+            c.vrrp |= vrrp;
+            c.server |= server;
+            // A server name from haproxy is usually the host name; prefer it over peer-N.
+            if server && !c.named {
+                c.name = name;
+                c.named = true;
+            }
+            return;
+        }
+        cands.push(Candidate {
+            name,
+            address,
+            origin: origin.clone(),
+            vrrp,
+            server,
+            named: server,
+        });
+    };
+    if let Some((src, origin)) = &k.src_ip {
+        add(
+            &mut cands,
+            own_name.clone(),
+            *src,
+            origin,
+            true,
+            false,
+            report,
+        );
+        if let Some(c) = cands.first_mut() {
+            c.named = k.router_id.is_some();
+        }
+    }
+    for (i, (peer, origin)) in k.unicast_peers.iter().enumerate() {
+        add(
+            &mut cands,
+            format!("peer-{}", i + 1),
+            *peer,
+            origin,
+            true,
+            false,
+            report,
+        );
     }
     if let Some(h) = h {
         for s in &h.servers {
-            if let Some(n) = nodes.iter_mut().find(|n| n.address == s.address.ip()) {
-                // A server name from haproxy is usually the host name; prefer it over peer-N.
-                if n.name.starts_with("peer-") {
-                    n.name = sanitize(&s.name);
-                }
-            } else {
-                add(&mut nodes, s.name.clone(), s.address.ip());
-            }
+            let origin = &s.origin;
+            add(
+                &mut cands,
+                s.name.clone(),
+                s.address.ip(),
+                origin,
+                false,
+                true,
+                report,
+            );
         }
     }
-    nodes.retain(|n| n.address.is_ipv4() == family_v4);
+    let vrrp_known = cands.iter().any(|c| c.vrrp);
+    let servers_known = cands.iter().any(|c| c.server);
+    let unicast = !k.unicast_peers.is_empty();
+    let topology = if !servers_known {
+        Topology::Stacked
+    } else if !vrrp_known {
+        // Nothing names the keepalived hosts. A haproxy that binds every address at the very
+        // port its servers listen on cannot share a host with an apiserver: its own host.
+        if h.is_some_and(|h| h.wildcard_bind_on_server_port()) {
+            Topology::Dedicated
+        } else {
+            Topology::Stacked
+        }
+    } else if cands.iter().filter(|c| c.vrrp).all(|c| !c.server) {
+        Topology::Dedicated
+    } else if cands.iter().filter(|c| c.vrrp).all(|c| c.server)
+        && (!unicast || cands.iter().all(|c| c.vrrp))
+    {
+        // Multicast names only this node, so every master is assumed to run keepalived.
+        Topology::Stacked
+    } else {
+        Topology::Mixed
+    };
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut node_origin: Vec<Origin> = Vec::new();
+    let push = |nodes: &mut Vec<Node>, name: &str, address: IpAddr, roles: Vec<Role>| {
+        let mut name = sanitize(name);
+        if nodes.iter().any(|n| n.name == name) {
+            name = format!("{name}-{}", nodes.len() + 1);
+        }
+        nodes.push(Node {
+            name,
+            address,
+            priority: 100,
+            roles,
+            interface: None,
+        });
+    };
+    if topology == Topology::Dedicated && !vrrp_known {
+        let placeholder = placeholder_address(k.vip);
+        report.unmapped.push(Unmapped {
+            file: file.clone(),
+            line: k.vip_line,
+            text: k.vip.to_string(),
+            reason: format!(
+                "this keepalived node's address is not in the file (no unicast_src_ip or mcast_src_ip); it became lb node {} with the placeholder {placeholder}: replace it and add the other lb node",
+                sanitize(&own_name)
+            ),
+        });
+        push(&mut nodes, &own_name, placeholder, vec![Role::Lb]);
+        node_origin.push(Origin {
+            file: file.clone(),
+            line: k.vip_line,
+            text: k.vip.to_string(),
+        });
+    }
+    for c in &cands {
+        let roles = match topology {
+            Topology::Stacked => vec![Role::Master],
+            Topology::Dedicated if c.server => vec![Role::Master],
+            Topology::Dedicated => vec![Role::Lb],
+            Topology::Mixed => match (c.server, c.vrrp) {
+                (true, true) => vec![Role::Master, Role::Lb],
+                (true, false) => vec![Role::Master],
+                _ => vec![Role::Lb],
+            },
+        };
+        push(&mut nodes, &c.name, c.address, roles);
+        node_origin.push(c.origin.clone());
+    }
     if nodes.is_empty() {
         // Nothing names a node: invent one in the VIP's subnet and say so loudly.
         let placeholder = placeholder_address(k.vip);
@@ -217,52 +469,78 @@ fn build(k: &Keepalived, h: Option<&Haproxy>, report: &mut Report) -> Cluster {
                 "no node address in the files (no unicast_src_ip, mcast_src_ip, unicast_peer or haproxy server); nodes[0].address is a placeholder {placeholder}: replace it and add the other masters"
             ),
         });
-        add(&mut nodes, own_name, placeholder);
+        push(&mut nodes, &own_name, placeholder, vec![Role::Master]);
+        node_origin.push(Origin {
+            file: file.clone(),
+            line: k.vip_line,
+            text: k.vip.to_string(),
+        });
     }
-    // Priorities: the file's priority belongs to this node (by source address, else the first).
+    match topology {
+        Topology::Dedicated => report.note(
+            file,
+            k.vip_line,
+            &k.vip.to_string(),
+            "the keepalived nodes are not haproxy's servers: they became lb nodes (VRRP + balancer, no apiserver, no etcd) and the servers became masters",
+        ),
+        Topology::Mixed => report.note(
+            file,
+            k.vip_line,
+            &k.vip.to_string(),
+            "keepalived runs on some of haproxy's servers and on other hosts: every keepalived node got the lb role (masters among them keep master too)",
+        ),
+        Topology::Stacked => {}
+    }
+    let mut vip = k.vip;
+    if k.vip_prefix_assumed {
+        widen_to_cover(&mut vip, &nodes, report, k);
+    }
+    // The file's own node: by its source address, else the placeholder (index 0).
     let own = k
         .src_ip
-        .and_then(|a| nodes.iter().position(|n| n.address == a))
-        .unwrap_or(0);
-    let prio = k.priority.unwrap_or(100);
-    let mut next = prio;
-    for (i, n) in nodes.iter_mut().enumerate() {
-        if i == own {
-            n.priority = prio;
-        } else {
-            next = next.saturating_sub(10).max(1);
-            n.priority = next;
+        .as_ref()
+        .and_then(|(a, _)| nodes.iter().position(|n| n.address == *a))
+        .or_else(|| (topology == Topology::Dedicated && !vrrp_known).then_some(0));
+    let vrrp: Vec<usize> = {
+        let lb = nodes.iter().any(|n| n.is(Role::Lb));
+        (0..nodes.len())
+            .filter(|i| nodes[*i].is(if lb { Role::Lb } else { Role::Master }))
+            .collect()
+    };
+    guess_priorities(k, &mut nodes, &vrrp, own, report);
+    for (i, o) in node_origin.iter().enumerate() {
+        origins.add(format!("nodes[{i}]"), o.clone());
+        if vrrp.contains(&i) {
+            origins.add(
+                format!("nodes[{i}].priority"),
+                Origin {
+                    file: file.clone(),
+                    line: k.priority_line,
+                    text: format!("priority {}", k.priority.unwrap_or(100)),
+                },
+            );
         }
-    }
-    if nodes.len() > 1 {
-        let others: Vec<String> = nodes
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != own)
-            .map(|(_, n)| format!("{} {}", n.name, n.priority))
-            .collect();
-        report.note(
-            file,
-            k.priority_line,
-            &format!("priority {prio}"),
-            format!(
-                "a keepalived.conf holds one node's priority; gave it to {} and assumed {} for the others",
-                nodes[own].name,
-                others.join(", ")
-            ),
-        );
     }
     let mut api_server = ApiServer::default();
     let mut lb = LoadBalancer::default();
     if let Some(h) = h {
-        h.apply(&mut lb, &mut api_server, &nodes);
+        let masters: Vec<&Node> = nodes.iter().filter(|n| n.is(Role::Master)).collect();
+        let vrrp_addresses: Vec<IpAddr> = vrrp.iter().map(|i| nodes[*i].address).collect();
+        h.apply(
+            &mut lb,
+            &mut api_server,
+            &masters,
+            vip.addr,
+            &vrrp_addresses,
+            report,
+        );
     }
     let version = k.version;
-    Cluster {
+    let cluster = Cluster {
         cluster: sanitize(k.router_id.as_deref().unwrap_or("imported")),
         nodes,
         vip: Vip {
-            address: k.vip,
+            address: vip,
             interface: k.interface.clone().unwrap_or_else(|| "eth0".into()),
             vrid: k.vrid,
             version,
@@ -285,6 +563,138 @@ fn build(k: &Keepalived, h: Option<&Haproxy>, report: &mut Report) -> Cluster {
         snapshots: None,
         state_dir: "/var/lib/haplane".into(),
         kubernetes: Kubernetes::default(),
+    };
+    (cluster, origins)
+}
+
+/// A keepalived.conf holds one node's priority. The others are guessed so that the source's
+/// behaviour survives: every tracked weight that moved the VIP still moves it. keepalived
+/// moves the VIP when the failing holder's priority drops strictly below a backup's
+/// (RFC 5798 §6.4.3), so neighbours sit closer together than the smallest weight: kubeadm's
+/// MASTER 101 with weight -2 keeps its BACKUPs at 100, 99 (not 91, 81: 101 - 2 = 99 would
+/// never cross 91).
+fn guess_priorities(
+    k: &Keepalived,
+    nodes: &mut [Node],
+    vrrp: &[usize],
+    own: Option<usize>,
+    report: &mut Report,
+) {
+    let mut prio = k.priority.unwrap_or(100);
+    if prio == 255 {
+        // RFC 5798 §5.2.4: 255 is the address owner's; a floating VIP has none.
+        report.note(
+            &k.file,
+            k.priority_line,
+            "priority 255",
+            "255 is reserved for the owner of the VIP's address (RFC 5798 §5.2.4) and this VIP floats; imported as 254",
+        );
+        prio = 254;
+    }
+    let backup = k.state == Some(InitialState::Backup);
+    let smallest = k
+        .track
+        .iter()
+        .filter(|t| t.weight != 0)
+        .map(|t| t.weight.unsigned_abs())
+        .min();
+    // Neighbours sit `gap` apart: 10 without weights, else less than the smallest weight.
+    let gap: i32 = smallest.map_or(10, |w| (i32::from(w) - 1).min(10));
+    let clamp = |p: i32| p.clamp(1, 254) as u8;
+    let p = i32::from(prio);
+    // The priorities in descending order, with the file's own slot.
+    let mut ladder: Vec<u8> = Vec::new();
+    // A BACKUP's file: some other node is the master above it (if the files name another).
+    if backup && vrrp.len() > 1 {
+        ladder.push(clamp(p + gap));
+    }
+    let own_slot = ladder.len();
+    ladder.push(prio);
+    let mut next = p;
+    while ladder.len() < vrrp.len().max(1) {
+        next -= gap;
+        ladder.push(clamp(next));
+    }
+    let own = own.filter(|o| vrrp.contains(o));
+    let order: Vec<usize> = match own {
+        // This node takes its slot; the others fill the rest in file order.
+        Some(o) => {
+            let mut others = vrrp.iter().copied().filter(|i| *i != o);
+            (0..vrrp.len())
+                .map(|slot| {
+                    if slot == own_slot {
+                        o
+                    } else {
+                        others.next().unwrap_or(o)
+                    }
+                })
+                .collect()
+        }
+        None => vrrp.to_vec(),
+    };
+    for (slot, i) in order.iter().enumerate() {
+        nodes[*i].priority = ladder[slot];
+    }
+    if vrrp.len() > 1 {
+        let holder = order.get(own_slot).map(|i| nodes[*i].name.clone());
+        let others: Vec<String> = order
+            .iter()
+            .enumerate()
+            .filter(|(slot, _)| *slot != own_slot)
+            .map(|(_, i)| format!("{} {}", nodes[*i].name, nodes[*i].priority))
+            .collect();
+        let why = match smallest {
+            None => "10 apart, no tracked weight to keep".to_string(),
+            Some(1) => "equal: the smallest tracked weight is 1, so only a tie lets it move the VIP (the higher address wins a tie, RFC 5798 §6.4.3)".to_string(),
+            Some(w) => format!(
+                "{gap} apart, closer than the smallest tracked weight {w}, so a failing check still moves the VIP as it did in keepalived"
+            ),
+        };
+        report.note(
+            &k.file,
+            k.priority_line,
+            &format!("priority {}", k.priority.unwrap_or(100)),
+            format!(
+                "a keepalived.conf holds one node's priority; gave {prio}{} to {} and assumed {} for the others ({why})",
+                match k.state {
+                    Some(InitialState::Master) => " (state MASTER)",
+                    Some(InitialState::Backup) => " (state BACKUP, so one other node is the higher master)",
+                    None => "",
+                },
+                holder.unwrap_or_default(),
+                others.join(", "),
+            ),
+        );
+    }
+}
+
+/// A VIP written without a prefix: keepalived adds it as /32 (/128), but the cluster file
+/// needs the subnet it floats in. Start from /24 (/64) and widen until every node that
+/// carries it is inside.
+fn widen_to_cover(vip: &mut IpNet, nodes: &[Node], report: &mut Report, k: &Keepalived) {
+    let lb = nodes.iter().any(|n| n.is(Role::Lb));
+    let carriers: Vec<IpAddr> = nodes
+        .iter()
+        .filter(|n| n.is(if lb { Role::Lb } else { Role::Master }))
+        .map(|n| n.address)
+        .collect();
+    let floor = if vip.addr.is_ipv4() { 8 } else { 48 };
+    let start = vip.prefix;
+    while vip.prefix > floor && !carriers.iter().all(|a| vip.contains(*a)) {
+        vip.prefix -= 1;
+    }
+    if vip.prefix != start && carriers.iter().all(|a| vip.contains(*a)) {
+        report.note(
+            &k.file,
+            k.vip_line,
+            &k.vip.to_string(),
+            format!(
+                "widened the assumed prefix to /{} so every node that carries the VIP is in its subnet",
+                vip.prefix
+            ),
+        );
+    } else if vip.prefix != start {
+        vip.prefix = start;
     }
 }
 
