@@ -1,7 +1,7 @@
 //! Rules about the cluster the file deploys, beyond each key's own range: the node roles,
 //! etcd's quorum, the VRRP priorities and the track weights that must be able to move the
-//! VIP, port clashes with kubeadm's components, and what the classic keepalived.conf (the
-//! plan's rollback path) can express. `haplane check`, `haplane plan` and the daemon all run
+//! VIP, port clashes with kubeadm's components, and what keepalived peers and the classic
+//! keepalived.conf (the plan's rollback path) must share (interface names, the password). `haplane check`, `haplane plan` and the daemon all run
 //! these through [`crate::Cluster::validate`], so they never disagree.
 
 use std::collections::{BTreeSet, HashMap};
@@ -353,14 +353,6 @@ fn listener_clashes<'a>(
     }
 }
 
-/// Characters keepalived reads as part of one word of a quoted script string.
-fn keepalived_word(s: &str) -> bool {
-    !s.is_empty()
-        && !s
-            .chars()
-            .any(|c| c == '"' || c == '\'' || c == '\\' || c.is_control())
-}
-
 /// Round a duration up to whole seconds, at least 1.
 fn whole_secs_up(d: Duration) -> u64 {
     let s = d.as_secs() + u64::from(d.subsec_nanos() != 0);
@@ -390,29 +382,10 @@ fn keepalived_limits(c: &Cluster, f: &mut Findings) {
             );
         }
     }
+    // Commands keepalived's quoted script line cannot carry (quotes, backslashes) and names
+    // it does not take are no problem: the plan renders wrapper scripts and safe names.
     for (i, t) in v.track.iter().enumerate() {
         let at = format!("vip.track[{i}]");
-        if !t
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        {
-            f.error(
-                format!("{at}.name"),
-                format!(
-                    "{:?} cannot be a keepalived vrrp_script name; use letters, digits, '_', '-' and '.'",
-                    t.name
-                ),
-            );
-        }
-        if let Some(arg) = t.command.iter().find(|a| !keepalived_word(a)) {
-            f.error(
-                format!("{at}.command"),
-                format!(
-                    "the argument {arg:?} is empty or holds a quote, backslash or control character, which keepalived's script line cannot carry; wrap the check in a script file"
-                ),
-            );
-        }
         for (key, d) in [("interval", Some(t.interval)), ("timeout", t.timeout)] {
             if let Some(d) = d
                 && (d.get().subsec_nanos() != 0 || d.get() < Duration::from_secs(1))
@@ -427,22 +400,12 @@ fn keepalived_limits(c: &Cluster, f: &mut Findings) {
             }
         }
     }
-    if let Some(cmd) = &v.notify
-        && let Some(arg) = cmd.iter().find(|a| !keepalived_word(a))
-    {
-        f.error(
-            "vip.notify",
-            format!(
-                "the argument {arg:?} is empty or holds a quote, backslash or control character, which keepalived's notify line cannot carry"
-            ),
-        );
-    }
     if let Some(pass) = &v.auth_pass
         && !pass.chars().all(|c| c.is_ascii_graphic())
     {
         f.error(
             "vip.authPass",
-            "keepalived's auth_pass is one word of printable ASCII; remove spaces and other characters",
+            "keepalived's auth_pass is one word of printable ASCII, and keepalived peers must send the same password during a migration; remove spaces and other characters",
         );
     }
     let delay = v.garp.delay.get();

@@ -558,6 +558,7 @@ mod tests {
             etcd_port: 2379,
             status_port: 9470,
             fencing: "quorum".into(),
+            preempt: false,
             masters: (1..=masters)
                 .map(|i| node(format!("m{i}"), i as u8))
                 .collect(),

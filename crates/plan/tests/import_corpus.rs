@@ -24,11 +24,10 @@ fn corpus() -> PathBuf {
 /// Interfaces the corpus names (`interface`, `dev`, `track_interface`).
 const INTERFACES: [&str; 5] = ["eth0", "eth1", "eth2", "eth3", "ens192"];
 
-/// A network namespace with the corpus' interfaces and, through `ip netns exec`'s
-/// /etc/netns/NAME convention, a private /etc/keepalived holding a case's scripts.
+/// A network namespace with the corpus' interfaces and a private /etc/keepalived holding a
+/// case's scripts (`ip netns exec`'s /etc/netns/NAME convention, see `common::Netns::etc_file`).
 struct Sandbox {
     ns: common::Netns,
-    etc: PathBuf,
 }
 
 impl Sandbox {
@@ -46,18 +45,21 @@ impl Sandbox {
                 &format!("p{i}"),
             ]);
         }
-        let etc = Path::new("/etc/netns").join(&ns.name);
-        let dir = etc.join("keepalived");
-        std::fs::create_dir_all(&dir).expect("create /etc/netns/NAME/keepalived");
+        // keepalived -t wants /etc/keepalived to exist even without scripts.
+        ns.etc_file("keepalived/.keep", b"", 0o644);
         if let Ok(rd) = std::fs::read_dir(scripts) {
             for e in rd.flatten() {
-                let to = dir.join(e.file_name());
-                std::fs::copy(e.path(), &to).expect("copy a case script");
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+                let name = format!("keepalived/{}", e.file_name().to_string_lossy());
+                ns.etc_file(&name, &std::fs::read(e.path()).unwrap(), 0o755);
             }
         }
-        Sandbox { ns, etc }
+        Sandbox { ns }
+    }
+
+    /// Install a wrapper script the plan rendered at /etc/keepalived/NAME.
+    fn install(&self, name: &str, contents: &str) {
+        self.ns
+            .etc_file(&format!("keepalived/{name}"), contents.as_bytes(), 0o755);
     }
 
     /// `keepalived -t -l -f FILE` inside the namespace.
@@ -68,14 +70,6 @@ impl Sandbox {
             .arg(file)
             .output()
             .expect("keepalived runs (scripts/deps installs it)")
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.etc);
-        // Leave /etc/netns as found: remove it only once empty.
-        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
 
@@ -482,6 +476,13 @@ fn rendered_classic_files_pass_the_real_tools(
     case: &str,
 ) {
     let dir = tempfile::tempdir().unwrap();
+    for f in &plan.files {
+        let name = f.path.file_name().unwrap().to_string_lossy();
+        if f.node.as_deref() == Some(node) && name.starts_with("haplane-") && name.ends_with(".sh")
+        {
+            sandbox.install(&name, &f.contents);
+        }
+    }
     if let Some(k) = plan.get(&format!("{node}/classic/keepalived.conf")) {
         let f = dir.path().join("keepalived.conf");
         std::fs::write(&f, k).unwrap();

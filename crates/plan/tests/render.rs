@@ -584,3 +584,71 @@ fn lb_nodes_classic_keepalived_conf_passes_keepalived_config_test() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn commands_keepalived_cannot_write_inline_run_through_wrapper_scripts_keepalived_accepts() {
+    // A name with a space and arguments with quotes: fine for haplane (no shell), and the
+    // classic keepalived.conf runs them through scripts that pass each argument intact.
+    let text = std::fs::read_to_string(fixture("seed002.yaml")).unwrap().replace(
+        "  vrid: 33\n",
+        "  vrid: 33\n  track:\n    - {name: \"api server\", command: [printf, \"%s|\", \"a b\", \"it's\", \"\\\"q\\\"\"], weight: 0}\n  notify: [sh, -c, \"echo \\\"$*\\\"\", notify]\n",
+    );
+    let cluster = plan::parse(&text, Path::new("wrapped.yaml")).unwrap();
+    assert!(
+        !plan::validate(&cluster)
+            .iter()
+            .any(|f| f.severity == config::Severity::Error)
+    );
+    let p = plan::render(&cluster, &opts()).unwrap();
+    let k = p.get("dev6/classic/keepalived.conf").unwrap();
+    assert!(k.contains("vrrp_script api_server {"), "{k}");
+    assert!(
+        k.contains("script \"/etc/keepalived/haplane-track-api_server.sh\""),
+        "{k}"
+    );
+    assert!(
+        k.contains("notify \"/etc/keepalived/haplane-notify.sh\""),
+        "{k}"
+    );
+    let track = p.get("dev6/classic/haplane-track-api_server.sh").unwrap();
+    let notify = p.get("dev6/classic/haplane-notify.sh").unwrap();
+    // The wrapper hands every argument over unchanged.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("t.sh");
+    std::fs::write(&script, track).unwrap();
+    let out = Command::new("sh").arg(&script).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|it's|\"q\"|");
+    // notify passes keepalived's arguments on.
+    std::fs::write(&script, notify).unwrap();
+    let out = Command::new("sh")
+        .arg(&script)
+        .args(["INSTANCE", "x", "MASTER", "100"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "INSTANCE x MASTER 100"
+    );
+    // And keepalived itself accepts the file with the scripts in place.
+    let ns = common::Netns::new();
+    ns.dummy("ens192", "192.0.2.41/24");
+    ns.etc_file(
+        "keepalived/haplane-track-api_server.sh",
+        track.as_bytes(),
+        0o755,
+    );
+    ns.etc_file("keepalived/haplane-notify.sh", notify.as_bytes(), 0o755);
+    let file = dir.path().join("keepalived.conf");
+    std::fs::write(&file, k).unwrap();
+    let out = ns
+        .command("keepalived")
+        .args(["-t", "-l", "-f"])
+        .arg(&file)
+        .output()
+        .expect("keepalived runs (scripts/deps installs it)");
+    assert!(
+        out.status.success(),
+        "keepalived -t rejected the wrapped file:\n{}\n{k}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

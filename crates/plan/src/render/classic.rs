@@ -24,6 +24,60 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// Characters keepalived reads as part of one word of a quoted script string.
+fn keepalived_word(s: &str) -> bool {
+    !s.is_empty()
+        && !s
+            .chars()
+            .any(|c| c == '"' || c == '\'' || c == '\\' || c.is_control())
+}
+
+/// A name keepalived accepts for a vrrp_script: letters, digits, `_`, `-` and `.`.
+fn keepalived_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() { "track".into() } else { s }
+}
+
+/// One argument for /bin/sh, in single quotes (a quote inside becomes `'\''`).
+fn sh_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', "'\\''"))
+}
+
+/// A script file next to keepalived.conf for a command its script line cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Wrapper {
+    /// The file name under `NODE/classic/` and /etc/keepalived/.
+    pub name: String,
+    pub contents: String,
+}
+
+/// How keepalived.conf runs `cmd`: inline when every argument is a word its quoted string can
+/// hold, else through a wrapper script (`append_args`: keepalived's notify arguments go on).
+fn command(cmd: &[String], file: &str, append_args: bool, wrappers: &mut Vec<Wrapper>) -> String {
+    if cmd.iter().all(|a| keepalived_word(a)) {
+        return script_line(cmd);
+    }
+    let args: Vec<String> = cmd.iter().map(|a| sh_quote(a)).collect();
+    wrappers.push(Wrapper {
+        name: file.to_string(),
+        contents: format!(
+            "#!/bin/sh\n# Rendered by haplane plan: keepalived's script line cannot carry this command's\n# quotes or backslashes. Install as /etc/keepalived/{file}, mode 0755, owned by root.\nexec {}{}\n",
+            args.join(" "),
+            if append_args { " \"$@\"" } else { "" }
+        ),
+    });
+    format!("\"/etc/keepalived/{file}\"")
+}
+
 /// A command as one keepalived script string; arguments with spaces go in single quotes
 /// (keepalived.conf(5), "Quoted strings").
 fn script_line(cmd: &[String]) -> String {
@@ -40,9 +94,21 @@ fn script_line(cmd: &[String]) -> String {
     format!("\"{}\"", words.join(" "))
 }
 
-/// keepalived.conf for one node that carries the VIP (a master, or an `lb` node).
-pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> String {
+/// keepalived.conf for one node that carries the VIP (a master, or an `lb` node), and the
+/// wrapper scripts it runs.
+pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> (String, Vec<Wrapper>) {
     let v = &c.vip;
+    let mut wrappers = Vec::new();
+    let names: Vec<String> = v
+        .track
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let n = keepalived_name(&t.name);
+            let taken = v.track[..i].iter().any(|o| keepalived_name(&o.name) == n);
+            if taken { format!("{n}_{i}") } else { n }
+        })
+        .collect();
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -84,13 +150,14 @@ pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> String {
         );
     }
     s.push_str("}\n");
-    for t in &v.track {
-        let _ = writeln!(
-            s,
-            "\nvrrp_script {} {{\n    script {}",
-            t.name,
-            script_line(&t.command)
+    for (t, name) in v.track.iter().zip(&names) {
+        let script = command(
+            &t.command,
+            &format!("haplane-track-{name}.sh"),
+            false,
+            &mut wrappers,
         );
+        let _ = writeln!(s, "\nvrrp_script {name} {{\n    script {script}");
         let _ = writeln!(s, "    interval {}", whole_secs_up(t.interval.get()));
         if let Some(timeout) = t.timeout {
             let _ = writeln!(s, "    timeout {}", whole_secs_up(timeout.get()));
@@ -137,8 +204,8 @@ pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> String {
     }
     if !v.track.is_empty() {
         s.push_str("    track_script {\n");
-        for t in &v.track {
-            let _ = writeln!(s, "        {}", t.name);
+        for name in &names {
+            let _ = writeln!(s, "        {name}");
         }
         s.push_str("    }\n");
     }
@@ -148,10 +215,11 @@ pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> String {
         v.address
     );
     if let Some(cmd) = &v.notify {
-        let _ = writeln!(s, "    notify {}", script_line(cmd));
+        let notify = command(cmd, "haplane-notify.sh", true, &mut wrappers);
+        let _ = writeln!(s, "    notify {notify}");
     }
     s.push_str("}\n");
-    s
+    (s, wrappers)
 }
 
 /// The haproxy `balance` algorithm closest to the cluster file's policy.

@@ -258,12 +258,21 @@ pub fn render(cluster: &Cluster, opts: &PlanOptions) -> Result<Plan, PlanError> 
             );
         }
         if vrrp {
+            let (conf, wrappers) = keepalived_conf(cluster, node);
             add(
                 Some(n),
                 format!("{n}/classic/keepalived.conf"),
-                keepalived_conf(cluster, node),
+                conf,
                 cluster.vip.auth_pass.is_some(),
             );
+            for w in wrappers {
+                add(
+                    Some(n),
+                    format!("{n}/classic/{}", w.name),
+                    w.contents,
+                    false,
+                );
+            }
         }
         if (vrrp && lb.enabled) || node_local {
             add(

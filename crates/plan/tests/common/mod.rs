@@ -93,10 +93,34 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Put `contents` at `/etc/REL` as seen by commands run with [`Netns::command`]:
+    /// `ip netns exec` bind-mounts `/etc/netns/NAME/*` over `/etc/*` in their mount namespace,
+    /// so the host's /etc is untouched. Removed on drop.
+    pub fn etc_file(&self, rel: &str, contents: &[u8], mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::path::Path::new("/etc/netns")
+            .join(&self.name)
+            .join(rel);
+        let dir = path.parent().unwrap().to_path_buf();
+        // Another test's drop may remove an empty /etc/netns at the same moment: retry.
+        for _ in 0..10 {
+            if std::fs::create_dir_all(&dir).is_ok() && dir.is_dir() {
+                break;
+            }
+        }
+        std::fs::write(&path, contents).expect("write under /etc/netns");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&self.name));
+        // Leave /etc/netns as found: removed only once empty.
+        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
