@@ -11,6 +11,7 @@ mod client;
 mod config;
 mod election;
 mod error;
+pub mod health;
 pub mod snapshot;
 
 pub use client::connect;
