@@ -451,6 +451,13 @@ impl Lab {
     /// samples (time since start, holders).
     pub fn sampling<T>(&self, f: impl FnOnce() -> T) -> (T, Vec<(Duration, Vec<String>)>) {
         let stop = std::sync::atomic::AtomicBool::new(false);
+        // Stops the sampler even when `f` panics: the scope waits for it before unwinding.
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         std::thread::scope(|scope| {
             let sampler = scope.spawn(|| {
                 let start = Instant::now();
@@ -461,8 +468,9 @@ impl Lab {
                 }
                 samples
             });
+            let guard = StopOnDrop(&stop);
             let out = f();
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            drop(guard);
             (out, sampler.join().unwrap())
         })
     }
