@@ -715,6 +715,9 @@ pub enum EtcdTopology {
 fn default_dial() -> Dur {
     Dur::from_secs(2)
 }
+fn default_attempt() -> Dur {
+    Dur::from_millis(250)
+}
 fn default_ttl() -> Dur {
     Dur::from_secs(2)
 }
@@ -741,6 +744,10 @@ pub struct Etcd {
     /// Connect timeout. Default 2s.
     #[serde(default = "default_dial")]
     pub dial_timeout: Dur,
+    /// How long one request waits for one member before the same request also goes to the
+    /// next member. Default 250ms.
+    #[serde(default = "default_attempt")]
+    pub attempt_timeout: Dur,
     /// Lease TTL for elections and the fenced VIP (whole seconds, at least 2s). Default 2s.
     #[serde(default = "default_ttl")]
     pub lease_ttl: Dur,

@@ -498,6 +498,16 @@ fn etcd(c: &Cluster, f: &mut Findings) {
                 "certFile and keyFile go together; set both or neither",
             );
         }
+        let attempt = etcd.attempt_timeout.get();
+        if attempt < Duration::from_millis(10) || attempt >= etcd.lease_ttl.get() / 4 {
+            f.error(
+                "etcd.attemptTimeout",
+                format!(
+                    "{} is not valid: between 10ms and a quarter of leaseTtl ({}), so a leader can try every member before its deadline",
+                    etcd.attempt_timeout, etcd.lease_ttl
+                ),
+            );
+        }
         let ttl = etcd.lease_ttl.get();
         if ttl.subsec_nanos() != 0 || ttl < Duration::from_secs(2) {
             f.error(

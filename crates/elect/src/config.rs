@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use crate::ElectError;
 
+/// Default bound on one request to one etcd member. A healthy member answers a read in about
+/// a millisecond and commits a write in a few (one fsync on the leader and a quorum); 250 ms
+/// leaves room for a loaded machine while a frozen member costs a quarter second, not the
+/// 1–1.5 s of an HTTP/2 keepalive.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// How to reach etcd. etcd is always dialled directly, never through the apiserver,
 /// so elections work before any apiserver exists (kube-vip#684).
 #[derive(Debug, Clone)]
@@ -19,10 +25,14 @@ pub struct EtcdConfig {
     pub key_file: Option<PathBuf>,
     /// Bound on connecting and on the initial quorum read.
     pub dial_timeout: Duration,
+    /// Bound on one request to one member before the same request goes to the next member
+    /// (the fast switch away from a dead, frozen or cut-off member). Default 250 ms.
+    pub attempt_timeout: Duration,
 }
 
 impl EtcdConfig {
-    /// Plain-HTTP config for the given endpoints with a 2 s dial timeout.
+    /// Plain-HTTP config for the given endpoints with a 2 s dial timeout and a 250 ms
+    /// attempt timeout.
     pub fn plain(endpoints: Vec<String>) -> Self {
         EtcdConfig {
             endpoints,
@@ -30,6 +40,7 @@ impl EtcdConfig {
             cert_file: None,
             key_file: None,
             dial_timeout: Duration::from_secs(2),
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
         }
     }
 }
@@ -68,9 +79,12 @@ impl ElectionConfig {
         ms.div_ceil(1000).max(1) as i64
     }
 
-    /// Renewal period: a third of the TTL, so two renewals may be lost before the deadline.
+    /// Renewal period: an eighth of the TTL (250 ms with the default 2 s). Each renewal is a
+    /// keep-alive plus a linearizable read; renewing often lets a leader ride out an etcd
+    /// outage (a raft election) shorter than `TTL − margin − renew period` ≈ 1.25 s by
+    /// default, without stepping down.
     pub fn renew_period(&self) -> Duration {
-        self.ttl / 3
+        self.ttl / 8
     }
 
     /// Checks the values that the safety argument depends on.
@@ -97,7 +111,7 @@ impl ElectionConfig {
         // otherwise a single slow round trip makes the leader step down.
         if self.margin + self.renew_period() >= self.ttl {
             return Err(ElectError::InvalidConfig(format!(
-                "election {}: margin {:?} must be below ttl - ttl/3 = {:?}",
+                "election {}: margin {:?} must be below ttl - ttl/8 = {:?}",
                 self.name,
                 self.margin,
                 self.ttl - self.renew_period()

@@ -1,22 +1,25 @@
-//! The elector: lease, campaign on a key prefix, renewal, deadline, resign.
+//! The elector: the driver of one [`Campaign`] (the sans-IO state machine in
+//! `campaign.rs`), its action, and the handle callers hold.
 //!
 //! Campaigning uses only the KV and lease APIs (a put-if-absent under a lease, leader =
 //! lowest create revision under the prefix), which behave the same on etcd 3.4 and 3.5+.
 //! See docs/elections.md for the timing argument.
 
-use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, SortOrder, SortTarget, Txn, TxnOp, WatchOptions, WatchStream,
+    Compare, CompareOp, EventType, GetOptions, GetResponse, PutOptions, SortOrder, SortTarget, Txn,
+    TxnOp, WatchOptions,
 };
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::{ElectError, ElectionConfig, action};
+use crate::campaign::{Campaign, Leader, Reply, Request, Timings, WatchChange};
+use crate::{Client, ElectError, ElectionConfig, Watch, action};
 
 /// Our role in one election, as published on the watch channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,92 +168,6 @@ pub fn key_prefix(name: &str) -> String {
     format!("/haplane/elections/{name}/")
 }
 
-/// Bounds an etcd call with a timeout and maps both failure kinds.
-async fn timed<T>(
-    op: &'static str,
-    timeout: Duration,
-    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, ElectError> {
-    match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(ElectError::Timeout { op, timeout }),
-        Ok(Err(e)) => Err(ElectError::etcd(op, e)),
-        Ok(Ok(v)) => Ok(v),
-    }
-}
-
-async fn run(
-    mut client: Client,
-    cfg: ElectionConfig,
-    role_tx: watch::Sender<Role>,
-    mut shutdown: oneshot::Receiver<()>,
-) {
-    let (action_stop, action_task) = match cfg.action.clone() {
-        Some(a) => {
-            let (tx, rx) = oneshot::channel();
-            let task = action::spawn(&cfg.name, a, cfg.margin, role_tx.subscribe(), rx);
-            (Some(tx), Some(AbortOnDrop(task)))
-        }
-        None => (None, None),
-    };
-    let stop_action = async move |stop: Option<oneshot::Sender<()>>, task: Option<AbortOnDrop>| {
-        if let Some(tx) = stop {
-            let _ = tx.send(());
-        }
-        if let Some(mut t) = task {
-            let _ = (&mut t.0).await;
-        }
-    };
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        let mut lease = None;
-        let started = Instant::now();
-        let res = campaign(&mut client, &cfg, &role_tx, &mut shutdown, &mut lease).await;
-        match res {
-            Ok(()) => {
-                info!(election = %cfg.name, "resigning");
-                // Stop the action first (full grace), then publish follower, then revoke:
-                // nobody else may start before our action is gone.
-                stop_action(action_stop, action_task).await;
-                role_tx.send_replace(Role::Follower { leader: None });
-                if let Some(id) = lease {
-                    let mut lc = client.lease_client();
-                    match timed("lease revoke", cfg.ttl, lc.revoke(id)).await {
-                        Ok(_) => {
-                            info!(election = %cfg.name, lease = format_args!("{id:x}"), "lease revoked")
-                        }
-                        Err(e) => {
-                            warn!(election = %cfg.name, error = %e, "resign could not revoke lease; it will expire")
-                        }
-                    }
-                }
-                return;
-            }
-            Err(e) => {
-                role_tx.send_replace(Role::Follower { leader: None });
-                if started.elapsed() > cfg.ttl * 3 {
-                    backoff.reset();
-                }
-                warn!(election = %cfg.name, error = %e, "not campaigning; will retry");
-                if let Some(id) = lease {
-                    // Best effort, so a lost session's key disappears early when etcd is back.
-                    let mut lc = client.lease_client();
-                    let ttl = cfg.ttl;
-                    tokio::spawn(async move {
-                        let _ = tokio::time::timeout(ttl, lc.revoke(id)).await;
-                    });
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next()) => {}
-                    _ = &mut shutdown => {
-                        stop_action(action_stop, action_task).await;
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
 struct AbortOnDrop(JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -259,284 +176,317 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Exponential backoff between campaign attempts.
-pub(crate) struct Backoff {
-    cur: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(min: Duration, max: Duration) -> Self {
-        Backoff { cur: min, min, max }
-    }
-    pub(crate) fn next(&mut self) -> Duration {
-        let d = self.cur;
-        self.cur = (self.cur * 2).min(self.max);
-        d
-    }
-    pub(crate) fn reset(&mut self) {
-        self.cur = self.min;
+fn timings(cfg: &ElectionConfig) -> Timings {
+    Timings {
+        ttl_secs: cfg.ttl_secs(),
+        margin: cfg.margin,
+        renew: cfg.renew_period(),
+        retry_min: Duration::from_millis(100),
+        retry_max: Duration::from_secs(2),
+        retry_renew: Duration::from_millis(50),
     }
 }
 
-/// One campaign: a lease, our key, renewals and leader evaluation. Returns `Ok` when a
-/// shutdown was requested and `Err` when the session is lost.
-async fn campaign(
-    client: &mut Client,
-    cfg: &ElectionConfig,
-    role_tx: &watch::Sender<Role>,
-    shutdown: &mut oneshot::Receiver<()>,
-    lease_slot: &mut Option<i64>,
-) -> Result<(), ElectError> {
-    let renew = cfg.renew_period();
+type InFlight = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+async fn run(
+    client: Client,
+    cfg: ElectionConfig,
+    role_tx: watch::Sender<Role>,
+    mut shutdown: oneshot::Receiver<()>,
+) {
+    let (mut action_stop, mut action_task) = match cfg.action.clone() {
+        Some(a) => {
+            let (tx, rx) = oneshot::channel();
+            let task = action::spawn(&cfg.name, a, cfg.margin, role_tx.subscribe(), rx);
+            (Some(tx), Some(AbortOnDrop(task)))
+        }
+        None => (None, None),
+    };
     let prefix = key_prefix(&cfg.name);
-
-    let sent = Instant::now();
-    let grant = timed(
-        "lease grant",
-        cfg.ttl,
-        client.lease_grant(cfg.ttl_secs(), None),
-    )
-    .await?;
-    if grant.ttl() <= 0 {
-        return Err(ElectError::LeaseLost(grant.id()));
-    }
-    let lease = grant.id();
-    *lease_slot = Some(lease);
-    // The server may raise the TTL to its minimum; a larger TTL only delays server expiry.
-    let ttl = Duration::from_secs(grant.ttl() as u64);
-    let valid_for = ttl.saturating_sub(cfg.margin);
-    let mut deadline = sent + valid_for;
-
-    let key = format!("{prefix}{lease:016x}");
-    let txn = Txn::new()
-        .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-        .and_then([TxnOp::put(
-            key.clone(),
-            cfg.identity.clone(),
-            Some(PutOptions::new().with_lease(lease)),
-        )]);
-    let resp = timed("campaign put", renew, client.txn(txn)).await?;
-    let mut rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-    debug!(election = %cfg.name, %key, rev, "campaign key written");
-
-    let mut keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)> = None;
-    let mut pending: VecDeque<Instant> = VecDeque::new();
-    let mut watcher: Option<WatchStream> = None;
-    let mut leading = false;
-    let mut next_renew = tokio::time::Instant::now();
-
+    let t = timings(&cfg);
+    let mut m = Campaign::new(prefix.clone(), t, Instant::now());
+    let mut in_flight: Option<InFlight> = None;
+    let mut watch: Option<(i64, Watch)> = None;
+    let mut resigning = false;
+    let mut log = RoleLog::default();
     loop {
-        // Renewal and (re)establishing streams happen at each tick.
-        if tokio::time::Instant::now() >= next_renew {
-            next_renew = tokio::time::Instant::now() + renew;
-            // Everything in this tick ends by the deadline, so the deadline timer below is
-            // never starved by a slow etcd.
-            let tick_end = (Instant::now() + renew).min(deadline);
-            let budget = || tick_end.saturating_duration_since(Instant::now());
-            if let Some((k, _)) = &mut keeper {
-                if pending.len() >= 2 {
-                    // Two renewals unanswered: the stream is probably stuck on a dead
-                    // member; a fresh stream may be balanced onto a live one.
-                    debug!(election = %cfg.name, "keep-alive stream stalled; reopening");
-                    keeper = None;
-                    pending.clear();
-                } else {
-                    let t = Instant::now();
-                    if k.keep_alive().await.is_ok() {
-                        pending.push_back(t);
-                    } else {
-                        keeper = None;
-                        pending.clear();
-                    }
+        let now = Instant::now();
+        if !resigning {
+            let role = m.role(now);
+            log.changed(&cfg, &role, &m);
+            publish(&role_tx, role);
+        }
+        while in_flight.is_none() {
+            match m.poll_request(now) {
+                Some(Request::Abandon { lease }) => {
+                    info!(election = %cfg.name, lease = format_args!("{lease:x}"), "revoking the old lease in the background");
+                    client.revoke_in_background(lease);
                 }
-            }
-            if keeper.is_none() {
-                let t = Instant::now();
-                let mut lc = client.lease_client();
-                match timed("lease keep-alive", budget(), lc.keep_alive(lease)).await {
-                    Ok(pair) => {
-                        deadline = deadline.max(t + valid_for);
-                        keeper = Some(pair);
-                    }
-                    Err(ElectError::Etcd { detail, .. }) if detail.contains("lease not found") => {
-                        return Err(ElectError::LeaseLost(lease));
-                    }
-                    Err(e) => {
-                        debug!(election = %cfg.name, error = %e, "keep-alive not established")
-                    }
+                Some(req) => {
+                    let timeout = req.timeout(&t, m.valid_for());
+                    in_flight = Some(Box::pin(perform(
+                        client.clone(),
+                        prefix.clone(),
+                        cfg.identity.clone(),
+                        req,
+                        timeout,
+                    )));
                 }
-            }
-            if watcher.is_none() {
-                let opts = WatchOptions::new()
-                    .with_prefix()
-                    .with_start_revision(rev + 1);
-                let mut wc = client.watch_client();
-                match timed("watch", budget(), wc.watch(prefix.clone(), Some(opts))).await {
-                    Ok(w) => watcher = Some(w),
-                    Err(e) => debug!(election = %cfg.name, error = %e, "watch not established"),
-                }
-                // Re-evaluate: changes may have happened while we had no watch.
-                match evaluate(client, &prefix, budget()).await {
-                    Ok((leader, r)) => {
-                        rev = rev.max(r);
-                        publish(role_tx, cfg, (&key, lease), leader, deadline, &mut leading)?;
-                    }
-                    Err(e) => debug!(election = %cfg.name, error = %e, "leader read failed"),
-                }
+                None => break,
             }
         }
-        if leading && Instant::now() < deadline {
-            role_tx.send_if_modified(|r| {
-                let new = Role::Leader { deadline };
-                if *r != new {
-                    *r = new;
-                    true
-                } else {
-                    false
-                }
-            });
+        if m.is_done() {
+            return;
         }
-
+        match m.watch_from() {
+            Some(from) if !resigning && watch.as_ref().map(|w| w.0) != Some(from) => {
+                let opts = WatchOptions::new().with_prefix();
+                watch = Some((from, client.watch(prefix.clone(), opts, from)));
+            }
+            _ => {}
+        }
+        let wake = m.poll_timeout(now);
         tokio::select! {
             biased;
-            _ = &mut *shutdown => return Ok(()),
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                if leading {
-                    warn!(election = %cfg.name, "lease deadline passed without renewal; stepping down");
+            _ = &mut shutdown, if !resigning => {
+                info!(election = %cfg.name, "resigning");
+                resigning = true;
+                in_flight = None;
+                watch = None;
+                // Stop the action first (full grace), then publish follower, then revoke:
+                // nobody else may start before our action is gone.
+                if let Some(tx) = action_stop.take() {
+                    let _ = tx.send(());
                 }
-                return Err(ElectError::DeadlinePassed);
+                if let Some(mut task) = action_task.take() {
+                    let _ = (&mut task.0).await;
+                }
+                publish(&role_tx, Role::Follower { leader: None });
+                m.handle_resign(Instant::now());
             }
-            m = async {
-                match keeper.as_mut() {
-                    Some((_, s)) => s.message().await,
+            r = async {
+                match in_flight.as_mut() {
+                    Some(f) => f.await,
                     None => std::future::pending().await,
                 }
-            } => match m {
-                Ok(Some(resp)) => {
-                    let t = pending.pop_front();
-                    if resp.ttl() <= 0 {
-                        return Err(ElectError::LeaseLost(lease));
-                    }
-                    if let Some(t) = t {
-                        // Counted from when the request was sent: the server renewed no earlier.
-                        deadline = deadline.max(t + valid_for);
-                    }
+            } => {
+                in_flight = None;
+                if let Reply::Renewed { leader: Some(l), .. } | Reply::Read { leader: Some(l), .. } = &r {
+                    log.blocked_by_own_old_key(&cfg, &client, l, m.key());
                 }
-                Ok(None) | Err(_) => {
-                    debug!(election = %cfg.name, "keep-alive stream closed");
-                    keeper = None;
-                    pending.clear();
-                }
-            },
-            m = async {
-                match watcher.as_mut() {
-                    Some(w) => w.message().await,
+                m.handle_reply(Instant::now(), r);
+            }
+            b = async {
+                match watch.as_mut() {
+                    Some((_, w)) => w.next().await,
                     None => std::future::pending().await,
                 }
-            } => match m {
-                Ok(Some(resp)) => {
-                    if resp.canceled() {
-                        debug!(election = %cfg.name, reason = resp.cancel_reason(), "watch canceled");
-                        watcher = None;
-                        next_renew = tokio::time::Instant::now();
+            } => match b {
+                Ok(batch) => {
+                    if batch.events.is_empty() {
                         continue;
                     }
-                    if let Some(h) = resp.header() {
-                        rev = rev.max(h.revision());
-                    }
-                    if resp.events().is_empty() {
-                        continue;
-                    }
-                    for ev in resp.events() {
-                        if ev.event_type() == EventType::Delete
-                            && ev.kv().map(|kv| kv.key()) == Some(key.as_bytes())
-                        {
-                            return Err(ElectError::LeaseLost(lease));
-                        }
-                    }
-                    let budget = renew.min(deadline.saturating_duration_since(Instant::now()));
-                    match evaluate(client, &prefix, budget).await {
-                        Ok((leader, r)) => {
-                            rev = rev.max(r);
-                            publish(role_tx, cfg, (&key, lease), leader, deadline, &mut leading)?;
-                        }
-                        Err(e) => {
-                            debug!(election = %cfg.name, error = %e, "leader read failed; retrying at next tick");
-                            watcher = None;
-                        }
-                    }
+                    let own = m.key().map(str::as_bytes);
+                    let deleted_own = batch.events.iter().any(|ev| {
+                        ev.event_type() == EventType::Delete && ev.kv().map(|kv| kv.key()) == own
+                    });
+                    let change = if deleted_own { WatchChange::OwnKeyDeleted } else { WatchChange::Other };
+                    m.handle_watch(Instant::now(), change);
                 }
-                Ok(None) | Err(_) => {
-                    debug!(election = %cfg.name, "watch stream closed");
-                    watcher = None;
+                Err(e) => {
+                    // Compacted (or refused): watch from now, and re-read what we missed.
+                    debug!(election = %cfg.name, error = %e, "watch restarts from the current revision");
+                    if let Some((from, _)) = watch.take() {
+                        watch = Some((from, client.watch(prefix.clone(), WatchOptions::new().with_prefix(), 0)));
+                    }
+                    m.handle_watch(Instant::now(), WatchChange::Other);
                 }
             },
-            _ = tokio::time::sleep_until(next_renew) => {}
+            _ = async {
+                match wake {
+                    Some(w) => tokio::time::sleep_until(w.into()).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }
 
-/// Reads the key with the lowest create revision under the prefix: that candidate leads.
-async fn evaluate(
-    client: &mut Client,
-    prefix: &str,
-    timeout: Duration,
-) -> Result<(Option<(String, String)>, i64), ElectError> {
-    let opts = GetOptions::new()
-        .with_prefix()
-        .with_sort(SortTarget::Create, SortOrder::Ascend)
-        .with_limit(1);
-    let resp = timed("leader read", timeout, client.get(prefix, Some(opts))).await?;
-    let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
-    let leader = resp.kvs().first().map(|kv| {
-        (
-            String::from_utf8_lossy(kv.key()).into_owned(),
-            String::from_utf8_lossy(kv.value()).into_owned(),
-        )
-    });
-    Ok((leader, rev))
-}
-
-fn publish(
-    role_tx: &watch::Sender<Role>,
-    cfg: &ElectionConfig,
-    (key, lease): (&str, i64),
-    leader: Option<(String, String)>,
-    deadline: Instant,
-    leading: &mut bool,
-) -> Result<(), ElectError> {
-    let new = match leader {
-        Some((k, _)) if k == key => {
-            if Instant::now() >= deadline {
-                return Err(ElectError::DeadlinePassed);
-            }
-            if !*leading {
-                info!(election = %cfg.name, identity = %cfg.identity, "became leader");
-            }
-            *leading = true;
-            Role::Leader { deadline }
-        }
-        // Our own key is missing: it was deleted or its lease expired.
-        None => return Err(ElectError::LeaseLost(lease)),
-        Some((_, v)) => {
-            if *leading {
-                // Only reachable if our key was removed behind our back.
-                warn!(election = %cfg.name, "another candidate leads; stepping down");
-            }
-            *leading = false;
-            Role::Follower { leader: Some(v) }
-        }
-    };
+/// Publishes `role` if it changed (a leader's deadline moves at every renewal: the exec
+/// guard reads it).
+fn publish(role_tx: &watch::Sender<Role>, role: Role) {
     role_tx.send_if_modified(|r| {
-        if *r != new {
-            debug!(election = %cfg.name, role = ?new, "role");
-            *r = new;
+        if *r != role {
+            *r = role;
             true
         } else {
             false
         }
     });
-    Ok(())
+}
+
+/// Logs role transitions once each.
+#[derive(Default)]
+struct RoleLog {
+    leading: bool,
+    leader: Option<String>,
+    blocked_by: Option<String>,
+}
+
+impl RoleLog {
+    fn changed(&mut self, cfg: &ElectionConfig, role: &Role, m: &Campaign) {
+        match role {
+            Role::Leader { .. } => {
+                if !self.leading {
+                    info!(election = %cfg.name, identity = %cfg.identity, key = m.key().unwrap_or("-"), "became leader");
+                }
+                self.leading = true;
+            }
+            Role::Follower { leader } => {
+                if self.leading {
+                    if leader.is_none() {
+                        warn!(election = %cfg.name, "lease deadline passed without a confirmed renewal; stepping down (renewals continue)");
+                    } else {
+                        warn!(election = %cfg.name, leader = leader.as_deref().unwrap_or("-"), "another candidate leads; stepping down");
+                    }
+                }
+                self.leading = false;
+                if *leader != self.leader {
+                    debug!(election = %cfg.name, leader = leader.as_deref().unwrap_or("-"), "follower");
+                    self.leader = leader.clone();
+                }
+            }
+        }
+    }
+
+    /// The lowest key is one of this process's abandoned leases, still being revoked: say
+    /// so once (it clears as soon as the revoke lands).
+    fn blocked_by_own_old_key(
+        &mut self,
+        cfg: &ElectionConfig,
+        client: &Client,
+        leader: &Leader,
+        own: Option<&str>,
+    ) {
+        if Some(leader.key.as_str()) == own {
+            self.blocked_by = None;
+            return;
+        }
+        let lease = leader
+            .key
+            .rsplit('/')
+            .next()
+            .and_then(|s| i64::from_str_radix(s, 16).ok());
+        if lease.is_some_and(|l| client.is_revoking(l)) {
+            if self.blocked_by.as_deref() != Some(leader.key.as_str()) {
+                info!(election = %cfg.name, key = %leader.key, "our own previous key still leads; its lease is being revoked");
+                self.blocked_by = Some(leader.key.clone());
+            }
+        } else {
+            self.blocked_by = None;
+        }
+    }
+}
+
+/// The lowest create revision under the prefix leads.
+fn leader_read() -> GetOptions {
+    GetOptions::new()
+        .with_prefix()
+        .with_sort(SortTarget::Create, SortOrder::Ascend)
+        .with_limit(1)
+}
+
+fn leader_of(r: &GetResponse) -> (Option<Leader>, i64) {
+    let rev = r.header().map(|h| h.revision()).unwrap_or(0);
+    let leader = r.kvs().first().map(|kv| Leader {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        identity: String::from_utf8_lossy(kv.value()).into_owned(),
+    });
+    (leader, rev)
+}
+
+/// Performs one campaign request against etcd.
+async fn perform(
+    client: Client,
+    prefix: String,
+    identity: String,
+    req: Request,
+    timeout: Duration,
+) -> Reply {
+    let failed = |what: &str, e: ElectError| {
+        debug!(%prefix, error = %e, "{what} failed");
+        match e {
+            ElectError::LeaseLost(_) => Reply::LeaseGone,
+            ElectError::Etcd { detail, .. } if detail.contains("lease not found") => {
+                Reply::LeaseGone
+            }
+            _ => Reply::Failed,
+        }
+    };
+    match req {
+        Request::Grant { ttl_secs } => match client.lease_grant(ttl_secs, timeout).await {
+            Ok(a) if a.value.1 > 0 => Reply::Granted {
+                sent: a.sent,
+                lease: a.value.0,
+                ttl_secs: a.value.1,
+            },
+            Ok(_) => Reply::Failed,
+            Err(e) => failed("lease grant", e),
+        },
+        Request::Put { lease, key } => {
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(
+                    key.clone(),
+                    identity,
+                    Some(PutOptions::new().with_lease(lease)),
+                )]);
+            match client.txn(txn, timeout).await {
+                // When the compare failed the key already exists: only we write a key named
+                // after our lease, so an earlier attempt of ours wrote it.
+                Ok(a) => Reply::Put {
+                    revision: a.header().map(|h| h.revision()).unwrap_or(0),
+                },
+                Err(e) => failed("campaign put", e),
+            }
+        }
+        Request::Renew { lease } => {
+            match client
+                .renew_confirmed(lease, prefix.clone(), Some(leader_read()), timeout)
+                .await
+            {
+                Ok(a) => {
+                    let (leader, revision) = leader_of(&a.read);
+                    Reply::Renewed {
+                        sent: a.sent,
+                        leader,
+                        revision,
+                    }
+                }
+                Err(e) => failed("renewal", e),
+            }
+        }
+        Request::Read => match client
+            .get(prefix.clone(), Some(leader_read()), timeout)
+            .await
+        {
+            Ok(a) => {
+                let (leader, revision) = leader_of(&a);
+                Reply::Read { leader, revision }
+            }
+            Err(e) => failed("leader read", e),
+        },
+        Request::Revoke { lease } => match client.lease_revoke(lease, timeout).await {
+            Ok(_) => {
+                info!(%prefix, lease = format_args!("{lease:x}"), "lease revoked");
+                Reply::Revoked
+            }
+            Err(e) => {
+                warn!(%prefix, error = %e, "resign could not revoke the lease yet; revoking in the background");
+                Reply::Failed
+            }
+        },
+        Request::Abandon { .. } => Reply::Failed,
+    }
 }

@@ -51,6 +51,25 @@ pub enum ElectError {
         /// How long we waited.
         timeout: Duration,
     },
+    /// Every member failed a request (no answer within the attempt timeout, refused, no raft
+    /// leader) until the call's timeout passed.
+    #[error("etcd {op} failed on every member for {timeout:?} ({attempts} attempts): {detail}")]
+    Unavailable {
+        /// The operation, e.g. "lease grant".
+        op: &'static str,
+        /// The call's overall timeout.
+        timeout: Duration,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure of each member that failed, e.g. `http://…:2379: no leader`.
+        detail: String,
+    },
+    /// A watch's start revision was compacted: read the current state and watch again.
+    #[error("etcd watch start revision was compacted (oldest revision kept is {revision})")]
+    Compacted {
+        /// The compaction revision reported by etcd.
+        revision: i64,
+    },
     /// Our lease is gone on the server (expired or revoked).
     #[error("lease {0:x} is gone on the server")]
     LeaseLost(i64),

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use etcd_client::Client;
+use crate::Client;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -42,7 +42,7 @@ pub struct SnapshotInfo {
 
 /// Streams a snapshot to a temp file next to `out`, fsyncs it, verifies it (bolt magic and
 /// etcd's appended SHA-256), then renames it to `out` and fsyncs the directory.
-pub async fn snapshot(client: &mut Client, out: &Path) -> Result<SnapshotInfo, ElectError> {
+pub async fn snapshot(client: &Client, out: &Path) -> Result<SnapshotInfo, ElectError> {
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -88,8 +88,10 @@ pub async fn snapshot(client: &mut Client, out: &Path) -> Result<SnapshotInfo, E
     Ok(info)
 }
 
-async fn stream_to(client: &mut Client, tmp: &Path) -> Result<Option<i64>, ElectError> {
-    let mut mc = client.maintenance_client();
+async fn stream_to(client: &Client, tmp: &Path) -> Result<Option<i64>, ElectError> {
+    // A snapshot streams from one member: the preferred (healthy) one.
+    let (_, member) = client.preferred_member();
+    let mut mc = member.maintenance_client();
     let mut stream = match tokio::time::timeout(STALL, mc.snapshot()).await {
         Err(_) => {
             return Err(ElectError::Timeout {
@@ -299,7 +301,7 @@ impl SnapshotScheduler {
 }
 
 async fn schedule_loop(
-    mut client: Client,
+    client: Client,
     s: SnapshotSchedule,
     mut role: tokio::sync::watch::Receiver<Role>,
     mut stop: oneshot::Receiver<()>,
@@ -317,7 +319,7 @@ async fn schedule_loop(
         let backing_off = last_failure.is_some_and(|t| t.elapsed() < retry);
         if leading && due && !backing_off {
             let out = s.dir.join(snapshot_file_name(SystemTime::now()));
-            match snapshot(&mut client, &out).await {
+            match snapshot(&client, &out).await {
                 Ok(_) => {
                     last_failure = None;
                     match prune_snapshots(&s.dir, s.keep) {

@@ -217,9 +217,11 @@ async fn bad_endpoints_fail_clearly_and_an_unreachable_cluster_never_makes_a_lea
     assert!(connect_err(&empty).await.contains("empty"));
 
     // An elector given a client whose cluster is gone stays a follower with no leader.
-    let client = elect::Client::connect([format!("http://127.0.0.1:{port}")], None)
-        .await
-        .unwrap();
+    let client = elect::Client::new(&elect::EtcdConfig::plain(vec![format!(
+        "http://127.0.0.1:{port}"
+    )]))
+    .await
+    .unwrap();
     let e = Election::spawn(client, cfg("unreachable", "n")).unwrap();
     let role = e.role();
     for _ in 0..150 {
@@ -234,7 +236,7 @@ async fn bad_endpoints_fail_clearly_and_an_unreachable_cluster_never_makes_a_lea
 fn config_validation_rejects_unsafe_timings() {
     let mut c = ElectionConfig::new("x", "n");
     assert!(c.validate().is_ok());
-    c.margin = Duration::from_millis(1400); // 1.4 + 0.667 >= 2: no renewal fits
+    c.margin = Duration::from_millis(1800); // 1.8 + 0.25 >= 2: no renewal fits
     assert!(c.validate().unwrap_err().to_string().contains("margin"));
     c = ElectionConfig::new("a/b", "n");
     assert!(c.validate().is_err());

@@ -7,26 +7,29 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
+
+/// Overall timeout of a test's own etcd request.
+const T: Duration = Duration::from_secs(5);
 use elect::{ElectionConfig, SnapshotSchedule, SnapshotScheduler};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_restores_into_a_fresh_member_with_every_key_written_before() {
     let cluster = EtcdCluster::start(1);
-    let mut client = elect::connect(&cluster.config()).await.unwrap();
+    let client = elect::connect(&cluster.config()).await.unwrap();
     for i in 0..100 {
         client
-            .put(format!("/test/key{i:03}"), format!("value-{i}"), None)
+            .put(format!("/test/key{i:03}"), format!("value-{i}"), None, T)
             .await
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("snap.db");
-    let info = elect::snapshot(&mut client, &out).await.unwrap();
+    let info = elect::snapshot(&client, &out).await.unwrap();
     eprintln!("{info:?}");
     assert!(info.size > 20_000);
     assert_eq!(elect::verify_snapshot(&out).unwrap().0, info.size);
     // Written after the snapshot: must not come back.
-    client.put("/test/after", "x", None).await.unwrap();
+    client.put("/test/after", "x", None, T).await.unwrap();
     // Only the final file is left, no temp file.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
 
@@ -78,9 +81,13 @@ async fn snapshot_restores_into_a_fresh_member_with_every_key_written_before() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut restored = restored.expect("restored etcd answers");
+    let restored = restored.expect("restored etcd answers");
     let got = restored
-        .get("/test/", Some(etcd_client::GetOptions::new().with_prefix()))
+        .get(
+            "/test/",
+            Some(elect::etcd::GetOptions::new().with_prefix()),
+            T,
+        )
         .await
         .unwrap();
     let kvs: Vec<(String, String)> = got
@@ -255,6 +262,7 @@ async fn tls_with_client_certs_connects_and_mismatches_fail_with_clear_errors() 
         cert_file: Some(p.join("client.pem")),
         key_file: Some(p.join("client.key")),
         dial_timeout: Duration::from_secs(2),
+        attempt_timeout: elect::DEFAULT_ATTEMPT_TIMEOUT,
     };
     let mut client = None;
     for _ in 0..100 {

@@ -20,6 +20,7 @@ pub fn etcd_config(cluster: &Cluster) -> Result<elect::EtcdConfig, EtcdSetupErro
     cfg.cert_file = etcd.cert_file.clone();
     cfg.key_file = etcd.key_file.clone();
     cfg.dial_timeout = etcd.dial_timeout.get();
+    cfg.attempt_timeout = etcd.attempt_timeout.get();
     Ok(cfg)
 }
 

@@ -325,8 +325,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             let info = rt.block_on(async {
-                let mut client = elect::connect(&etcd).await?;
-                elect::snapshot(&mut client, &out).await
+                let client = elect::connect(&etcd).await?;
+                elect::snapshot(&client, &out).await
             })?;
             println!(
                 "snapshot {} ({} bytes, revision {}, sha256 {})",

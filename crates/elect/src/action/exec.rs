@@ -15,7 +15,6 @@ use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
 use crate::Role;
-use crate::election::Backoff;
 
 /// A run this long counts as healthy and resets the restart backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
@@ -196,5 +195,26 @@ pub(crate) async fn run(
     }
     if let Some(r) = running.take() {
         stop(&election, r, grace).await;
+    }
+}
+
+/// Exponential backoff between restarts of the command.
+struct Backoff {
+    cur: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Backoff { cur: min, min, max }
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.cur;
+        self.cur = (self.cur * 2).min(self.max);
+        d
+    }
+    fn reset(&mut self) {
+        self.cur = self.min;
     }
 }
