@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::auth::{AuthConfigError, AuthHmacConfig};
 use crate::packet::Version;
 
 /// Priority of the address owner (RFC 5798 §5.2.4).
@@ -26,8 +27,8 @@ pub struct TrackedCheck {
     pub weight: i16,
 }
 
-/// Configuration of one VRRP instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Configuration of one VRRP instance. `Debug` never shows the password or keys.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RouterConfig {
     /// Instance name, for notify and logs.
     pub name: String,
@@ -49,6 +50,8 @@ pub struct RouterConfig {
     pub virtual_addresses: Vec<IpAddr>,
     /// v2 only: simple password (keepalived `auth_type PASS`; first 8 bytes used).
     pub auth_pass: Option<String>,
+    /// keepalived 2.4 `auth_hmac` (v2 and v3); excludes `auth_pass`.
+    pub auth_hmac: Option<AuthHmacConfig>,
     /// v3 over IPv4: checksum without the pseudo-header (keepalived `v3_checksum_as_v2`).
     pub v3_checksum_as_v2: bool,
     /// Unicast peers; empty means multicast (224.0.0.18 / ff02::12).
@@ -78,6 +81,7 @@ impl RouterConfig {
             preempt_delay: Duration::ZERO,
             virtual_addresses,
             auth_pass: None,
+            auth_hmac: None,
             v3_checksum_as_v2: false,
             unicast_peers: Vec::new(),
             tracked: Vec::new(),
@@ -150,6 +154,12 @@ impl RouterConfig {
         {
             return Err(ConfigError::EmptyAuthPass);
         }
+        if let Some(h) = &self.auth_hmac {
+            if self.auth_pass.is_some() {
+                return Err(ConfigError::AuthPassWithHmac);
+            }
+            h.validate().map_err(ConfigError::AuthHmac)?;
+        }
         let mut seen = HashSet::new();
         for p in &self.unicast_peers {
             if p.is_ipv4() != v4 {
@@ -171,6 +181,30 @@ impl RouterConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("name", &self.name)
+            .field("vrid", &self.vrid)
+            .field("version", &self.version)
+            .field("primary_address", &self.primary_address)
+            .field("priority", &self.priority)
+            .field("advert_interval", &self.advert_interval)
+            .field("preempt", &self.preempt)
+            .field("preempt_delay", &self.preempt_delay)
+            .field("virtual_addresses", &self.virtual_addresses)
+            .field(
+                "auth_pass",
+                &self.auth_pass.as_ref().map(|_| format_args!("<redacted>")),
+            )
+            .field("auth_hmac", &self.auth_hmac)
+            .field("v3_checksum_as_v2", &self.v3_checksum_as_v2)
+            .field("unicast_peers", &self.unicast_peers)
+            .field("tracked", &self.tracked)
+            .finish()
     }
 }
 
@@ -204,6 +238,12 @@ pub enum ConfigError {
     /// `auth_pass` is the empty string.
     #[error("auth_pass: must not be empty")]
     EmptyAuthPass,
+    /// `auth_pass` and `auth_hmac` together (keepalived: mutually exclusive).
+    #[error("auth_pass: cannot be combined with auth_hmac; use one or the other")]
+    AuthPassWithHmac,
+    /// An `auth_hmac` setting is wrong.
+    #[error(transparent)]
+    AuthHmac(AuthConfigError),
     /// `preempt_delay` above 1000 s.
     #[error("preempt_delay: {0:?} exceeds 1000s")]
     PreemptDelay(Duration),

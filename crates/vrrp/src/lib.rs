@@ -7,12 +7,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
+pub mod log_limit;
 pub mod packet;
 pub mod router;
 #[cfg(feature = "sim")]
 pub mod sim;
 
+pub use auth::{AntiReplay, AuthHmacConfig, AuthReject, HmacAuth, HmacKey, HmacMode};
 pub use config::{ConfigError, RouterConfig, TrackedCheck};
 pub use packet::{
     Advertisement, ChecksumMode, DecodeError, EncodeError, Ipv4Datagram, Ipv4Error, Version,

@@ -149,7 +149,8 @@ impl Advertisement {
     /// Decode and verify a message received from `src` addressed to `dst`.
     ///
     /// Never panics. Extra bytes past the addresses (and v2 auth data) are tolerated but
-    /// covered by the checksum, as the sender computed it over the whole IP payload.
+    /// covered by the checksum, as the sender computed it over the whole IP payload; an
+    /// `auth_hmac` trailer from keepalived 2.4 over IPv4 is outside it (see [`message_len`]).
     pub fn decode(
         src: IpAddr,
         dst: IpAddr,
@@ -195,7 +196,11 @@ impl Advertisement {
             Version::V3 => (u16::from_be_bytes([bytes[4], bytes[5]]) & 0x0fff, None),
         };
         let received = u16::from_be_bytes([bytes[6], bytes[7]]);
-        if checksum(version, src, dst, mode, bytes) != 0 {
+        // keepalived 2.4 checksums an IPv4 advert without its auth_hmac trailer (and an IPv6
+        // one with it, as the kernel's IPV6_CHECKSUM covers the whole payload).
+        let message_only_sum = bytes.len() == need + crate::auth::TRAILER_LEN
+            && checksum(version, src, dst, mode, &bytes[..need]) == 0;
+        if checksum(version, src, dst, mode, bytes) != 0 && !message_only_sum {
             // A correct message sums to zero with its checksum field in place (RFC 1071).
             let mut zeroed = bytes.to_vec();
             zeroed[6] = 0;
@@ -239,6 +244,41 @@ impl Advertisement {
             addresses,
             auth,
         })
+    }
+}
+
+/// The length of the VRRP message at the start of `bytes` (header, addresses and v2 auth
+/// data), without validating it; whatever follows is a trailer such as `auth_hmac`'s. None
+/// when `bytes` is shorter than that or not VRRP v2/v3.
+pub fn message_len(bytes: &[u8], ipv6: bool) -> Option<usize> {
+    let version = bytes.first()? >> 4;
+    let count = usize::from(*bytes.get(3)?);
+    let addr_len = if ipv6 { 16 } else { 4 };
+    let len = match version {
+        2 => HEADER_LEN + count * addr_len + AUTH_LEN,
+        3 => HEADER_LEN + count * addr_len,
+        _ => return None,
+    };
+    (bytes.len() >= len).then_some(len)
+}
+
+/// Append an `auth_hmac` trailer to an encoded message sent from `src` to `dst`. Over IPv4
+/// the checksum stays over the message alone; over IPv6 it is recomputed over the whole
+/// payload, as keepalived's kernel-computed IPV6_CHECKSUM is.
+pub fn append_trailer(
+    message: &mut Vec<u8>,
+    trailer: &[u8],
+    version: Version,
+    src: IpAddr,
+    dst: IpAddr,
+    mode: ChecksumMode,
+) {
+    message.extend_from_slice(trailer);
+    if src.is_ipv6() && message.len() >= HEADER_LEN {
+        message[6] = 0;
+        message[7] = 0;
+        let sum = checksum(version, src, dst, mode, message);
+        message[6..8].copy_from_slice(&sum.to_be_bytes());
     }
 }
 
@@ -574,6 +614,72 @@ mod tests {
         assert_eq!(
             Advertisement::decode(src, dst, &a, ChecksumMode::MessageOnly).unwrap(),
             ad
+        );
+    }
+
+    /// keepalived 2.4 over IPv4 checksums the message without its 28-byte auth_hmac trailer;
+    /// a trailer of any other length must be covered as before.
+    #[test]
+    fn an_auth_hmac_trailer_may_be_outside_the_ipv4_checksum() {
+        let mut bytes = v3_ad()
+            .encode(SRC, GROUP, ChecksumMode::PseudoHeader)
+            .unwrap();
+        bytes.extend_from_slice(&[0x5a; crate::auth::TRAILER_LEN]);
+        assert_eq!(
+            Advertisement::decode(SRC, GROUP, &bytes, ChecksumMode::PseudoHeader).unwrap(),
+            v3_ad()
+        );
+        bytes.push(0);
+        assert!(matches!(
+            Advertisement::decode(SRC, GROUP, &bytes, ChecksumMode::PseudoHeader),
+            Err(DecodeError::BadChecksum { .. })
+        ));
+        assert_eq!(message_len(&bytes, false), Some(12));
+        assert_eq!(message_len(&bytes[..11], false), None);
+    }
+
+    /// Over IPv6 the trailer is inside the checksum (keepalived's kernel IPV6_CHECKSUM).
+    #[test]
+    fn an_ipv6_trailer_is_appended_inside_the_checksum() {
+        let src: IpAddr = "fe80::1".parse().unwrap();
+        let dst = IpAddr::V6(MULTICAST_V6);
+        let ad = Advertisement {
+            addresses: vec!["2001:db8::100".parse().unwrap()],
+            ..v3_ad()
+        };
+        let mut bytes = ad.encode(src, dst, ChecksumMode::PseudoHeader).unwrap();
+        append_trailer(
+            &mut bytes,
+            &[7; 28],
+            Version::V3,
+            src,
+            dst,
+            ChecksumMode::PseudoHeader,
+        );
+        assert_eq!(
+            checksum(Version::V3, src, dst, ChecksumMode::PseudoHeader, &bytes),
+            0
+        );
+        let mut v4 = v3_ad()
+            .encode(SRC, GROUP, ChecksumMode::PseudoHeader)
+            .unwrap();
+        append_trailer(
+            &mut v4,
+            &[7; 28],
+            Version::V3,
+            SRC,
+            GROUP,
+            ChecksumMode::PseudoHeader,
+        );
+        assert_eq!(
+            checksum(
+                Version::V3,
+                SRC,
+                GROUP,
+                ChecksumMode::PseudoHeader,
+                &v4[..12]
+            ),
+            0
         );
     }
 

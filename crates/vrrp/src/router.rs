@@ -9,10 +9,11 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::auth::{AuthHmacConfig, AuthReject, HmacAuth, Verified};
 use crate::config::{ConfigError, PRIORITY_OWNER, RouterConfig};
 use crate::packet::{
-    AUTH_LEN, Advertisement, ChecksumMode, DecodeError, TTL, Version, multicast_group,
-    password_auth_data,
+    AUTH_LEN, Advertisement, ChecksumMode, DecodeError, TTL, Version, append_trailer, message_len,
+    multicast_group, password_auth_data,
 };
 
 /// Minimum gap between re-announcements provoked by lower-priority masters.
@@ -140,6 +141,31 @@ discard_reasons! {
     AddressFamily => "address_family",
     /// Received while in Initialize or Fault, where adverts are not processed.
     Inactive => "inactive",
+    /// auth_hmac: no trailer, and the mode is enforce.
+    HmacMissing => "hmac_missing",
+    /// auth_hmac: a trailer of the wrong length, type or reserved bits.
+    HmacMalformed => "hmac_malformed",
+    /// auth_hmac: the trailer names a key id we do not have.
+    HmacUnknownKey => "hmac_unknown_key",
+    /// auth_hmac: the HMAC does not verify (wrong key, or the advert was altered).
+    HmacBadMac => "hmac_bad_mac",
+    /// auth_hmac: the timestamp is outside the time window.
+    HmacStale => "hmac_stale",
+    /// auth_hmac: the sequence does not grow (a replayed advert).
+    HmacReplay => "hmac_replay",
+}
+
+impl From<AuthReject> for DiscardReason {
+    fn from(r: AuthReject) -> Self {
+        match r {
+            AuthReject::Missing => DiscardReason::HmacMissing,
+            AuthReject::Malformed => DiscardReason::HmacMalformed,
+            AuthReject::UnknownKey => DiscardReason::HmacUnknownKey,
+            AuthReject::BadMac => DiscardReason::HmacBadMac,
+            AuthReject::Stale => DiscardReason::HmacStale,
+            AuthReject::Replay => DiscardReason::HmacReplay,
+        }
+    }
 }
 
 /// Counters of one router.
@@ -157,6 +183,10 @@ pub struct Counters {
     pub transitions: u64,
     /// Transitions into Master.
     pub became_master: u64,
+    /// auth_hmac: adverts accepted with a verified trailer.
+    pub hmac_verified: u64,
+    /// auth_hmac: adverts accepted without a trailer (permissive or receive-only).
+    pub hmac_unsigned_accepted: u64,
     discards: [u64; DiscardReason::ALL.len()],
 }
 
@@ -177,12 +207,26 @@ impl Counters {
     }
 }
 
+/// v2 password auth data; `Debug` does not show it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct AuthData([u8; AUTH_LEN]);
+
+impl fmt::Debug for AuthData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// One VRRP instance.
 #[derive(Debug)]
 pub struct Router {
     cfg: RouterConfig,
     checksum_mode: ChecksumMode,
-    auth: Option<[u8; AUTH_LEN]>,
+    auth: Option<AuthData>,
+    /// keepalived 2.4 auth_hmac state (keys, send sequence, replay marks).
+    hmac: Option<HmacAuth>,
+    /// An instant and the wall-clock time (since the Unix epoch) at that instant.
+    wall_clock: Option<(Instant, Duration)>,
     /// The interval field we send: v2 seconds, v3 centiseconds.
     interval_field: u16,
     state: State,
@@ -219,7 +263,12 @@ impl Router {
             } else {
                 ChecksumMode::PseudoHeader
             },
-            auth: config.auth_pass.as_deref().map(password_auth_data),
+            auth: config
+                .auth_pass
+                .as_deref()
+                .map(|p| AuthData(password_auth_data(p))),
+            hmac: config.auth_hmac.clone().map(HmacAuth::new),
+            wall_clock: None,
             interval_field,
             state: State::Initialize,
             check_up: vec![true; config.tracked.len()],
@@ -249,6 +298,40 @@ impl Router {
     /// Counters.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// Tell the router the wall-clock time (since the Unix epoch) at `now`. auth_hmac signs
+    /// with it and checks the time window against it; the I/O side calls this before
+    /// handing over packets and timeouts, the simulator with virtual clocks. Until it is
+    /// called the wall clock reads as the epoch, so time-mode adverts are refused as stale.
+    pub fn set_wall_clock(&mut self, now: Instant, since_epoch: Duration) {
+        self.wall_clock = Some((now, since_epoch));
+    }
+
+    fn wall_time(&self, now: Instant) -> Duration {
+        match self.wall_clock {
+            Some((at, t)) if now >= at => t + (now - at),
+            Some((at, t)) => t.saturating_sub(at - now),
+            None => Duration::ZERO,
+        }
+    }
+
+    /// Change the auth_hmac settings in place (a key rotation or a migration step): the
+    /// send sequence and the replay marks carry over, the state does not change.
+    pub fn set_auth_hmac(&mut self, auth: Option<AuthHmacConfig>) -> Result<(), ConfigError> {
+        let mut cfg = self.cfg.clone();
+        cfg.auth_hmac = auth.clone();
+        cfg.validate()?;
+        self.hmac = match (self.hmac.take(), auth.clone()) {
+            (Some(mut state), Some(new)) => {
+                state.reconfigure(new);
+                Some(state)
+            }
+            (None, Some(new)) => Some(HmacAuth::new(new)),
+            (_, None) => None,
+        };
+        self.cfg.auth_hmac = auth;
+        Ok(())
     }
 
     /// Priority after tracked-check weights (keepalived): base + negative weights of failing
@@ -342,7 +425,7 @@ impl Router {
             State::Master => {
                 if self.adver_timer.is_some_and(|t| t <= now) {
                     // RFC 5798 §6.4.3: on Adver_Timer expiry send an advert and reset it.
-                    self.send_advert(self.effective_priority());
+                    self.send_advert(now, self.effective_priority());
                     self.adver_timer = Some(now + self.cfg.advert_interval);
                 }
             }
@@ -358,7 +441,7 @@ impl Router {
 
     /// Process a received message. Invalid messages are counted and dropped (RFC 5798 §7.1).
     pub fn handle_packet(&mut self, now: Instant, pkt: Incoming<'_>) {
-        match self.accept(pkt) {
+        match self.accept(now, pkt) {
             Ok(ad) => self.on_advert(now, pkt.src, &ad),
             Err(reason) => self.counters.discards[reason as usize] += 1,
         }
@@ -383,11 +466,10 @@ impl Router {
     /// Stop (RFC 5798 §6.4.3 Shutdown): a Master sends a priority-0 advert and removes the
     /// virtual addresses. Every state goes to Initialize; [`Router::start`] restarts.
     pub fn shutdown(&mut self, now: Instant) {
-        let _ = now;
         match self.state {
             State::Initialize => return,
             State::Master => {
-                self.send_advert(0);
+                self.send_advert(now, 0);
                 self.actions
                     .push_back(Action::RemoveVips(self.cfg.virtual_addresses.clone()));
             }
@@ -425,7 +507,7 @@ impl Router {
         }
     }
 
-    fn accept(&self, pkt: Incoming<'_>) -> Result<Advertisement, DiscardReason> {
+    fn accept(&mut self, now: Instant, pkt: Incoming<'_>) -> Result<Advertisement, DiscardReason> {
         if matches!(self.state, State::Initialize | State::Fault) {
             return Err(DiscardReason::Inactive);
         }
@@ -467,12 +549,25 @@ impl Router {
         }
         if self.cfg.version == Version::V2 {
             // keepalived compares auth type and, for PASS, the 8 bytes of auth data.
-            if ad.auth != self.auth {
+            if ad.auth != self.auth.map(|a| a.0) {
                 return Err(DiscardReason::AuthMismatch);
             }
             // RFC 3768 §7.1: MUST discard if Adver Interval differs from ours.
             if ad.interval != self.interval_field {
                 return Err(DiscardReason::IntervalMismatch);
+            }
+        }
+        let wall = self.wall_time(now);
+        if let Some(auth) = self.hmac.as_mut() {
+            // Decoded, so the message length is known; what follows it is the trailer.
+            let len = message_len(pkt.payload, pkt.src.is_ipv6()).unwrap_or(pkt.payload.len());
+            let (message, rest) = pkt.payload.split_at(len);
+            let trailer = (!rest.is_empty()).then_some(rest);
+            let (version, vrid) = (self.cfg.version, self.cfg.vrid);
+            match auth.verify(wall, version, vrid, pkt.src, message, trailer) {
+                Ok(Verified::Signed { .. }) => self.counters.hmac_verified += 1,
+                Ok(Verified::Unsigned) => self.counters.hmac_unsigned_accepted += 1,
+                Err(reject) => return Err(reject.into()),
             }
         }
         Ok(ad)
@@ -513,7 +608,7 @@ impl Router {
             State::Master => {
                 if ad.priority == 0 {
                     // RFC 5798 §6.4.3: send an advert at once and reset the Adver_Timer.
-                    self.send_advert(local);
+                    self.send_advert(now, local);
                     self.adver_timer = Some(now + self.cfg.advert_interval);
                 } else if ad.priority > local
                     || (ad.priority == local && src > self.cfg.primary_address)
@@ -526,7 +621,7 @@ impl Router {
                 } else {
                     // RFC 5798 §6.4.3 says discard; keepalived also re-asserts at once so a
                     // lower-priority master (after a partition) backs off quickly.
-                    self.send_advert(local);
+                    self.send_advert(now, local);
                     // And re-announces (keepalived's vrrp_garp_lower_prio_repeat): hosts may
                     // have learnt the other master's MAC for the VIP during the split, and
                     // nothing else would correct their ARP caches. At most once a second.
@@ -551,7 +646,7 @@ impl Router {
     fn become_master(&mut self, now: Instant) {
         // RFC 5798 §6.4.1 / §6.4.2: send an advert, claim the addresses, announce them.
         self.clear_timers();
-        self.send_advert(self.effective_priority());
+        self.send_advert(now, self.effective_priority());
         self.adver_timer = Some(now + self.cfg.advert_interval);
         self.master = Some((self.cfg.primary_address, self.effective_priority()));
         let vips = self.cfg.virtual_addresses.clone();
@@ -577,11 +672,11 @@ impl Router {
         self.master_down_timer = Some(now + self.master_down_interval());
     }
 
-    fn enter_fault(&mut self, _now: Instant) {
+    fn enter_fault(&mut self, now: Instant) {
         if self.state == State::Master {
             // keepalived sends priority 0 when entering FAULT (VRRP_PRIO_STOP) so a backup
             // takes over after Skew_Time; then the addresses go.
-            self.send_advert(0);
+            self.send_advert(now, 0);
             self.actions
                 .push_back(Action::RemoveVips(self.cfg.virtual_addresses.clone()));
         }
@@ -609,15 +704,16 @@ impl Router {
         });
     }
 
-    fn send_advert(&mut self, priority: u8) {
+    fn send_advert(&mut self, now: Instant, priority: u8) {
         let ad = Advertisement {
             version: self.cfg.version,
             vrid: self.cfg.vrid,
             priority,
             interval: self.interval_field,
             addresses: self.cfg.virtual_addresses.clone(),
-            auth: self.auth,
+            auth: self.auth.map(|a| a.0),
         };
+        let wall = self.wall_time(now);
         let src = self.cfg.primary_address;
         let dsts: Vec<IpAddr> = if self.cfg.unicast_peers.is_empty() {
             vec![multicast_group(src)]
@@ -627,7 +723,19 @@ impl Router {
         for dst in dsts {
             // The checksum pseudo-header uses the real destination, so encode per peer.
             // Validated config: encoding cannot fail; skip rather than panic if it did.
-            if let Ok(payload) = ad.encode(src, dst, self.checksum_mode) {
+            if let Ok(mut payload) = ad.encode(src, dst, self.checksum_mode) {
+                if let Some(auth) = self.hmac.as_mut()
+                    && let Some(trailer) = auth.sign(wall, ad.version, ad.vrid, src, &payload)
+                {
+                    append_trailer(
+                        &mut payload,
+                        &trailer,
+                        ad.version,
+                        src,
+                        dst,
+                        self.checksum_mode,
+                    );
+                }
                 self.counters.adverts_sent += 1;
                 if priority == 0 {
                     self.counters.priority_zero_sent += 1;

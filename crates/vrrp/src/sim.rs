@@ -5,12 +5,15 @@
 //! hears whom. Nodes can crash (vanish without a priority-0 advert), shut down gracefully,
 //! lose their link, and have tracked checks flip. Virtual time only moves when the next
 //! event (a packet arrival or a router deadline) is processed, so runs are exact and fast.
+//! Each host has a virtual wall clock (for auth_hmac's time window) that can be skewed, and
+//! every transmitted advert can be captured for replay attacks.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::auth::AuthHmacConfig;
 use crate::config::{ConfigError, RouterConfig};
 use crate::router::{Action, Incoming, Router, State};
 
@@ -54,6 +57,26 @@ pub struct Node {
     pub vips: BTreeSet<IpAddr>,
     /// Gratuitous ARP / NA bursts requested.
     pub announces: u64,
+    /// How far this host's wall clock is ahead of the LAN's (negative: behind), in ms.
+    pub clock_skew_ms: i64,
+}
+
+/// The virtual wall clock at the LAN's creation: 2027-01-15, seconds since the Unix epoch.
+pub const SIM_EPOCH: Duration = Duration::from_secs(1_800_000_000);
+
+/// An advert as it left a host, for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Virtual time since the LAN was created.
+    pub at: Duration,
+    /// Sending host.
+    pub from: usize,
+    /// IP source.
+    pub src: IpAddr,
+    /// IP destination.
+    pub dst: IpAddr,
+    /// The VRRP message as sent.
+    pub payload: Vec<u8>,
 }
 
 /// A state change observed on the LAN.
@@ -117,6 +140,8 @@ pub struct Lan {
     pub jitter: Duration,
     events: Vec<Event>,
     steps: u64,
+    capture: bool,
+    captured: Vec<Captured>,
 }
 
 /// Safety net against a router that keeps asking to be woken at the same instant.
@@ -139,6 +164,8 @@ impl Lan {
             jitter: Duration::ZERO,
             events: Vec::new(),
             steps: 0,
+            capture: false,
+            captured: Vec::new(),
         }
     }
 
@@ -152,6 +179,7 @@ impl Lan {
             link_up: true,
             vips: BTreeSet::new(),
             announces: 0,
+            clock_skew_ms: 0,
         });
         let n = self.nodes.len();
         for row in &mut self.reach {
@@ -223,9 +251,54 @@ impl Lan {
             .collect()
     }
 
+    /// Host `i`'s wall clock now, since the Unix epoch.
+    pub fn wall_clock(&self, i: usize) -> Duration {
+        let lan = SIM_EPOCH + (self.now - self.base);
+        let skew = self.nodes[i].clock_skew_ms;
+        let abs = Duration::from_millis(skew.unsigned_abs());
+        if skew >= 0 {
+            lan + abs
+        } else {
+            lan.saturating_sub(abs)
+        }
+    }
+
+    /// Put host `i`'s wall clock `skew_ms` ahead of the LAN's (negative: behind).
+    pub fn set_clock_skew(&mut self, i: usize, skew_ms: i64) {
+        self.nodes[i].clock_skew_ms = skew_ms;
+    }
+
+    fn sync_clock(&mut self, i: usize) {
+        let (now, wall) = (self.now, self.wall_clock(i));
+        self.nodes[i].router.set_wall_clock(now, wall);
+    }
+
+    /// Change host `i`'s auth_hmac settings live (a key rotation or a migration step), and
+    /// in its configuration so a restart keeps them.
+    pub fn set_auth_hmac(
+        &mut self,
+        i: usize,
+        auth: Option<AuthHmacConfig>,
+    ) -> Result<(), ConfigError> {
+        self.nodes[i].router.set_auth_hmac(auth.clone())?;
+        self.nodes[i].config.auth_hmac = auth;
+        Ok(())
+    }
+
+    /// Record every advert transmitted from now on (see [`Lan::captured`]).
+    pub fn capture(&mut self, on: bool) {
+        self.capture = on;
+    }
+
+    /// The adverts recorded while capturing.
+    pub fn captured(&self) -> &[Captured] {
+        &self.captured
+    }
+
     /// Start one router (leave Initialize).
     pub fn start(&mut self, i: usize) {
         let now = self.now;
+        self.sync_clock(i);
         self.nodes[i].router.start(now);
         self.drain(i);
     }
@@ -260,6 +333,7 @@ impl Lan {
     /// Graceful stop (RFC 5798 §6.4.3 Shutdown); restart with [`Lan::start`].
     pub fn shutdown(&mut self, i: usize) {
         let now = self.now;
+        self.sync_clock(i);
         self.nodes[i].router.shutdown(now);
         self.drain(i);
     }
@@ -269,6 +343,7 @@ impl Lan {
         let now = self.now;
         self.nodes[i].link_up = up;
         if self.nodes[i].alive {
+            self.sync_clock(i);
             self.nodes[i].router.set_interface_up(now, up);
             self.drain(i);
         }
@@ -278,6 +353,7 @@ impl Lan {
     pub fn set_check(&mut self, i: usize, check: usize, up: bool) {
         let now = self.now;
         if self.nodes[i].alive {
+            self.sync_clock(i);
             self.nodes[i].router.set_check(now, check, up);
             self.drain(i);
         }
@@ -327,6 +403,7 @@ impl Lan {
     /// Deliver a crafted message to host `to` now, bypassing the wire.
     pub fn inject(&mut self, to: usize, pkt: Incoming<'_>) {
         let now = self.now;
+        self.sync_clock(to);
         self.nodes[to].router.handle_packet(now, pkt);
         self.drain(to);
     }
@@ -394,9 +471,9 @@ impl Lan {
         let now = self.now;
         while self.queue.peek().is_some_and(|p| p.at <= now) {
             let Some(p) = self.queue.pop() else { break };
-            let node = &mut self.nodes[p.to];
-            if node.alive && node.link_up {
-                node.router.handle_packet(
+            if self.nodes[p.to].alive && self.nodes[p.to].link_up {
+                self.sync_clock(p.to);
+                self.nodes[p.to].router.handle_packet(
                     now,
                     Incoming {
                         src: p.src,
@@ -409,9 +486,10 @@ impl Lan {
             }
         }
         for i in 0..self.nodes.len() {
-            let node = &mut self.nodes[i];
+            let node = &self.nodes[i];
             if node.alive && node.router.poll_timeout().is_some_and(|d| d <= now) {
-                node.router.handle_timeout(now);
+                self.sync_clock(i);
+                self.nodes[i].router.handle_timeout(now);
                 self.drain(i);
             }
         }
@@ -444,6 +522,15 @@ impl Lan {
             return;
         }
         let src = self.nodes[from].config.primary_address;
+        if self.capture {
+            self.captured.push(Captured {
+                at: self.now - self.base,
+                from,
+                src,
+                dst,
+                payload: payload.clone(),
+            });
+        }
         for to in 0..self.nodes.len() {
             // Multicast reaches everyone else on the segment; unicast only its addressee.
             let addressed = if dst.is_multicast() {

@@ -689,3 +689,34 @@ fn counters_track_adverts_and_transitions() {
     assert_eq!(c.transitions, 2, "Initialize→Backup→Master");
     assert_eq!(c.became_master, 1);
 }
+
+/// Secrets stay secret: neither the v2 password nor auth_hmac keys appear in the `Debug`
+/// output of a configuration or a router, which is what ends up in logs and panics.
+#[test]
+fn debug_output_never_shows_the_password_or_keys() {
+    let v2 = RouterConfig {
+        version: Version::V2,
+        auth_pass: Some("s3cr3tpw".into()),
+        ..v3(1, 100)
+    };
+    let keyed = RouterConfig {
+        auth_hmac: Some(vrrp::AuthHmacConfig::new(
+            vec![vrrp::HmacKey::new(
+                1,
+                b"an-ascii-key-of-forty-characters-123456".to_vec(),
+            )],
+            1,
+            Duration::from_secs(1),
+        )),
+        ..v3(1, 100)
+    };
+    for cfg in [v2, keyed] {
+        let router = Router::new(cfg.clone()).unwrap();
+        for text in [format!("{cfg:?}"), format!("{router:?}")] {
+            assert!(!text.contains("s3cr3tpw"), "{text}");
+            assert!(!text.contains("an-ascii-key"), "{text}");
+            // The password's bytes as a Debug array would look like this.
+            assert!(!text.contains("115, 51, 99"), "{text}");
+        }
+    }
+}

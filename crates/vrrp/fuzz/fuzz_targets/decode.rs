@@ -1,11 +1,15 @@
 //! Fuzz the VRRP decoders: arbitrary bytes, under each address family and checksum mode,
 //! must never panic, and whatever decodes must re-encode to a message that decodes equal.
+//! The auth_hmac trailer reader and verifier run on whatever follows the message.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use vrrp::{Advertisement, ChecksumMode, parse_ipv4};
+use vrrp::auth::{AuthHmacConfig, HmacAuth, HmacKey};
+use vrrp::packet::message_len;
+use vrrp::{Advertisement, AntiReplay, ChecksumMode, Version, parse_ipv4};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, bytes)) = data.split_first() else {
@@ -28,9 +32,27 @@ fuzz_target!(|data: &[u8]| {
         ChecksumMode::MessageOnly
     };
     if let Ok(ad) = Advertisement::decode(src, dst, bytes, mode) {
-        let again = ad.encode(src, dst, mode).expect("a decoded advert re-encodes");
+        let again = ad
+            .encode(src, dst, mode)
+            .expect("a decoded advert re-encodes");
         let back = Advertisement::decode(src, dst, &again, mode).expect("re-encoded decodes");
         assert_eq!(back, ad);
+    }
+    if let Some(len) = message_len(bytes, src.is_ipv6()) {
+        let (message, rest) = bytes.split_at(len);
+        let mut cfg =
+            AuthHmacConfig::new(vec![HmacKey::new(1, [7u8; 32])], 1, Duration::from_secs(1));
+        if selector & 4 != 0 {
+            cfg.anti_replay = AntiReplay::Monotonic;
+        }
+        let mut auth = HmacAuth::new(cfg);
+        let now = Duration::from_secs(1_800_000_000);
+        let trailer = (!rest.is_empty()).then_some(rest);
+        // A forged trailer must never verify.
+        assert!(
+            auth.verify(now, Version::V3, 51, src, message, trailer)
+                .is_err()
+        );
     }
     if let Ok(d) = parse_ipv4(bytes) {
         let _ = Advertisement::decode(IpAddr::V4(d.src), IpAddr::V4(d.dst), d.payload, mode);

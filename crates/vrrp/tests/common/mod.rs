@@ -1,6 +1,8 @@
 //! Shared helpers for the vrrp integration tests.
 #![allow(dead_code)]
 
+pub mod pcap;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
