@@ -401,7 +401,7 @@ fn keepalived_limits(c: &Cluster, f: &mut Findings) {
         }
     }
     if let Some(pass) = &v.auth_pass
-        && !pass.chars().all(|c| c.is_ascii_graphic())
+        && !pass.expose().chars().all(|c| c.is_ascii_graphic())
     {
         f.error(
             "vip.authPass",

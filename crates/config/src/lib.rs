@@ -7,10 +7,13 @@
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod deploy;
 mod duration;
+mod secret;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,8 +21,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use audit::{audit_secret_files, resolve_keys};
 pub use deploy::{CONTROL_PLANE_PORTS, ETCD_CLIENT_PORT, ETCD_PEER_PORT, KUBELET_PORT};
 pub use duration::{Dur, DurationError};
+pub use secret::{KEY_LEN_MAX, KEY_LEN_MIN, KeyError, Secret, inline_key_bytes, key_bytes};
 pub use validate::{Finding, Severity, parse_status_range};
 
 /// Why a cluster file could not be used.
@@ -332,7 +337,10 @@ pub struct Vip {
     pub preempt_delay: Dur,
     /// v2 simple password (keepalived `auth_type PASS`); only the first 8 bytes count. Default none.
     #[serde(default)]
-    pub auth_pass: Option<String>,
+    pub auth_pass: Option<Secret>,
+    /// keepalived 2.4 `auth_hmac`: HMAC-SHA256 on every advert (v2 and v3). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_hmac: Option<AuthHmac>,
     /// v3: checksum without the IPv4 pseudo-header (keepalived `v3_checksum_as_v2`). Default false.
     #[serde(default)]
     pub v3_checksum_as_v2: bool,
@@ -348,6 +356,73 @@ pub struct Vip {
     /// Checks that lower (or raise) this node's priority, like keepalived's vrrp_script.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track: Vec<TrackScript>,
+}
+
+/// How `authHmac` refuses replayed adverts (keepalived `anti_replay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AntiReplay {
+    /// A freshness window (`timeWindow`) plus growing sequences; needs NTP on every node.
+    #[default]
+    Time,
+    /// Growing sequences only; no clock agreement needed.
+    Monotonic,
+}
+
+/// `authHmac` migration modes (keepalived `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HmacMode {
+    /// Sign, and refuse unsigned adverts.
+    #[default]
+    Enforce,
+    /// Sign, and accept unsigned adverts too.
+    Permissive,
+    /// Do not sign; accept unsigned adverts; verify signed ones.
+    ReceiveOnly,
+}
+
+/// keepalived 2.4's `auth_hmac` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthHmac {
+    /// Keys by id (1..=255): `hex:` and 64..=128 hex digits, `file:/absolute/path`, or a
+    /// string of 32..=64 bytes.
+    pub keys: BTreeMap<u8, Secret>,
+    /// The key adverts are signed with. Default: the only key; required with several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_key: Option<u8>,
+    /// `time` or `monotonic`. Default time.
+    #[serde(default)]
+    pub anti_replay: AntiReplay,
+    /// Freshness window, whole seconds 1s..=300s (time mode). Default max(3 × advertInterval, 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_window: Option<Dur>,
+    /// `enforce`, `permissive` or `receive-only`. Default enforce.
+    #[serde(default)]
+    pub mode: HmacMode,
+}
+
+impl AuthHmac {
+    /// The signing key id: `activeKey`, or the only key.
+    pub fn active(&self) -> Option<u8> {
+        match (self.active_key, self.keys.len()) {
+            (Some(id), _) => Some(id),
+            (None, 1) => self.keys.keys().next().copied(),
+            _ => None,
+        }
+    }
+
+    /// The window in effect: `timeWindow`, or keepalived's max(3 × advert, 5 s) capped at
+    /// 300 s, in whole seconds rounded up.
+    pub fn window(&self, advert_interval: std::time::Duration) -> std::time::Duration {
+        if let Some(w) = self.time_window {
+            return w.get();
+        }
+        let three = advert_interval.saturating_mul(3);
+        let secs = three.as_secs() + u64::from(three.subsec_nanos() > 0);
+        std::time::Duration::from_secs(secs.clamp(5, 300))
+    }
 }
 
 fn five() -> u32 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{Cluster, Fencing, VrrpVersion};
+use crate::{AntiReplay, Cluster, Fencing, HmacMode, VrrpVersion};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -81,6 +81,8 @@ pub(crate) fn cluster(c: &Cluster) -> Vec<Finding> {
     }
     nodes(c, &mut f);
     vip(c, &mut f);
+    auth_hmac(c, &mut f);
+    status(c, &mut f);
     load_balancer(c, &mut f);
     etcd(c, &mut f);
     kubernetes(c, &mut f);
@@ -276,6 +278,7 @@ fn vip(c: &Cluster, f: &mut Findings) {
         }
     }
     if let Some(pass) = &v.auth_pass {
+        let pass = pass.expose();
         if pass.is_empty() {
             f.error(
                 "vip.authPass",
@@ -356,6 +359,88 @@ fn vip(c: &Cluster, f: &mut Findings) {
         if t.fall == 0 {
             f.error(format!("{at}.fall"), "must be at least 1");
         }
+    }
+}
+
+fn auth_hmac(c: &Cluster, f: &mut Findings) {
+    let Some(h) = &c.vip.auth_hmac else {
+        return;
+    };
+    if c.vip.auth_pass.is_some() {
+        f.error(
+            "vip.authPass",
+            "authPass and authHmac exclude each other (as in keepalived); remove authPass",
+        );
+    }
+    if h.keys.is_empty() {
+        f.error(
+            "vip.authHmac.keys",
+            "no keys; give at least one, e.g. 1: \"file:/etc/haplane/vrrp.key\"",
+        );
+    }
+    for (id, secret) in &h.keys {
+        let at = format!("vip.authHmac.keys.{id}");
+        if *id == 0 {
+            f.error(&at, "key ids are 1..=255");
+        }
+        match secret.file() {
+            Some(path) if !path.is_absolute() => f.error(
+                &at,
+                format!("file:{} must be an absolute path", path.display()),
+            ),
+            Some(_) => {}
+            // The message names the key, never its value.
+            None => {
+                if let Err(e) = crate::inline_key_bytes(*id, secret.expose()) {
+                    f.error(&at, e.to_string());
+                }
+            }
+        }
+    }
+    match (h.active_key, h.keys.len()) {
+        (Some(id), _) if !h.keys.contains_key(&id) => f.error(
+            "vip.authHmac.activeKey",
+            format!("{id} is not one of the key ids under keys"),
+        ),
+        (None, n) if n > 1 => f.error(
+            "vip.authHmac.activeKey",
+            "several keys: say which one signs adverts (the others are accepted too)",
+        ),
+        _ => {}
+    }
+    if let Some(w) = h.time_window {
+        let d = w.get();
+        if d.subsec_nanos() != 0 || !(1..=300).contains(&d.as_secs()) {
+            f.error(
+                "vip.authHmac.timeWindow",
+                format!("{w} must be whole seconds from 1s to 300s (keepalived's range)"),
+            );
+        }
+        if h.anti_replay == AntiReplay::Monotonic {
+            f.warn(
+                "vip.authHmac.timeWindow",
+                "has no effect with antiReplay: monotonic",
+            );
+        }
+    }
+    match h.mode {
+        HmacMode::Enforce => {}
+        HmacMode::Permissive | HmacMode::ReceiveOnly => f.warn(
+            "vip.authHmac.mode",
+            "a migration mode: adverts without a trailer are still accepted, so anyone on the segment can still take the VIP; finish with mode: enforce on every node",
+        ),
+    }
+}
+
+fn status(c: &Cluster, f: &mut Findings) {
+    let listen = c.status.listen;
+    if !listen.ip().is_loopback() {
+        f.warn(
+            "status.listen",
+            format!(
+                "{listen} is not a loopback address: /status and /metrics (the cluster's state, no secrets) are open to whoever reaches it; keep 127.0.0.1 unless a scraper must reach it, and firewall it"
+            ),
+        );
     }
 }
 

@@ -11,6 +11,7 @@ mod notify;
 mod reload;
 mod router_status;
 mod track;
+mod vrrp_auth;
 mod vrrp_driver;
 
 pub use vrrp_driver::router_config;
@@ -50,6 +51,12 @@ pub enum DaemonError {
         node: String,
         source: vrrp::ConfigError,
     },
+    /// An auth_hmac key could not be read or is unusable (the message names it, never its value).
+    #[error("cannot load the auth_hmac keys of node {node}: {error}")]
+    AuthHmacKey {
+        node: String,
+        error: config::KeyError,
+    },
     /// The status server could not start.
     #[error(transparent)]
     Status(#[from] status::StatusError),
@@ -77,6 +84,13 @@ pub struct RunOptions {
 pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let (cluster, warnings) = Cluster::load(&opts.config)?;
     for w in &warnings {
+        warn!(config = %opts.config.display(), "{w}");
+    }
+    // Secrets that other users can read (key file errors fail below, when the keys load).
+    for w in config::audit_secret_files(&cluster, &opts.config)
+        .iter()
+        .filter(|f| f.severity == config::Severity::Warning)
+    {
         warn!(config = %opts.config.display(), "{w}");
     }
     let netlink = Netlink::open()?;
@@ -168,6 +182,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
 
     if node.is(Role::Master) {
         let mut runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
+        runner.watch_auth_hmac(opts.config.clone());
         if let (Some(f), Some(client)) = (fence, &etcd_client) {
             runner.set_fence(f, client.clone());
         }

@@ -188,9 +188,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match config::Cluster::load(&config) {
-            Ok((cluster, warnings)) => {
+            Ok((cluster, mut warnings)) => {
+                // Key files that cannot be used, secrets other users can read.
+                let (errors, audit): (Vec<_>, Vec<_>) =
+                    config::audit_secret_files(&cluster, &config)
+                        .into_iter()
+                        .partition(|f| f.severity == config::Severity::Error);
+                warnings.extend(audit);
                 for w in &warnings {
                     println!("{w}");
+                }
+                if !errors.is_empty() {
+                    for e in &errors {
+                        eprintln!("{e}");
+                    }
+                    eprintln!("{}: {} error(s)", config.display(), errors.len());
+                    return Ok(ExitCode::from(1));
                 }
                 println!(
                     "{}: ok ({} nodes, VIP {}, VRID {}, {} warning(s))",

@@ -41,8 +41,27 @@ pub struct RouterCounters {
     pub priority_zero_sent: u64,
     pub transitions: u64,
     pub became_master: u64,
+    /// auth_hmac: adverts accepted with a verified trailer.
+    pub hmac_verified: u64,
+    /// auth_hmac: adverts accepted without a trailer (permissive or receive-only mode).
+    pub hmac_unsigned_accepted: u64,
     /// Discarded packets by reason; every reason is present, zeros included.
     pub discarded: BTreeMap<&'static str, u64>,
+}
+
+/// auth_hmac as configured: never the keys, only their ids.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthHmacStatus {
+    /// enforce, permissive or receive-only.
+    pub mode: String,
+    /// time or monotonic.
+    pub anti_replay: String,
+    /// The key adverts are signed with.
+    pub active_key: u8,
+    /// Every key id accepted.
+    pub key_ids: Vec<u8>,
+    /// The freshness window in seconds (time mode).
+    pub time_window_s: u64,
 }
 
 /// A tracked script as last seen.
@@ -74,6 +93,8 @@ pub struct RouterStatus {
     pub last_transition: f64,
     pub fencing: String,
     pub checks: Vec<CheckStatus>,
+    /// auth_hmac, when configured; rejections are under `counters.discarded` (`hmac_*`).
+    pub auth_hmac: Option<AuthHmacStatus>,
     pub counters: RouterCounters,
 }
 
@@ -249,7 +270,22 @@ impl Collector for HubCollector {
                 ConstGauge::new(get(r)).encode(m.encode_family(&labels)?)?;
             }
         }
-        let counters: [(&str, &str, RouterCounter); 5] = [
+        {
+            let mut m = family(
+                &mut encoder,
+                "haplane_vrrp_auth_hmac_mode",
+                "1 for the router's auth_hmac mode (off, receive-only, permissive, enforce).",
+                MetricType::Gauge,
+            )?;
+            for r in &routers {
+                let mode = r.auth_hmac.as_ref().map_or("off", |a| a.mode.as_str());
+                for state in ["off", "receive-only", "permissive", "enforce"] {
+                    let labels = [("instance", r.instance.as_str()), ("mode", state)];
+                    ConstGauge::new(i64::from(mode == state)).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let counters: [(&str, &str, RouterCounter); 7] = [
             (
                 "haplane_vrrp_adverts_received",
                 "Valid adverts processed.",
@@ -271,6 +307,16 @@ impl Collector for HubCollector {
             ("haplane_vrrp_transitions", "State changes.", |c| {
                 c.transitions
             }),
+            (
+                "haplane_vrrp_hmac_verified",
+                "Adverts accepted with a verified auth_hmac trailer.",
+                |c| c.hmac_verified,
+            ),
+            (
+                "haplane_vrrp_hmac_unsigned_accepted",
+                "Adverts accepted without an auth_hmac trailer (permissive or receive-only).",
+                |c| c.hmac_unsigned_accepted,
+            ),
         ];
         for (name, help, get) in counters {
             let mut m = family(&mut encoder, name, help, MetricType::Counter)?;
@@ -367,4 +413,45 @@ pub async fn serve(addr: SocketAddr, hub: Arc<Hub>) -> Result<SocketAddr, Status
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn request(addr: SocketAddr, method: &str, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Least privilege: the status port changes nothing. Every method but GET/HEAD is
+    /// refused on every path, and only the three read-only pages exist.
+    #[tokio::test]
+    async fn the_status_port_serves_read_only_pages_and_refuses_every_other_method() {
+        let hub = Hub::new("c", "n");
+        let addr = serve("127.0.0.1:0".parse().unwrap(), hub).await.unwrap();
+        for path in ["/healthz", "/status", "/metrics"] {
+            assert!(
+                request(addr, "GET", path).await.starts_with("HTTP/1.1 200"),
+                "{path}"
+            );
+            for method in ["POST", "PUT", "DELETE", "PATCH"] {
+                let r = request(addr, method, path).await;
+                assert!(r.starts_with("HTTP/1.1 405"), "{method} {path}: {r}");
+            }
+        }
+        for path in ["/admin", "/reload", "/maintenance", "/"] {
+            assert!(
+                request(addr, "GET", path).await.starts_with("HTTP/1.1 404"),
+                "{path}"
+            );
+        }
+    }
 }

@@ -85,6 +85,18 @@ fn register(socket: Socket, interface: &str) -> Result<AsyncFd<Socket>, VrrpIoEr
     })
 }
 
+/// A receive buffer for about 4 000 adverts (≈ 0.4 s of a 10 000 packets/s flood), so a
+/// scheduling hiccup under a flood of forged adverts does not drop the master's real ones.
+/// SO_RCVBUFFORCE (CAP_NET_ADMIN, which the daemon has) passes net.core.rmem_max; without it
+/// the kernel caps the plain request, which is still fine.
+const RECEIVE_BUFFER: usize = 4 << 20;
+
+fn receive_buffer(socket: &Socket) {
+    if setsockopt(socket, sockopt::RcvBufForce, &RECEIVE_BUFFER).is_err() {
+        let _ = socket.set_recv_buffer_size(RECEIVE_BUFFER);
+    }
+}
+
 /// Link-local and multicast IPv6 addresses need the interface as scope.
 fn scope(addr: Ipv6Addr, ifindex: u32) -> u32 {
     if addr.is_multicast() || addr.is_unicast_link_local() {
@@ -126,6 +138,7 @@ impl VrrpSocket {
         }
         rx.set_nonblocking(true)
             .map_err(opt("O_NONBLOCK", interface))?;
+        receive_buffer(&rx);
 
         let tx = raw_vrrp_socket(Domain::IPV4, interface)?;
         tx.bind(&SockAddr::from(SocketAddrV4::new(primary, 0)))
@@ -167,6 +180,7 @@ impl VrrpSocket {
             .map_err(|e| opt("IPV6_RECVPKTINFO", interface)(io::Error::from(e)))?;
         rx.set_nonblocking(true)
             .map_err(opt("O_NONBLOCK", interface))?;
+        receive_buffer(&rx);
 
         let tx = raw_vrrp_socket(Domain::IPV6, interface)?;
         tx.bind(&SockAddr::from(SocketAddrV6::new(
@@ -195,6 +209,27 @@ impl VrrpSocket {
             ipv6: true,
             ifindex,
         })
+    }
+
+    /// The next datagram if one is queued, without waiting: after [`VrrpSocket::recv`] the
+    /// driver drains what else arrived in one go, so a flood of forged adverts costs one
+    /// status update per batch rather than per packet.
+    pub fn try_recv(&self) -> Option<Datagram> {
+        let mut buf = vec![0u8; 2048];
+        let fd = self.rx.get_ref();
+        if self.ipv6 {
+            let (src, dst, hop_limit, n) = recv_v6(fd.as_raw_fd(), &mut buf).ok()?;
+            buf.truncate(n);
+            return Some(Datagram::V6 {
+                src,
+                dst,
+                hop_limit,
+                payload: buf,
+            });
+        }
+        let n = (&*fd).read(&mut buf).ok()?;
+        buf.truncate(n);
+        Some(Datagram::V4(buf))
     }
 
     /// Wait for the next datagram.

@@ -242,3 +242,49 @@ fn check_and_plan_agree_on_every_error() {
         assert_eq!(!error_lines(&check).is_empty(), bad, "{name}");
     }
 }
+
+/// `haplane check` audits the files that hold secrets: a key file other users can read is
+/// a warning, one that is missing is an error, and neither message shows a key.
+#[test]
+fn check_warns_about_secret_files_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vrrp.key");
+    std::fs::write(&key, "cli-test-key-0123456789abcdefghijklmnopq").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cluster = dir.path().join("cluster.yaml");
+    let text = GOOD.replace(
+        "vrid: 51}",
+        &format!(
+            "vrid: 51, authHmac: {{keys: {{1: \"file:{}\"}}}}}}",
+            key.display()
+        ),
+    );
+    std::fs::write(&cluster, &text).unwrap();
+    std::fs::set_permissions(&cluster, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = || {
+        let out = haplane(&["check", "--config", cluster.to_str().unwrap()]);
+        let all = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), all)
+    };
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning: vip.authHmac.keys.1:")
+            && out.contains("readable by other users (mode 0644)"),
+        "{out}"
+    );
+    assert!(!out.contains("cli-test-key"), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("readable by other users"), "{out}");
+    std::fs::remove_file(&key).unwrap();
+    let (code, out) = run();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("error: vip.authHmac.keys.1: key 1: cannot read"),
+        "{out}"
+    );
+}

@@ -39,7 +39,7 @@ fn seed_001_keepalived_imports_vip_vrid_priority_auth_and_track_script() {
         VrrpVersion::V2,
         "keepalived's default version is 2"
     );
-    assert_eq!(c.vip.auth_pass.as_deref(), Some("1111"));
+    assert_eq!(c.vip.auth_pass.as_ref().map(|p| p.expose()), Some("1111"));
     assert_eq!(c.nodes[0].priority, 100);
     let t = &c.vip.track[0];
     assert_eq!(t.name, "check-k8s-master");
@@ -256,4 +256,86 @@ fn a_file_without_vrrp_instance_is_refused() {
     std::fs::write(&f, "global_defs {\n router_id x\n}\n").unwrap();
     let e = plan::import(&f, None).unwrap_err().to_string();
     assert!(e.contains("no vrrp_instance"), "{e}");
+}
+
+/// A keepalived 2.4.3 config with auth_hmac (the captured fixtures' node2.conf): both keys
+/// (hex and plain string), the active key and the mode come over; the file loads back.
+#[test]
+fn keepalived_2_4_auth_hmac_blocks_become_vip_auth_hmac() {
+    let ka =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../vrrp/tests/fixtures/keepalived-2.4-hmac");
+    let r = plan::import(&ka.join("v3-ipv4-rotation-active1/node2.conf"), None).unwrap();
+    let c = reparse(&r);
+    let h = c.vip.auth_hmac.as_ref().expect("authHmac imported");
+    assert_eq!(h.keys.len(), 2);
+    assert_eq!(
+        h.keys[&1].expose(),
+        "hex:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    );
+    assert_eq!(
+        h.keys[&2].expose(),
+        "haplane-fixture-rotation-key-number-two"
+    );
+    assert_eq!(h.active(), Some(2));
+    assert_eq!(h.mode, config::HmacMode::Enforce);
+    assert!(
+        r.unmapped
+            .iter()
+            .all(|u| !u.text.contains("auth_hmac") && !u.text.starts_with("key")),
+        "{:?}",
+        r.unmapped
+    );
+    // The report tells where the inline keys went, without showing them.
+    let notes: Vec<String> = r
+        .notes
+        .iter()
+        .map(|n| format!("{} {}", n.text, n.reason))
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.contains("inline keys were copied")),
+        "{notes:?}"
+    );
+    assert!(notes.iter().all(|n| !n.contains("0102030405")), "{notes:?}");
+
+    let r = plan::import(&ka.join("v3-ipv4-unicast-monotonic/node2.conf"), None).unwrap();
+    let h = reparse(&r).vip.auth_hmac.unwrap();
+    assert_eq!(h.anti_replay, config::AntiReplay::Monotonic);
+    assert_eq!(h.active(), Some(9));
+    let r = plan::import(&ka.join("v3-ipv4-receive-only/node2.conf"), None).unwrap();
+    assert_eq!(
+        reparse(&r).vip.auth_hmac.unwrap().mode,
+        config::HmacMode::ReceiveOnly
+    );
+}
+
+/// A key from a systemd credential through `${_ENV ...}` cannot be resolved at import time:
+/// it is reported by line, and without a usable key the block is not imported.
+#[test]
+fn an_auth_hmac_key_with_parameter_substitution_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        "vrrp_instance VI_1 {\n  interface eth0\n  virtual_router_id 51\n  priority 100\n  auth_hmac {\n    key 1 file:${_ENV CREDENTIALS_DIRECTORY}/vrrp\n    mode sideways\n  }\n  virtual_ipaddress {\n    192.0.2.100/24\n  }\n}\n",
+    )
+    .unwrap();
+    let r = plan::import(&conf, None).unwrap();
+    assert!(r.cluster.vip.auth_hmac.is_none());
+    let lines: Vec<(usize, &str)> = r
+        .unmapped
+        .iter()
+        .map(|u| (u.line, u.reason.as_str()))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|(l, why)| *l == 6 && why.contains("parameter substitution")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|(l, why)| *l == 7 && why.contains("enforce, permissive or receive-only")),
+        "{lines:?}"
+    );
 }

@@ -186,7 +186,7 @@ fn cases() -> Vec<(&'static str, Expect)> {
                 assert_eq!(c.vip.track[0].fall, 10);
                 assert_eq!(c.vip.address.to_string(), "192.0.2.100/24");
                 assert_eq!(c.vip.version, VrrpVersion::V2);
-                assert_eq!(c.vip.auth_pass.as_deref(), Some("42"));
+                assert_eq!(c.vip.auth_pass.as_ref().map(|p| p.expose()), Some("42"));
                 assert_eq!(c.load_balancer.listen, [ListenAddr::Vip(8443)]);
                 assert_eq!(c.api_server.port, 6443);
                 // `option ssl-hello-chk` comes after `option httpchk`, so haproxy sends an SSL

@@ -308,6 +308,23 @@ pub fn compute_hmac(
     message: &[u8],
     trailer_head: &[u8; HMAC_OFFSET],
 ) -> [u8; HMAC_LEN] {
+    // HMAC takes keys of any length (RFC 2104 §2); ours are validated to 32..=64 bytes.
+    let Ok(mac) = <HmacSha256 as KeyInit>::new_from_slice(key) else {
+        return [0; HMAC_LEN];
+    };
+    keyed_hmac(mac, version, vrid, src, message, trailer_head)
+}
+
+/// [`compute_hmac`] from an HMAC already keyed (its inner and outer pads hashed once per
+/// key, not once per advert).
+fn keyed_hmac(
+    mut mac: HmacSha256,
+    version: Version,
+    vrid: u8,
+    src: IpAddr,
+    message: &[u8],
+    trailer_head: &[u8; HMAC_OFFSET],
+) -> [u8; HMAC_LEN] {
     let mut pseudo = [0u8; PSEUDO_LEN];
     pseudo[1] = version.number();
     pseudo[2] = vrid;
@@ -321,10 +338,6 @@ pub fn compute_hmac(
             pseudo[4..20].copy_from_slice(&a.octets());
         }
     }
-    // HMAC takes keys of any length (RFC 2104 §2); ours are validated to 32..=64 bytes.
-    let Ok(mut mac) = <HmacSha256 as KeyInit>::new_from_slice(key) else {
-        return [0; HMAC_LEN];
-    };
     mac.update(&pseudo);
     if message.len() >= CHECKSUM_OFFSET + 2 {
         mac.update(&message[..CHECKSUM_OFFSET]);
@@ -384,11 +397,46 @@ struct Sender {
     last_used: u64,
 }
 
+/// Each key's HMAC state after hashing its pads. `Debug` shows only the ids.
+#[derive(Clone)]
+struct Keyed(Vec<(u8, HmacSha256)>);
+
+impl Keyed {
+    fn of(cfg: &AuthHmacConfig) -> Self {
+        Keyed(
+            cfg.keys
+                .iter()
+                .filter_map(|k| {
+                    <HmacSha256 as KeyInit>::new_from_slice(&k.secret)
+                        .ok()
+                        .map(|m| (k.id, m))
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, id: u8) -> Option<HmacSha256> {
+        self.0
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, m)| m.clone())
+    }
+}
+
+impl fmt::Debug for Keyed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(id, _)| id))
+            .finish()
+    }
+}
+
 /// The `auth_hmac` state of one instance: configuration, the send sequence and the
 /// per-sender replay marks.
 #[derive(Debug, Clone)]
 pub struct HmacAuth {
     cfg: AuthHmacConfig,
+    keyed: Keyed,
     send_seq: u64,
     senders: Vec<Sender>,
     lru_clock: u64,
@@ -398,6 +446,7 @@ impl HmacAuth {
     /// State for a validated configuration.
     pub fn new(cfg: AuthHmacConfig) -> Self {
         HmacAuth {
+            keyed: Keyed::of(&cfg),
             cfg,
             send_seq: 0,
             senders: Vec::with_capacity(SENDER_SLOTS),
@@ -413,6 +462,7 @@ impl HmacAuth {
     /// Take new settings (a key rotation, a migration step) without losing the send
     /// sequence or the replay marks, so nothing can be replayed across the change.
     pub fn reconfigure(&mut self, cfg: AuthHmacConfig) {
+        self.keyed = Keyed::of(&cfg);
         self.cfg = cfg;
     }
 
@@ -463,9 +513,9 @@ impl HmacAuth {
             hmac: [0; HMAC_LEN],
         };
         // A validated configuration always has its active key; a zero HMAC is refused.
-        if let Some(key) = self.cfg.key(self.cfg.active_key) {
+        if let Some(mac) = self.keyed.get(self.cfg.active_key) {
             let head = head_of(&trailer.to_bytes());
-            trailer.hmac = compute_hmac(&key.secret, version, vrid, src, message, &head);
+            trailer.hmac = keyed_hmac(mac, version, vrid, src, message, &head);
         }
         Some(trailer.to_bytes())
     }
@@ -499,9 +549,9 @@ impl HmacAuth {
         if time && secs_between(now_secs, tr.seconds()).abs() > window {
             return Err(AuthReject::Stale);
         }
-        let key = self.cfg.key(tr.key_id).ok_or(AuthReject::UnknownKey)?;
+        let mac = self.keyed.get(tr.key_id).ok_or(AuthReject::UnknownKey)?;
         let head = head_of(&tr.to_bytes());
-        let expected = compute_hmac(&key.secret, version, vrid, src, message, &head);
+        let expected = keyed_hmac(mac, version, vrid, src, message, &head);
         if !constant_time_eq(&expected, &tr.hmac) {
             return Err(AuthReject::BadMac);
         }

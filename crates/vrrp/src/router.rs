@@ -439,12 +439,25 @@ impl Router {
         }
     }
 
-    /// Process a received message. Invalid messages are counted and dropped (RFC 5798 §7.1).
-    pub fn handle_packet(&mut self, now: Instant, pkt: Incoming<'_>) {
+    /// Process a received message. Invalid messages are counted and dropped (RFC 5798 §7.1);
+    /// the reason is returned so the I/O side can log it (rate-limited, see
+    /// [`crate::log_limit`]). None: the advert was accepted.
+    pub fn handle_packet(&mut self, now: Instant, pkt: Incoming<'_>) -> Option<DiscardReason> {
         match self.accept(now, pkt) {
-            Ok(ad) => self.on_advert(now, pkt.src, &ad),
-            Err(reason) => self.counters.discards[reason as usize] += 1,
+            Ok(ad) => {
+                self.on_advert(now, pkt.src, &ad);
+                None
+            }
+            Err(reason) => {
+                self.counters.discards[reason as usize] += 1;
+                Some(reason)
+            }
         }
+    }
+
+    /// The auth_hmac state: mode, keys and active key (`None` without auth_hmac).
+    pub fn auth_hmac(&self) -> Option<&crate::auth::AuthHmacConfig> {
+        self.hmac.as_ref().map(HmacAuth::config)
     }
 
     /// Report a tracked check's result (after rise/fall). Returns false for an unknown index.

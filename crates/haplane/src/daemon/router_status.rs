@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use vrrp::{DiscardReason, Router};
 
-use crate::status::{CheckStatus, RouterCounters, RouterStatus};
+use crate::status::{AuthHmacStatus, CheckStatus, RouterCounters, RouterStatus};
 
 /// What the driver knows beside the router core.
 pub(super) struct DriverFacts<'a> {
@@ -57,6 +57,13 @@ pub(super) fn router_status(r: &Router, facts: DriverFacts<'_>) -> RouterStatus 
                 up: *up,
             })
             .collect(),
+        auth_hmac: r.auth_hmac().map(|a| AuthHmacStatus {
+            mode: a.mode.as_str().to_string(),
+            anti_replay: format!("{:?}", a.anti_replay).to_lowercase(),
+            active_key: a.active_key,
+            key_ids: a.keys.iter().map(|k| k.id()).collect(),
+            time_window_s: a.time_window.as_secs(),
+        }),
         counters: RouterCounters {
             adverts_received: c.adverts_received,
             adverts_sent: c.adverts_sent,
@@ -64,6 +71,8 @@ pub(super) fn router_status(r: &Router, facts: DriverFacts<'_>) -> RouterStatus 
             priority_zero_sent: c.priority_zero_sent,
             transitions: c.transitions,
             became_master: c.became_master,
+            hmac_verified: c.hmac_verified,
+            hmac_unsigned_accepted: c.hmac_unsigned_accepted,
             discarded,
         },
     }

@@ -17,6 +17,7 @@ use super::link_watch::spawn_link_watch;
 use super::notify::Notifier;
 use super::router_status::{DriverFacts, router_status};
 use super::track::spawn_track_script;
+use super::vrrp_auth::{self, DiscardLog};
 use crate::garp::Announcer;
 use crate::netlink::Netlink;
 use crate::status::{self, Hub};
@@ -39,7 +40,7 @@ pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
     rc.advert_interval = vip.advert_interval.get();
     rc.preempt = vip.preempt;
     rc.preempt_delay = vip.preempt_delay.get();
-    rc.auth_pass = vip.auth_pass.clone();
+    rc.auth_pass = vip.auth_pass.as_ref().map(|p| p.expose().to_string());
     rc.v3_checksum_as_v2 = vip.v3_checksum_as_v2;
     if vip.unicast {
         rc.unicast_peers = cluster
@@ -83,8 +84,13 @@ async fn link_local(
 }
 
 pub(super) enum Event {
-    Check { index: usize, up: bool },
+    Check {
+        index: usize,
+        up: bool,
+    },
     Link(bool),
+    /// New auth_hmac settings from the cluster file (rotation, migration step).
+    AuthHmac(Option<vrrp::AuthHmacConfig>),
 }
 
 pub(super) struct VrrpRunner {
@@ -114,6 +120,10 @@ pub(super) struct VrrpRunner {
     quorum_check: Option<(usize, watch::Receiver<Option<elect::Client>>)>,
     /// The lease deadline the VIP's lifetime was last refreshed for.
     refreshed_for: Option<Instant>,
+    /// Rate-limited log of discarded adverts.
+    discard_log: DiscardLog,
+    /// The cluster file to watch for auth_hmac changes.
+    auth_watch: Option<std::path::PathBuf>,
 }
 
 impl VrrpRunner {
@@ -131,6 +141,12 @@ impl VrrpRunner {
             // RFC 5798 §5.1.2.1: IPv6 adverts come from the interface's link-local address.
             rc.primary_address = IpAddr::V6(link_local(&netlink, link.index, &interface).await?);
         }
+        rc.auth_hmac =
+            vrrp_auth::auth_hmac_config(cluster).map_err(|error| DaemonError::AuthHmacKey {
+                node: node.name.clone(),
+                error,
+            })?;
+        info!(node = %node.name, "auth_hmac: {}", vrrp_auth::describe(rc.auth_hmac.as_ref()));
         let primary = rc.primary_address;
         let router = Router::new(rc).map_err(|source| DaemonError::Router {
             node: node.name.clone(),
@@ -196,7 +212,21 @@ impl VrrpRunner {
             grant: crate::fence::Grant::Unfenced,
             quorum_check: None,
             refreshed_for: None,
+            discard_log: DiscardLog::new(),
+            auth_watch: None,
         })
+    }
+
+    /// Follow `vip.authHmac` in `path` live (rotation and migration without a restart).
+    pub(super) fn watch_auth_hmac(&mut self, path: std::path::PathBuf) {
+        self.auth_watch = Some(path);
+    }
+
+    /// The current instant, with the router told the wall clock at it (auth_hmac).
+    fn now(&mut self) -> Instant {
+        let now = Instant::now();
+        self.router.set_wall_clock(now, vrrp_auth::wall_clock());
+        now
     }
 
     /// Fence the VIP by etcd quorum: add the `etcd-quorum` check (weight 0: FAULT while the
@@ -318,8 +348,17 @@ impl VrrpRunner {
                 move |up| Event::Check { index, up },
             );
         }
+        if let Some(path) = self.auth_watch.clone() {
+            vrrp_auth::spawn_auth_watch(
+                path,
+                self.node.clone(),
+                self.router.auth_hmac().cloned(),
+                events_tx.clone(),
+                Event::AuthHmac,
+            );
+        }
         let mut grant_rx = self.fence.as_ref().map(|f| f.grant.clone());
-        let now = Instant::now();
+        let now = self.now();
         if !self.link_up {
             self.router.set_interface_up(now, false);
         }
@@ -361,23 +400,35 @@ impl VrrpRunner {
                 _ = fence_expiry => warn!(node = %self.node, "VIP lease deadline passed without renewal; dropping the VIP"),
                 packet = self.socket.recv() => {
                     match packet {
-                        Ok(d) => self.on_datagram(&d),
+                        Ok(d) => {
+                            self.on_datagram(&d);
+                            // Whatever else queued meanwhile, before the next status update.
+                            for _ in 0..256 {
+                                let Some(d) = self.socket.try_recv() else { break };
+                                self.on_datagram(&d);
+                            }
+                        }
                         Err(e) => {
                             error!(node = %self.node, interface = %self.interface, "{e}");
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     }
                 }
-                _ = sleep => self.router.handle_timeout(Instant::now()),
+                _ = sleep => {
+                    let now = self.now();
+                    self.router.handle_timeout(now);
+                }
                 Some(event) = events.recv() => self.on_event(event),
                 _ = stop.wait_for(|s| *s) => break,
             }
             self.apply_actions().await;
             self.sync_vip().await;
+            self.discard_log.flush(&self.node, Instant::now());
         }
         // RFC 5798 §6.4.3 Shutdown: a master sends priority 0 so a backup takes over after
         // Skew_Time instead of Master_Down_Interval, and the VIP leaves with us.
-        self.router.shutdown(Instant::now());
+        let now = self.now();
+        self.router.shutdown(now);
         self.apply_actions().await;
         self.want_vip = false;
         self.sync_vip().await;
@@ -416,7 +467,10 @@ impl VrrpRunner {
                     hop_limit: *hop_limit,
                     payload,
                 };
-                self.router.handle_packet(Instant::now(), pkt);
+                let now = self.now();
+                if let Some(reason) = self.router.handle_packet(now, pkt) {
+                    self.discard_log.record(&self.node, now, reason, pkt.src);
+                }
                 return;
             }
         };
@@ -428,7 +482,11 @@ impl VrrpRunner {
                     hop_limit: ip.ttl,
                     payload: ip.payload,
                 };
-                self.router.handle_packet(Instant::now(), pkt);
+                let now = Instant::now();
+                self.router.set_wall_clock(now, vrrp_auth::wall_clock());
+                if let Some(reason) = self.router.handle_packet(now, pkt) {
+                    self.discard_log.record(&self.node, now, reason, pkt.src);
+                }
             }
             Err(e) => {
                 self.ip_errors += 1;
@@ -438,7 +496,7 @@ impl VrrpRunner {
     }
 
     fn on_event(&mut self, event: Event) {
-        let now = Instant::now();
+        let now = self.now();
         match event {
             Event::Check { index, up } => {
                 if let Some(slot) = self.checks_up.get_mut(index) {
@@ -456,6 +514,16 @@ impl VrrpRunner {
                 info!(node = %self.node, interface = %self.interface, up, "link state changed");
                 self.link_up = up;
                 self.router.set_interface_up(now, up);
+            }
+            // The send sequence and replay marks carry over; the state does not change.
+            Event::AuthHmac(cfg) => {
+                let text = vrrp_auth::describe(cfg.as_ref());
+                match self.router.set_auth_hmac(cfg) {
+                    Ok(()) => info!(node = %self.node, "auth_hmac now {text}"),
+                    Err(e) => {
+                        error!(node = %self.node, "auth_hmac change refused, keeping the running keys: {e}")
+                    }
+                }
             }
         }
     }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use config::{Dur, Garp, IpNet, TrackScript, VrrpVersion};
+use config::{AntiReplay, AuthHmac, Dur, Garp, HmacMode, IpNet, Secret, TrackScript, VrrpVersion};
 
 use super::{ImportError, Origin, Report};
 
@@ -61,6 +61,8 @@ pub struct Keepalived {
     pub src_ip: Option<(IpAddr, Origin)>,
     pub unicast_peers: Vec<(IpAddr, Origin)>,
     pub auth_pass: Option<String>,
+    /// keepalived 2.4 `auth_hmac`, keys as written (`hex:`, `file:` or a string).
+    pub auth_hmac: Option<AuthHmac>,
     pub garp: Option<Garp>,
     pub notify: Option<Vec<String>>,
     pub track: Vec<TrackScript>,
@@ -463,6 +465,7 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
         src_ip: None,
         unicast_peers: Vec::new(),
         auth_pass: None,
+        auth_hmac: None,
         garp,
         notify: None,
         track: Vec::new(),
@@ -581,6 +584,7 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
                     k.auth_pass = None;
                 }
             }
+            "auth_hmac" => k.auth_hmac = auth_hmac(s, report),
             "track_script" => {
                 for t in s.children.as_deref().unwrap_or_default() {
                     match scripts
@@ -693,6 +697,96 @@ pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError>
         );
     }
     Ok(k)
+}
+
+/// keepalived 2.4's `auth_hmac { key ID VALUE; active_key; anti_replay; time_window; mode }`
+/// as `vip.authHmac`. Key values are carried over as written; report lines never show them.
+fn auth_hmac(block: &Item, report: &mut Report) -> Option<AuthHmac> {
+    let mut h = AuthHmac {
+        keys: Default::default(),
+        active_key: None,
+        anti_replay: AntiReplay::Time,
+        time_window: None,
+        mode: HmacMode::Enforce,
+    };
+    let mut inline = false;
+    for a in block.children.as_deref().unwrap_or_default() {
+        let arg = a.args.first().map(String::as_str).unwrap_or("");
+        // Say where, never what: the line holds a key.
+        let shown = format!("{} ...", a.key);
+        match a.key.as_str() {
+            "key" => match (arg.parse::<u8>(), a.args.get(1), a.args.len()) {
+                (Ok(id), Some(value), 2) if id > 0 => {
+                    if value.contains('$') {
+                        report.unmapped(
+                            &a.file,
+                            a.line,
+                            &shown,
+                            "parameter substitution (${_ENV ...}) is not resolved; write the key file's absolute path as file:/...",
+                        );
+                    } else if h.keys.insert(id, Secret::new(value.as_str())).is_some() {
+                        report.unmapped(
+                            &a.file,
+                            a.line,
+                            &shown,
+                            "key id defined twice; the last was kept",
+                        );
+                    } else if !value.starts_with("file:") {
+                        inline = true;
+                    }
+                }
+                _ => report.unmapped(
+                    &a.file,
+                    a.line,
+                    &shown,
+                    "expected `key ID VALUE` with an id of 1..=255",
+                ),
+            },
+            "active_key" => match arg.parse::<u8>() {
+                Ok(id) if id > 0 => h.active_key = Some(id),
+                _ => report.unmapped(&a.file, a.line, &a.text, "not a key id in 1..=255"),
+            },
+            "anti_replay" => match arg {
+                "time" => h.anti_replay = AntiReplay::Time,
+                "monotonic" => h.anti_replay = AntiReplay::Monotonic,
+                _ => report.unmapped(&a.file, a.line, &a.text, "anti_replay is time or monotonic"),
+            },
+            "time_window" => match arg.parse::<u64>() {
+                Ok(s) => h.time_window = Some(Dur::from_secs(s)),
+                Err(_) => report.unmapped(&a.file, a.line, &a.text, "not whole seconds"),
+            },
+            "mode" => match arg {
+                "enforce" => h.mode = HmacMode::Enforce,
+                "permissive" => h.mode = HmacMode::Permissive,
+                "receive-only" => h.mode = HmacMode::ReceiveOnly,
+                _ => report.unmapped(
+                    &a.file,
+                    a.line,
+                    &a.text,
+                    "mode is enforce, permissive or receive-only",
+                ),
+            },
+            _ => report.unmapped(&a.file, a.line, &shown, "unknown auth_hmac key"),
+        }
+    }
+    if h.keys.is_empty() {
+        report.unmapped(
+            &block.file,
+            block.line,
+            "auth_hmac {",
+            "no usable key; authHmac was not imported",
+        );
+        return None;
+    }
+    if inline {
+        report.note(
+            &block.file,
+            block.line,
+            "auth_hmac {",
+            "inline keys were copied into the cluster file: keep it mode 600 on every node, or move them to file: keys",
+        );
+    }
+    Some(h)
 }
 
 fn vip(v: &Item, report: &mut Report) -> Option<(IpNet, bool)> {

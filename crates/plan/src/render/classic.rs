@@ -199,8 +199,35 @@ pub(crate) fn keepalived_conf(c: &Cluster, node: &Node) -> (String, Vec<Wrapper>
     {
         let _ = writeln!(
             s,
-            "    authentication {{\n        auth_type PASS\n        auth_pass {pass}\n    }}"
+            "    authentication {{\n        auth_type PASS\n        auth_pass {}\n    }}",
+            pass.expose()
         );
+    }
+    if let Some(h) = &v.auth_hmac {
+        s.push_str(
+            "    # auth_hmac needs keepalived 2.4 or later (Debian 12's 2.2.7 refuses it)\n",
+        );
+        s.push_str("    auth_hmac {\n");
+        for (id, key) in &h.keys {
+            let _ = writeln!(s, "        key {id} {}", key.expose());
+        }
+        if let Some(id) = h.active() {
+            let _ = writeln!(s, "        active_key {id}");
+        }
+        let anti_replay = match h.anti_replay {
+            config::AntiReplay::Time => "time",
+            config::AntiReplay::Monotonic => "monotonic",
+        };
+        let _ = writeln!(s, "        anti_replay {anti_replay}");
+        if let Some(w) = h.time_window {
+            let _ = writeln!(s, "        time_window {}", w.get().as_secs());
+        }
+        let mode = match h.mode {
+            config::HmacMode::Enforce => "enforce",
+            config::HmacMode::Permissive => "permissive",
+            config::HmacMode::ReceiveOnly => "receive-only",
+        };
+        let _ = writeln!(s, "        mode {mode}\n    }}");
     }
     if !v.track.is_empty() {
         s.push_str("    track_script {\n");
