@@ -288,3 +288,20 @@ fn check_warns_about_secret_files_readable_by_others() {
         "{out}"
     );
 }
+
+#[test]
+fn the_packaged_example_config_passes_check() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/cluster.yaml.example"
+    );
+    let out = haplane(&["check", "--config", example]);
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("ok (3 nodes"), "{all}");
+    assert!(
+        all.contains("0 warning(s)"),
+        "the example must not teach a warning: {all}"
+    );
+}
