@@ -652,3 +652,36 @@ fn commands_keepalived_cannot_write_inline_run_through_wrapper_scripts_keepalive
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn with_lb_nodes_the_masters_pod_is_granted_what_elections_need_and_no_balancer() {
+    // Seed 004: the lb nodes carry the VIP and the balancer; the masters only elect.
+    let p = plan_of("seed004.yaml", &opts());
+    let master = p.get("master-1/haplane.yaml").unwrap();
+    assert!(
+        master.contains("#   elections snapshot-dummy: exec /bin/true"),
+        "an exec action cannot run in the image: {master}"
+    );
+    assert!(
+        !master.contains("vip.track"),
+        "masters behind lb nodes run no VRRP"
+    );
+    let pod = pod(&p, "master-1/haplane.yaml");
+    let mounts: Vec<String> = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap().to_string())
+        .collect();
+    // The etcd client files (elections), not the HTTPS check CA (no balancer here) — both in
+    // /etc/kubernetes/pki.
+    assert_eq!(
+        mounts,
+        ["/etc/haplane", "/etc/kubernetes/pki", "/var/lib/haplane"]
+    );
+    // An lb node has no kubelet: the unit only, with the same two capabilities.
+    assert!(p.get("lb-1/haplane.yaml").is_none());
+    let unit = p.get("lb-1/haplane.service").unwrap();
+    assert!(unit.contains("CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW\n"));
+    assert!(unit.contains("--node lb-1"));
+}

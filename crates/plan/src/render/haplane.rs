@@ -63,12 +63,18 @@ fn collapse(mut paths: Vec<PathBuf>, covered: &[PathBuf]) -> Vec<PathBuf> {
 
 fn needs(ctx: &Ctx, node: &Node) -> Needs {
     let c = ctx.c;
-    let master = node.is(Role::Master);
+    // The same roles the daemon acts on: VRRP (and the VIP's balancer) on the VIP's nodes,
+    // the node-local balancer on other workers, elections and snapshots on masters.
+    let vrrp = c.runs_vrrp(node);
     let lb = &c.load_balancer;
-    let listens: &[ListenAddr] = match (lb.enabled, master) {
-        (false, _) => &[],
-        (true, true) => &lb.listen,
-        (true, false) => &lb.node_local_listen,
+    let listens: &[ListenAddr] = if !lb.enabled {
+        &[]
+    } else if vrrp {
+        &lb.listen
+    } else if node.is(Role::Worker) {
+        &lb.node_local_listen
+    } else {
+        &[]
     };
     let mut low_ports: Vec<u16> = listens
         .iter()
@@ -83,7 +89,7 @@ fn needs(ctx: &Ctx, node: &Node) -> Needs {
     let mut reads = vec![dir_of(&ctx.o.config_path)];
     let mut commands = Vec::new();
     let hc = &lb.health_check;
-    if lb.enabled && hc.kind == CheckType::Https {
+    if !listens.is_empty() && hc.kind == CheckType::Https {
         reads.extend(
             [&hc.ca_file, &hc.cert_file, &hc.key_file]
                 .into_iter()
@@ -91,31 +97,33 @@ fn needs(ctx: &Ctx, node: &Node) -> Needs {
                 .map(|p| dir_of(p)),
         );
     }
-    if master {
-        if let Some(e) = &c.etcd {
-            reads.extend(
-                [&e.ca_file, &e.cert_file, &e.key_file]
-                    .into_iter()
-                    .flatten()
-                    .map(|p| dir_of(p)),
-            );
-            for el in &c.elections {
-                if let Some(m) = &el.manifest {
-                    writes.push(dir_of(&m.target));
-                    reads.push(dir_of(&m.source));
-                }
-                if let Some(x) = &el.exec {
-                    commands.push(format!(
-                        "elections {}: exec {}",
-                        el.name,
-                        x.command.first().map_or("", String::as_str)
-                    ));
-                }
+    if let (Some(e), true) = (&c.etcd, c.uses_etcd(node)) {
+        reads.extend(
+            [&e.ca_file, &e.cert_file, &e.key_file]
+                .into_iter()
+                .flatten()
+                .map(|p| dir_of(p)),
+        );
+    }
+    if c.runs_elections(node) {
+        for el in &c.elections {
+            if let Some(m) = &el.manifest {
+                writes.push(dir_of(&m.target));
+                reads.push(dir_of(&m.source));
             }
-            if let Some(s) = &c.snapshots {
-                writes.push(s.dir.clone());
+            if let Some(x) = &el.exec {
+                commands.push(format!(
+                    "elections {}: exec {}",
+                    el.name,
+                    x.command.first().map_or("", String::as_str)
+                ));
             }
         }
+        if let Some(s) = &c.snapshots {
+            writes.push(s.dir.clone());
+        }
+    }
+    if vrrp {
         for t in &c.vip.track {
             commands.push(format!(
                 "vip.track {}: {}",
