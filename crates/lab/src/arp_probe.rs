@@ -183,13 +183,16 @@ impl ArpProbe {
             .map_err(|source| self.error("send", source))
     }
 
-    /// Reads replies until `until`.
+    /// Reads replies until `until`, then whatever is already queued: a prober woken late
+    /// (descheduled past `until` on a busy machine) still credits the replies to this
+    /// probe, not to the next one, which would leave this round falsely unanswered.
     fn collect(&self, until: Instant) -> Result<Vec<Mac>, ProbeError> {
         let mut answers = Vec::new();
         let mut buf = [0u8; 128];
         loop {
             let now = Instant::now();
             if now >= until {
+                self.drain(&mut answers, &mut buf)?;
                 return Ok(answers);
             }
             // A zero timeout would mean "block forever".
@@ -215,6 +218,31 @@ impl ArpProbe {
                 Err(source) => return Err(self.error("receive", source)),
             }
         }
+    }
+
+    /// Reads the replies already queued, without waiting.
+    fn drain(&self, answers: &mut Vec<Mac>, buf: &mut [u8]) -> Result<(), ProbeError> {
+        self.socket
+            .set_nonblocking(true)
+            .map_err(|source| self.error("set non-blocking", source))?;
+        let result = loop {
+            match (&self.socket).read(buf) {
+                Ok(n) => {
+                    if let Some(mac) = parse_reply(&buf[..n], self.target, self.mac)
+                        && !answers.contains(&mac)
+                    {
+                        answers.push(mac);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
+                Err(source) => break Err(self.error("receive", source)),
+            }
+        };
+        self.socket
+            .set_nonblocking(false)
+            .map_err(|source| self.error("set blocking", source))?;
+        result
     }
 
     fn error(&self, what: &'static str, source: std::io::Error) -> ProbeError {
