@@ -807,14 +807,15 @@ fn place_etcd_leader(
         Placement::Target if leader == target => return None,
         Placement::Target => target.to_string(),
         Placement::Elsewhere if leader != target => return None,
-        Placement::Elsewhere => view
-            .nodes
-            .iter()
-            .find(|n| {
+        Placement::Elsewhere => {
+            let other = view.nodes.iter().find(|n| {
                 n.role == "master" && n.name != target && n.etcd.as_ref().is_some_and(|e| e.healthy)
-            })?
-            .name
-            .clone(),
+            });
+            match other {
+                Some(n) => n.name.clone(),
+                None => return Some(format!("no healthy etcd member but {target} to lead")),
+            }
+        }
     };
     Some(match move_etcd_leader(st, topo, &view, &leader, &to) {
         Ok(n) | Err(n) => n,
