@@ -10,7 +10,7 @@
 //! slow still answers; a frozen one costs one attempt timeout). A member that refuses, breaks
 //! the connection or has no raft leader is skipped at once. Every call also takes an overall
 //! timeout, within which it keeps trying (after a round in which every member failed, a pause
-//! that doubles from 25 ms to 400 ms), so a call spans an etcd raft election instead of failing
+//! that doubles from 25 ms to 100 ms), so a call spans an etcd raft election instead of failing
 //! in its first millisecond.
 //!
 //! Answers carry when the answering attempt was sent and received ([`Answer`]): a lease
@@ -44,7 +44,7 @@ const H2_PING: Duration = Duration::from_secs(1);
 
 /// First pause after a round in which every member failed; doubles up to [`ROUND_PAUSE_MAX`].
 const ROUND_PAUSE_MIN: Duration = Duration::from_millis(25);
-const ROUND_PAUSE_MAX: Duration = Duration::from_millis(400);
+const ROUND_PAUSE_MAX: Duration = Duration::from_millis(100);
 
 /// How long a background revoke keeps trying (see [`Client::revoke_in_background`]).
 pub const BACKGROUND_REVOKE_BOUND: Duration = Duration::from_secs(30);
@@ -701,7 +701,7 @@ impl Client {
     /// the next member gets the same request *while the first stays in flight*, and so on.
     /// The first success wins; a failure starts the next member at once. A slow member that
     /// still answers therefore still counts, and a dead one costs one attempt timeout. When
-    /// every member has failed, the round repeats after a pause (25 ms doubling to 400 ms).
+    /// every member has failed, the round repeats after a pause (25 ms doubling to 100 ms).
     async fn call_stateful<'a, T, F, Fut>(
         &'a self,
         op: &'static str,

@@ -79,12 +79,12 @@ impl ElectionConfig {
         ms.div_ceil(1000).max(1) as i64
     }
 
-    /// Renewal period: an eighth of the TTL (250 ms with the default 2 s). Each renewal is a
+    /// Renewal period: a twentieth of the TTL (100 ms with the default 2 s). Each renewal is a
     /// keep-alive plus a linearizable read; renewing often lets a leader ride out an etcd
-    /// outage (a raft election) shorter than `TTL − margin − renew period` ≈ 1.25 s by
-    /// default, without stepping down.
+    /// outage (a raft election) shorter than `TTL − margin − renew period − 100 ms` (the
+    /// longest pause between retry rounds) ≈ 1.3 s by default, without stepping down.
     pub fn renew_period(&self) -> Duration {
-        self.ttl / 8
+        self.ttl / 20
     }
 
     /// Checks the values that the safety argument depends on.
@@ -111,7 +111,7 @@ impl ElectionConfig {
         // otherwise a single slow round trip makes the leader step down.
         if self.margin + self.renew_period() >= self.ttl {
             return Err(ElectError::InvalidConfig(format!(
-                "election {}: margin {:?} must be below ttl - ttl/8 = {:?}",
+                "election {}: margin {:?} must be below ttl - ttl/20 = {:?}",
                 self.name,
                 self.margin,
                 self.ttl - self.renew_period()

@@ -227,7 +227,7 @@ impl Watch {
                 }
             }
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(400));
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 }

@@ -236,7 +236,7 @@ async fn bad_endpoints_fail_clearly_and_an_unreachable_cluster_never_makes_a_lea
 fn config_validation_rejects_unsafe_timings() {
     let mut c = ElectionConfig::new("x", "n");
     assert!(c.validate().is_ok());
-    c.margin = Duration::from_millis(1800); // 1.8 + 0.25 >= 2: no renewal fits
+    c.margin = Duration::from_millis(1900); // 1.9 + 0.1 >= 2: no renewal fits
     assert!(c.validate().unwrap_err().to_string().contains("margin"));
     c = ElectionConfig::new("a/b", "n");
     assert!(c.validate().is_err());
