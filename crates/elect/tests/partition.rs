@@ -33,7 +33,9 @@ fn leader_partitioned_from_the_majority_stops_before_another_starts_and_one_hold
             .args(["--listen-peer-urls", &format!("http://{a}:2380")])
             .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
             .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-state", "new", "--log-level", "error"]);
+            .args(["--initial-cluster-state", "new", "--log-level", "error"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("{n}.log"))).unwrap());
         etcds.push(h.spawn(c).unwrap());
     }
     let endpoints: Vec<String> = hosts

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 use elect::EtcdConfig;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
