@@ -152,6 +152,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         )),
         _ => None,
     };
+    if let Some(client) = &etcd_client {
+        hub.add_section("etcd", Arc::new(crate::etcd::EtcdSection(client.clone())));
+    }
     let fence = match (&etcd_client, cluster.fencing()) {
         (Some(client), config::Fencing::Quorum) => {
             let election = crate::elections::election_config(

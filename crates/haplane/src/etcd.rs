@@ -1,6 +1,12 @@
-//! The cluster file's `etcd` section, turned into the elect crate's connection settings.
+//! The cluster file's `etcd` section, turned into the elect crate's connection settings, the
+//! background connector, and the etcd members' health in /status and /metrics.
 
 use config::Cluster;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::status::Section;
 
 /// Why etcd cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,4 +63,50 @@ pub fn spawn_connector(
         }
     });
     rx
+}
+
+/// The etcd client's view of each member for /status (`etcd.members`) and /metrics: whether it
+/// answers, which one requests go to first, its round-trip time and why it is down.
+pub struct EtcdSection(pub tokio::sync::watch::Receiver<Option<elect::Client>>);
+
+impl Section for EtcdSection {
+    fn json(&self) -> serde_json::Value {
+        match &*self.0.borrow() {
+            Some(c) => serde_json::json!({ "connected": true, "members": c.members() }),
+            None => serde_json::json!({ "connected": false, "members": [] }),
+        }
+    }
+
+    fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let members = self
+            .0
+            .borrow()
+            .as_ref()
+            .map(|c| c.members())
+            .unwrap_or_default();
+        let mut gauge = |name: &str, help: &str, value: &dyn Fn(&elect::MemberStatus) -> f64| {
+            let mut m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for s in &members {
+                ConstGauge::new(value(s))
+                    .encode(m.encode_family(&[("endpoint", s.endpoint.as_str())])?)?;
+            }
+            Ok::<(), std::fmt::Error>(())
+        };
+        gauge(
+            "haplane_etcd_member_up",
+            "1 while this etcd member answers requests (no timeout, refusal or missing raft leader).",
+            &|s| f64::from(u8::from(s.health.up)),
+        )?;
+        gauge(
+            "haplane_etcd_member_preferred",
+            "1 for the etcd member requests go to first.",
+            &|s| f64::from(u8::from(s.health.preferred)),
+        )?;
+        gauge(
+            "haplane_etcd_member_rtt_seconds",
+            "Smoothed round-trip time of this etcd member's answers.",
+            &|s| s.health.rtt_us.map_or(0.0, |us| us as f64 / 1e6),
+        )?;
+        Ok(())
+    }
 }

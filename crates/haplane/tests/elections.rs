@@ -195,4 +195,18 @@ fn status_shows_each_election_with_its_leader_and_lease_deadline() {
         metrics.contains("haplane_election_leader{election=\"singleton\"} 1"),
         "{metrics}"
     );
+    // The etcd client's view of every member: all up, exactly one preferred.
+    let status = lab.status(&leader);
+    let members = status["etcd"]["members"].as_array().expect("etcd.members");
+    assert_eq!(members.len(), 3, "{status}");
+    assert!(members.iter().all(|m| m["up"] == true), "{status}");
+    assert_eq!(members.iter().filter(|m| m["preferred"] == true).count(), 1);
+    assert!(
+        metrics.contains("haplane_etcd_member_up{endpoint=\"http://192.0.2.11:2379\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("haplane_etcd_member_preferred{"),
+        "{metrics}"
+    );
 }
