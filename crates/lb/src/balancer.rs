@@ -12,11 +12,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::backend::{Backend, lock};
+use crate::backend::{Backend, DownPolicy, lock};
 use crate::config::LbConfig;
 use crate::health::Checker;
 use crate::policy::Selector;
-use crate::status::LbStatus;
+use crate::status::{Admin, BackendStatus, LbStatus};
 use crate::{LbError, session};
 
 /// Everything a new session needs, swapped whole on reload. Sessions keep the pool they
@@ -27,7 +27,8 @@ pub(crate) struct Pool {
     pub selector: Selector,
     pub connect_timeout: Duration,
     pub passive_fall: u32,
-    pub shutdown_sessions_on_down: bool,
+    pub down_policy: DownPolicy,
+    pub slow_start: Duration,
     pub idle_timeout: Option<Duration>,
     pub tcp_keepalive: Option<Duration>,
     pub max_per_backend: Option<usize>,
@@ -85,10 +86,7 @@ impl Balancer {
     /// Must be called within a tokio runtime.
     pub async fn start(config: LbConfig) -> Result<Balancer, LbError> {
         config.validate()?;
-        let checker = Arc::new(Checker::new(
-            &config.health_check,
-            config.shutdown_sessions_on_down,
-        )?);
+        let checker = Arc::new(Checker::new(&config.health_check, down_policy(&config))?);
         let pool = Arc::new(build_pool(&config, &[], checker.enabled()));
         let shared = Arc::new(Shared {
             pool: RwLock::new(pool.clone()),
@@ -129,10 +127,7 @@ impl Balancer {
             return Err(LbError::Draining);
         }
         config.validate()?;
-        let checker = Arc::new(Checker::new(
-            &config.health_check,
-            config.shutdown_sessions_on_down,
-        )?);
+        let checker = Arc::new(Checker::new(&config.health_check, down_policy(&config))?);
         // Bind new listeners first: if one fails, the old configuration stays whole.
         let mut fresh = Vec::new();
         {
@@ -215,8 +210,29 @@ impl Balancer {
             total_connections: self.shared.total.load(Relaxed),
             failed_connections: self.shared.failed.load(Relaxed),
             draining: self.shared.draining.load(Relaxed),
-            backends: pool.backends.iter().map(|b| b.status()).collect(),
+            backends: pool
+                .backends
+                .iter()
+                .map(|b| b.status(pool.slow_start))
+                .collect(),
         }
+    }
+
+    /// Sets a backend's admin state (`haplane lb drain|enable`): `Drain` takes no new sessions
+    /// and leaves established ones alone; `Ready` puts it back, ramping over the slow start.
+    /// Kept across reloads, not across restarts.
+    pub fn set_admin(&self, backend: SocketAddr, admin: Admin) -> Result<BackendStatus, LbError> {
+        let pool = self.shared.pool();
+        let b = pool
+            .backends
+            .iter()
+            .find(|b| b.addr == backend)
+            .ok_or_else(|| LbError::UnknownBackend {
+                backend,
+                known: pool.backends.iter().map(|b| b.addr).collect(),
+            })?;
+        b.set_admin(admin);
+        Ok(b.status(pool.slow_start))
     }
 
     /// Graceful stop: stop accepting, let tunnels finish for up to `timeout`, then close the
@@ -264,16 +280,24 @@ fn build_pool(config: &LbConfig, previous: &[Arc<Backend>], checks_enabled: bool
         .collect();
     let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
     Pool {
-        selector: Selector::new(config.policy, &weights),
+        selector: Selector::new(config.policy, &weights, config.slow_start),
         backends,
         connect_timeout: config.connect_timeout,
         passive_fall: config.passive_fall,
-        shutdown_sessions_on_down: config.shutdown_sessions_on_down,
+        down_policy: down_policy(config),
+        slow_start: config.slow_start,
         idle_timeout: config.idle_timeout,
         tcp_keepalive: config.tcp_keepalive,
         max_per_backend: config.max_connections_per_backend,
         splice: config.splice,
         checks_enabled,
+    }
+}
+
+fn down_policy(config: &LbConfig) -> DownPolicy {
+    DownPolicy {
+        shutdown_sessions: config.shutdown_sessions_on_down,
+        drain_timeout: config.backend_drain_timeout,
     }
 }
 

@@ -27,9 +27,19 @@ pub struct LbConfig {
     pub connect_timeout: Duration,
     /// Consecutive failed connects (refused or timed out) that mark a backend down (3).
     pub passive_fall: u32,
-    /// Close established sessions of a backend when it is marked down (true), like haproxy's
-    /// `on-marked-down shutdown-sessions`, so clients reconnect at once.
+    /// Close established sessions of a backend when it is marked dead (true), like haproxy's
+    /// `on-marked-down shutdown-sessions`, so clients reconnect at once. A draining backend
+    /// (answers, but not ready) keeps its sessions; see `backend_drain_timeout`.
     pub shutdown_sessions_on_down: bool,
+    /// How long the established sessions of a draining backend may continue before they are
+    /// closed (3 min: a kube-apiserver keeps serving for `--shutdown-delay-duration`, 70 s on
+    /// OpenShift, then drains requests for up to 60 s, and closes its watches itself).
+    pub backend_drain_timeout: Duration,
+    /// A backend coming back to service (dead or draining to up, admin drain to ready) gets a
+    /// share of new sessions that rises linearly from 0 to its full weight over this period
+    /// (30 s; zero turns it off), like haproxy's `slowstart`. The balancer's start is not a
+    /// return: backends start at full weight.
+    pub slow_start: Duration,
     /// Close a tunnel idle for this long (None: never, the default, so watches and
     /// `kubectl logs -f` survive; kubeadm#2227).
     pub idle_timeout: Option<Duration>,
@@ -59,6 +69,8 @@ impl Default for LbConfig {
             connect_timeout: Duration::from_secs(1),
             passive_fall: 3,
             shutdown_sessions_on_down: true,
+            backend_drain_timeout: Duration::from_secs(180),
+            slow_start: Duration::from_secs(30),
             idle_timeout: None,
             tcp_keepalive: Some(Duration::from_secs(30)),
             max_connections: 100_000,

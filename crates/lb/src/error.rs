@@ -31,4 +31,19 @@ pub enum LbError {
     /// The balancer is draining and no longer accepts reloads.
     #[error("balancer is draining")]
     Draining,
+    /// An admin command named a backend that is not in the configuration.
+    #[error("no backend {backend}; the backends are {}", fmt_addrs(.known))]
+    UnknownBackend {
+        /// The address asked for.
+        backend: SocketAddr,
+        /// The configured backends.
+        known: Vec<SocketAddr>,
+    },
+}
+
+fn fmt_addrs(a: &[SocketAddr]) -> String {
+    a.iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -15,14 +15,14 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::LbError;
-use crate::backend::Backend;
+use crate::backend::{Backend, CheckFailure, DownPolicy};
 use crate::config::{CheckKind, HealthCheckConfig, HttpCheck, TlsCheck};
 
 /// A check configuration with its TLS client built once (files read at start/reload).
 pub(crate) struct Checker {
     pub cfg: HealthCheckConfig,
     tls: Option<(tokio_rustls::TlsConnector, Option<String>)>,
-    pub shutdown_sessions: bool,
+    pub policy: DownPolicy,
 }
 
 impl std::fmt::Debug for Checker {
@@ -32,7 +32,7 @@ impl std::fmt::Debug for Checker {
 }
 
 impl Checker {
-    pub fn new(cfg: &HealthCheckConfig, shutdown_sessions: bool) -> Result<Self, LbError> {
+    pub fn new(cfg: &HealthCheckConfig, policy: DownPolicy) -> Result<Self, LbError> {
         let tls = match &cfg.kind {
             CheckKind::Https(_, t) => Some((
                 tokio_rustls::TlsConnector::from(Arc::new(client_config(t)?)),
@@ -43,7 +43,7 @@ impl Checker {
         Ok(Checker {
             cfg: cfg.clone(),
             tls,
-            shutdown_sessions,
+            policy,
         })
     }
 
@@ -73,13 +73,13 @@ impl Checker {
                     r = tokio::time::timeout(this.cfg.timeout, this.probe(backend.addr)) => match r {
                         Ok(Ok(())) => Ok(started.elapsed()),
                         Ok(Err(e)) => Err(e),
-                        Err(_) => Err(format!("timed out after {:?}", this.cfg.timeout)),
+                        Err(_) => Err(CheckFailure::Unreachable(format!("timed out after {:?}", this.cfg.timeout))),
                     },
                 };
                 if let Err(e) = &result {
-                    tracing::debug!(backend = %backend.addr, error = %e, "health check failed");
+                    tracing::debug!(backend = %backend.addr, error = ?e, "health check failed");
                 }
-                backend.record_check(result, this.cfg.rise, this.cfg.fall, this.shutdown_sessions);
+                backend.record_check(result, this.cfg.rise, this.cfg.fall, this.policy);
             }
         });
     }
@@ -91,36 +91,41 @@ impl Checker {
             .mul_f64(1.0 + j * (2.0 * fastrand::f64() - 1.0))
     }
 
-    async fn probe(&self, addr: SocketAddr) -> Result<(), String> {
+    async fn probe(&self, addr: SocketAddr) -> Result<(), CheckFailure> {
         let tcp = TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(|e| CheckFailure::Unreachable(format!("connect: {e}")))?;
         let _ = tcp.set_nodelay(true);
         match (&self.cfg.kind, &self.tls) {
             (CheckKind::None | CheckKind::Tcp, _) => Ok(()),
             (CheckKind::Http(h), _) => http_get(tcp, h, addr).await,
             (CheckKind::Https(h, _), Some((connector, name))) => {
                 let server_name = match name {
-                    Some(n) => ServerName::try_from(n.clone()).map_err(|e| e.to_string())?,
+                    Some(n) => ServerName::try_from(n.clone())
+                        .map_err(|e| CheckFailure::Unreachable(e.to_string()))?,
                     None => ServerName::IpAddress(addr.ip().into()),
                 };
                 let tls = connector
                     .connect(server_name, tcp)
                     .await
-                    .map_err(|e| format!("tls: {e}"))?;
+                    .map_err(|e| CheckFailure::Unreachable(format!("tls: {e}")))?;
                 http_get(tls, h, addr).await
             }
-            (CheckKind::Https(..), None) => Err("https check without tls client".to_string()),
+            (CheckKind::Https(..), None) => Err(CheckFailure::Unreachable(
+                "https check without tls client".to_string(),
+            )),
         }
     }
 }
 
-/// Sends `GET path HTTP/1.1` and judges the status line (RFC 9112 §4).
+/// Sends `GET path HTTP/1.1` and judges the status line (RFC 9112 §4). A status outside the
+/// expected range means "answers, not ready" (draining); anything short of a status line means
+/// "no answer" (dead).
 async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     h: &HttpCheck,
     addr: SocketAddr,
-) -> Result<(), String> {
+) -> Result<(), CheckFailure> {
     let host = h.host.clone().unwrap_or_else(|| addr.to_string());
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: haplane-lb\r\nAccept: */*\r\nConnection: close\r\n\r\n",
@@ -128,7 +133,7 @@ async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(
     );
     s.write_all(req.as_bytes())
         .await
-        .map_err(|e| format!("send: {e}"))?;
+        .map_err(|e| CheckFailure::Unreachable(format!("send: {e}")))?;
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 256];
     // The status line is short; 4 KiB without a line end is not HTTP.
@@ -136,17 +141,18 @@ async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(
         let n = s
             .read(&mut chunk)
             .await
-            .map_err(|e| format!("receive: {e}"))?;
+            .map_err(|e| CheckFailure::Unreachable(format!("receive: {e}")))?;
         if n == 0 {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let code = parse_status(&buf).ok_or_else(|| "no http status line".to_string())?;
+    let code = parse_status(&buf)
+        .ok_or_else(|| CheckFailure::Unreachable("no http status line".to_string()))?;
     if h.expect_status.contains(&code) {
         Ok(())
     } else {
-        Err(format!("status {code}"))
+        Err(CheckFailure::NotReady(format!("status {code}")))
     }
 }
 

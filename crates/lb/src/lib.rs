@@ -21,4 +21,4 @@ pub use config::{
     BackendConfig, CheckKind, HealthCheckConfig, HttpCheck, LbConfig, MAX_WEIGHT, Policy, TlsCheck,
 };
 pub use error::LbError;
-pub use status::{BackendStatus, LbStatus};
+pub use status::{Admin, BackendStatus, Health, LbStatus};

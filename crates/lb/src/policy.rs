@@ -1,7 +1,9 @@
-//! Backend selection: weighted round-robin, least-connections, random-two-choices.
+//! Backend selection: weighted round-robin, least-connections, random-two-choices, with slow
+//! start for backends coming back to service.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::config::Policy;
@@ -9,8 +11,12 @@ use crate::config::Policy;
 /// Which backends a pick may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tier {
-    /// Backends marked up with weight > 0.
+    /// Backends in service (up, admin ready, weight > 0); one that ramps after coming back is
+    /// admitted with the probability of its ramp, so its share rises over the slow start.
     Healthy,
+    /// The same backends, without the slow-start admission: used when the ramp turned every
+    /// healthy candidate away (the only healthy backend still ramps).
+    HealthyUnramped,
     /// Everything else: when no healthy backend is left, try them all anyway rather than refuse
     /// (the lesson of k3s PR #10241).
     LastResort,
@@ -22,14 +28,16 @@ pub(crate) struct Selector {
     /// Smooth weighted round-robin order (nginx's algorithm), one slot per unit of weight.
     schedule: Vec<usize>,
     cursor: AtomicUsize,
+    slow_start: Duration,
 }
 
 impl Selector {
-    pub fn new(policy: Policy, weights: &[u32]) -> Self {
+    pub fn new(policy: Policy, weights: &[u32], slow_start: Duration) -> Self {
         Selector {
             policy,
             schedule: smooth_wrr(weights),
             cursor: AtomicUsize::new(fastrand::usize(..1024)),
+            slow_start,
         }
     }
 
@@ -44,8 +52,14 @@ impl Selector {
         let n = backends.len();
         let eligible = |i: usize| {
             let b = &backends[i];
-            let healthy = b.is_up() && b.weight.load(Relaxed) > 0;
-            usable(i) && (healthy == (tier == Tier::Healthy))
+            if !usable(i) {
+                return false;
+            }
+            match tier {
+                Tier::LastResort => !b.in_service(),
+                Tier::HealthyUnramped => b.in_service(),
+                Tier::Healthy => b.in_service() && admitted(b.ramp(self.slow_start)),
+            }
         };
         if tier == Tier::LastResort {
             // Order matters little here; rotate so concurrent clients spread out.
@@ -97,6 +111,11 @@ impl Selector {
     }
 }
 
+/// Slow-start admission: a ramping backend (share `ramp` < 1) is taken with that probability.
+fn admitted(ramp: f64) -> bool {
+    ramp >= 1.0 || fastrand::f64() < ramp
+}
+
 /// True when `a` carries strictly less load per unit of weight than `b`.
 fn lighter(a: &Backend, b: &Backend) -> bool {
     let (wa, wb) = (
@@ -146,10 +165,18 @@ mod tests {
             .collect()
     }
 
+    fn mark_dead(b: &Arc<Backend>) {
+        let policy = crate::backend::DownPolicy {
+            shutdown_sessions: false,
+            drain_timeout: Duration::from_secs(1),
+        };
+        b.connect_failed(1, policy, "test");
+    }
+
     #[test]
     fn weighted_round_robin_gives_each_backend_its_weight_share() {
         let b = backends(&[3, 1, 0]);
-        let s = Selector::new(Policy::RoundRobin, &[3, 1, 0]);
+        let s = Selector::new(Policy::RoundRobin, &[3, 1, 0], Duration::ZERO);
         let mut counts = [0; 3];
         for _ in 0..400 {
             counts[s.pick(&b, Tier::Healthy, |_| true).unwrap()] += 1;
@@ -166,8 +193,8 @@ mod tests {
     #[test]
     fn down_backends_are_skipped_while_a_healthy_one_exists() {
         let b = backends(&[1, 1]);
-        b[0].mark_down(crate::backend::Cause::ActiveCheck, false, "test");
-        let s = Selector::new(Policy::RoundRobin, &[1, 1]);
+        mark_dead(&b[0]);
+        let s = Selector::new(Policy::RoundRobin, &[1, 1], Duration::ZERO);
         for _ in 0..10 {
             assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(1));
         }
@@ -178,9 +205,9 @@ mod tests {
         // k3s PR #10241: when every backend is down, try them all rather than refuse.
         let b = backends(&[1, 1]);
         for x in &b {
-            x.mark_down(crate::backend::Cause::ActiveCheck, false, "test");
+            mark_dead(x);
         }
-        let s = Selector::new(Policy::LeastConnections, &[1, 1]);
+        let s = Selector::new(Policy::LeastConnections, &[1, 1], Duration::ZERO);
         assert_eq!(s.pick(&b, Tier::Healthy, |_| true), None);
         let first = s.pick(&b, Tier::LastResort, |_| true).unwrap();
         let second = s.pick(&b, Tier::LastResort, |i| i != first).unwrap();
@@ -196,7 +223,7 @@ mod tests {
         let b = backends(&[1, 2]);
         b[0].active.store(2, Relaxed);
         b[1].active.store(3, Relaxed); // 1.5 per weight unit < 2
-        let s = Selector::new(Policy::LeastConnections, &[1, 2]);
+        let s = Selector::new(Policy::LeastConnections, &[1, 2], Duration::ZERO);
         assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(1));
         b[1].active.store(5, Relaxed);
         assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(0));
@@ -206,16 +233,60 @@ mod tests {
     fn random_two_choices_never_picks_the_loaded_one_of_two() {
         let b = backends(&[1, 1]);
         b[0].active.store(10, Relaxed);
-        let s = Selector::new(Policy::RandomTwoChoices, &[1, 1]);
+        let s = Selector::new(Policy::RandomTwoChoices, &[1, 1], Duration::ZERO);
         for _ in 0..50 {
             assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(1));
         }
     }
 
     #[test]
+    fn admin_drained_and_draining_backends_take_no_new_sessions_while_another_serves() {
+        let b = backends(&[1, 1, 1]);
+        b[0].set_admin(crate::status::Admin::Drain);
+        let policy = crate::backend::DownPolicy {
+            shutdown_sessions: true,
+            drain_timeout: Duration::from_secs(60),
+        };
+        let not_ready = || Err(crate::backend::CheckFailure::NotReady("status 503".into()));
+        b[1].record_check(not_ready(), 1, 1, policy);
+        let s = Selector::new(Policy::RoundRobin, &[1, 1, 1], Duration::ZERO);
+        for _ in 0..20 {
+            assert_eq!(s.pick(&b, Tier::Healthy, |_| true), Some(2));
+        }
+        // Both are still offered as a last resort (k3s PR #10241).
+        let lr = s.pick(&b, Tier::LastResort, |_| true).unwrap();
+        assert!(lr == 0 || lr == 1);
+    }
+
+    #[test]
+    fn a_returning_backend_starts_with_a_small_share_that_grows() {
+        let b = backends(&[1, 1]);
+        let policy = crate::backend::DownPolicy {
+            shutdown_sessions: true,
+            drain_timeout: Duration::from_secs(60),
+        };
+        mark_dead(&b[0]);
+        b[0].record_check(Ok(Duration::ZERO), 1, 1, policy);
+        let s = Selector::new(Policy::RoundRobin, &[1, 1], Duration::from_secs(3600));
+        let mut to_returning = 0;
+        for _ in 0..1000 {
+            if s.pick(&b, Tier::Healthy, |_| true) == Some(0) {
+                to_returning += 1;
+            }
+        }
+        assert!(
+            to_returning < 20,
+            "{to_returning} of 1000 just after its return"
+        );
+        // When the ramping backend is the only healthy one, it still serves.
+        mark_dead(&b[1]);
+        assert_eq!(s.pick(&b, Tier::HealthyUnramped, |_| true), Some(0));
+    }
+
+    #[test]
     fn unusable_backends_are_not_picked() {
         let b = backends(&[1, 1, 1]);
-        let s = Selector::new(Policy::RoundRobin, &[1, 1, 1]);
+        let s = Selector::new(Policy::RoundRobin, &[1, 1, 1], Duration::ZERO);
         for _ in 0..10 {
             assert_eq!(s.pick(&b, Tier::Healthy, |i| i == 2), Some(2));
         }

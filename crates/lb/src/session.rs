@@ -10,7 +10,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, CloseReason};
 use crate::balancer::{Pool, Shared};
 use crate::datapath::one_way;
 use crate::policy::Tier;
@@ -72,8 +72,12 @@ pub(crate) async fn run(
             }
         }
         _ = down.cancelled() => {
-            backend.sessions_closed_on_down.fetch_add(1, Relaxed);
-            tracing::debug!(%peer, backend = %backend.addr, "closing session: backend marked down");
+            let reason = backend.close_reason();
+            match reason {
+                CloseReason::Dead => backend.sessions_closed_on_down.fetch_add(1, Relaxed),
+                CloseReason::DrainTimeout => backend.sessions_closed_drain_timeout.fetch_add(1, Relaxed),
+            };
+            tracing::debug!(%peer, backend = %backend.addr, ?reason, "closing session");
             // A reset makes the client give up this connection at once, even mid-request.
             reset(&client);
             reset(&server);
@@ -103,7 +107,7 @@ fn scopeguard(shared: &Arc<Shared>) -> impl Drop + '_ {
 /// A refused or timed-out connect moves on at once, so the client never sees it.
 async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
     let mut tried: Vec<usize> = Vec::new();
-    for tier in [Tier::Healthy, Tier::LastResort] {
+    for tier in [Tier::Healthy, Tier::HealthyUnramped, Tier::LastResort] {
         loop {
             let usable = |i: usize| {
                 !tried.contains(&i)
@@ -125,7 +129,7 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
                 .await
             {
                 Ok(Ok(s)) => {
-                    b.connect_succeeded(pool.checks_enabled);
+                    b.connect_succeeded(pool.checks_enabled, pool.down_policy);
                     return Some((s, active));
                 }
                 Ok(Err(e)) if local_shortage(&e) => {
@@ -137,7 +141,7 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
                 Err(_) => format!("connect timed out after {:?}", pool.connect_timeout),
             };
             tracing::info!(%peer, backend = %b.addr, ?tier, error = %err, "connect failed, trying next backend");
-            b.connect_failed(pool.passive_fall, pool.shutdown_sessions_on_down, &err);
+            b.connect_failed(pool.passive_fall, pool.down_policy, &err);
         }
     }
     None

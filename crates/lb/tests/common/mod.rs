@@ -150,7 +150,7 @@ http {{
     listen 127.0.0.1:{port} backlog=4096 {extra_listen};
     {extra}
     location = / {{ return 200 "backend {port}\n"; }}
-    location = /readyz {{ return 200 "ok\n"; }}
+    location = /readyz {{ if (-f {d}/notready) {{ return 503 "not ready\n"; }} return 200 "ok\n"; }}
     location /slow/ {{ alias {d}/www/; limit_rate 256k; }}
     location / {{ root {d}/www; }}
   }}
@@ -198,6 +198,17 @@ http {{
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Makes /readyz answer 200 (true) or 503 (false), like a kube-apiserver that got SIGTERM
+    /// and keeps serving through its shutdown delay.
+    pub fn set_ready(&self, ready: bool) {
+        let flag = self.dir.path().join("notready");
+        if ready {
+            let _ = std::fs::remove_file(flag);
+        } else {
+            std::fs::write(flag, b"").unwrap();
+        }
     }
 }
 
