@@ -699,6 +699,12 @@ fn default_max_conns() -> usize {
 fn default_drain() -> Dur {
     Dur::from_secs(30)
 }
+fn default_backend_drain() -> Dur {
+    Dur::from_secs(180)
+}
+fn default_slow_start() -> Dur {
+    Dur::from_secs(30)
+}
 fn default_keepalive() -> Option<Dur> {
     Some(Dur::from_secs(30))
 }
@@ -731,9 +737,17 @@ pub struct LoadBalancer {
     /// Consecutive failed connects that mark a backend down. Default 3.
     #[serde(default = "three")]
     pub passive_fall: u32,
-    /// Close a backend's sessions when it is marked down. Default true.
+    /// Close a dead backend's sessions (refuses, resets or times out). Default true.
     #[serde(default = "yes")]
     pub shutdown_sessions_on_down: bool,
+    /// How long a draining backend's sessions (it answers, but `/readyz` fails) may continue
+    /// before they are closed. Default 3m.
+    #[serde(default = "default_backend_drain")]
+    pub backend_drain_timeout: Dur,
+    /// A backend coming back to service ramps its share of new sessions over this period;
+    /// 0s turns it off. Default 30s.
+    #[serde(default = "default_slow_start")]
+    pub slow_start: Dur,
     /// Idle timeout for established tunnels. Default none (watches and `logs -f` live forever).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<Dur>,
@@ -766,6 +780,8 @@ impl Default for LoadBalancer {
             connect_timeout: Dur::from_secs(1),
             passive_fall: 3,
             shutdown_sessions_on_down: true,
+            backend_drain_timeout: default_backend_drain(),
+            slow_start: default_slow_start(),
             idle_timeout: None,
             tcp_keepalive: default_keepalive(),
             max_connections: default_max_conns(),

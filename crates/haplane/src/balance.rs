@@ -89,6 +89,8 @@ pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
         connect_timeout: c.connect_timeout.get(),
         passive_fall: c.passive_fall,
         shutdown_sessions_on_down: c.shutdown_sessions_on_down,
+        backend_drain_timeout: c.backend_drain_timeout.get(),
+        slow_start: c.slow_start.get(),
         idle_timeout: c.idle_timeout.map(|d| d.get()),
         tcp_keepalive: c.tcp_keepalive.map(|d| d.get()),
         max_connections: c.max_connections,
@@ -124,6 +126,49 @@ impl Section for BalancerSection {
         }
         {
             let mut m = encoder.encode_descriptor(
+                "haplane_lb_backend_state",
+                "1 for the backend's health: up, draining (answers but not ready: no new sessions, established ones continue) or dead (sessions closed).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for b in &s.backends {
+                let addr = b.address.to_string();
+                for state in lb::Health::ALL {
+                    ConstGauge::new(i64::from(b.state == state)).encode(m.encode_family(&[
+                        ("backend", addr.as_str()),
+                        ("state", state.as_str()),
+                    ])?)?;
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "haplane_lb_backend_admin_drain",
+                "1 while an operator has drained the backend (haplane lb drain).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for b in &s.backends {
+                let addr = b.address.to_string();
+                ConstGauge::new(i64::from(b.admin == lb::Admin::Drain))
+                    .encode(m.encode_family(&[("backend", addr.as_str())])?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "haplane_lb_backend_weight_ramp",
+                "Share of its weight the backend gets now: below 1 during its slow start.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for b in &s.backends {
+                let addr = b.address.to_string();
+                ConstGauge::new(b.slow_start_ramp.unwrap_or(1.0))
+                    .encode(m.encode_family(&[("backend", addr.as_str())])?)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
                 "haplane_lb_backend_active_connections",
                 "Open tunnels to the backend.",
                 None,
@@ -149,7 +194,7 @@ impl Section for BalancerSection {
             }
         }
         type Get = fn(&lb::BackendStatus) -> u64;
-        let counters: [(&str, &str, Get); 5] = [
+        let counters: [(&str, &str, Get); 8] = [
             (
                 "haplane_lb_backend_connections",
                 "Tunnels opened to the backend.",
@@ -172,8 +217,23 @@ impl Section for BalancerSection {
             ),
             (
                 "haplane_lb_backend_sessions_closed_on_down",
-                "Sessions closed because the backend went down.",
+                "Sessions closed because the backend was marked dead.",
                 |b| b.sessions_closed_on_down,
+            ),
+            (
+                "haplane_lb_backend_sessions_closed_drain_timeout",
+                "Sessions closed because the backend stayed draining past backendDrainTimeout.",
+                |b| b.sessions_closed_drain_timeout,
+            ),
+            (
+                "haplane_lb_backend_dead_transitions",
+                "Times the backend went from up to dead.",
+                |b| b.down_transitions,
+            ),
+            (
+                "haplane_lb_backend_draining_transitions",
+                "Times the backend went from up to draining.",
+                |b| b.drain_transitions,
             ),
         ];
         for (name, help, get) in counters {
