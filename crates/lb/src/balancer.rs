@@ -39,7 +39,18 @@ pub(crate) struct Pool {
 struct ListenerHandle {
     local: SocketAddr,
     stop: CancellationToken,
-    socket: Arc<TcpListener>,
+    sessions: Arc<ListenerSessions>,
+    /// One socket per worker (SO_REUSEPORT group when there are several); a duplicate of each
+    /// descriptor, kept to retune them on reload and dropped with the handle.
+    sockets: Vec<Socket>,
+}
+
+/// The sessions accepted on one listener, so they can be reset together.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerSessions {
+    /// Fires (and is replaced) to reset every session of the listener.
+    pub reset: Mutex<CancellationToken>,
+    pub active: AtomicUsize,
 }
 
 pub(crate) struct Shared {
@@ -53,12 +64,54 @@ pub(crate) struct Shared {
     /// Closes every session (drain timeout, drop).
     pub hard_stop: CancellationToken,
     sessions: TaskTracker,
+    /// The accept loops, so a drain returns only once no listener is left.
+    accept_loops: TaskTracker,
     pub active: AtomicUsize,
     pub total: AtomicU64,
     pub failed: AtomicU64,
     draining: AtomicBool,
     /// Serialises reloads so two cannot interleave their listener changes.
     reload_lock: tokio::sync::Mutex<()>,
+    workers: Workers,
+}
+
+/// Where the data path runs: the caller's runtime (`threads: 0`), or dedicated threads with a
+/// current-thread runtime each, so no session ever moves between threads and the daemon's own
+/// timers (VRRP adverts) never queue behind proxied traffic.
+struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    /// Ends the dedicated threads.
+    stop: CancellationToken,
+}
+
+impl Workers {
+    fn start(threads: usize) -> Result<Workers, LbError> {
+        let stop = CancellationToken::new();
+        if threads == 0 {
+            return Ok(Workers {
+                handles: vec![tokio::runtime::Handle::current()],
+                stop,
+            });
+        }
+        let mut handles = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(LbError::Runtime)?;
+            handles.push(rt.handle().clone());
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("haplane-lb-{i}"))
+                .spawn(move || rt.block_on(stop.cancelled()))
+                .map_err(LbError::Runtime)?;
+        }
+        Ok(Workers { handles, stop })
+    }
+
+    fn len(&self) -> usize {
+        self.handles.len()
+    }
 }
 
 impl Shared {
@@ -88,6 +141,11 @@ impl Balancer {
         config.validate()?;
         let checker = Arc::new(Checker::new(&config.health_check, down_policy(&config))?);
         let pool = Arc::new(build_pool(&config, &[], checker.enabled()));
+        let mut bound = Vec::new();
+        for &addr in &config.listen {
+            bound.push((addr, bind_group(addr, &config)?));
+        }
+        let workers = Workers::start(config.threads)?;
         let shared = Arc::new(Shared {
             pool: RwLock::new(pool.clone()),
             listeners: Mutex::new(HashMap::new()),
@@ -97,16 +155,14 @@ impl Balancer {
             accept_stop: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             sessions: TaskTracker::new(),
+            accept_loops: TaskTracker::new(),
             active: AtomicUsize::new(0),
             total: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
+            workers,
         });
-        let mut bound = Vec::new();
-        for &addr in &config.listen {
-            bound.push((addr, bind(addr, config.backlog, config.tcp_keepalive)?));
-        }
         for (addr, l) in bound {
             spawn_listener(&shared, addr, l);
         }
@@ -114,7 +170,8 @@ impl Balancer {
         for b in &pool.backends {
             checker.spawn(b.clone(), stop.child_token());
         }
-        tracing::info!(listen = ?config.listen, backends = pool.backends.len(), policy = ?config.policy, "load balancer started");
+        tracing::info!(listen = ?config.listen, backends = pool.backends.len(), policy = ?config.policy,
+            threads = config.threads, "load balancer started");
         Ok(Balancer { shared })
     }
 
@@ -134,7 +191,7 @@ impl Balancer {
             let listeners = lock(&self.shared.listeners);
             for &addr in &config.listen {
                 if !listeners.contains_key(&addr) && !fresh.iter().any(|(a, _)| *a == addr) {
-                    fresh.push((addr, bind(addr, config.backlog, config.tcp_keepalive)?));
+                    fresh.push((addr, bind_group(addr, &config)?));
                 }
             }
         }
@@ -160,7 +217,9 @@ impl Balancer {
             let keep = config.listen.contains(addr);
             if keep {
                 // Accepted sockets inherit these from the listener.
-                session::tune(&*h.socket, config.tcp_keepalive);
+                for sock in &h.sockets {
+                    session::tune(sock, config.tcp_keepalive);
+                }
             } else {
                 tracing::info!(listen = %addr, "listener removed by reload");
                 h.stop.cancel();
@@ -218,6 +277,19 @@ impl Balancer {
         }
     }
 
+    /// Resets every client session accepted on a listener bound to `ip` (the VIP, when a
+    /// parked VIP leaves this node and nothing would carry those sessions' packets any more).
+    /// Returns how many there were.
+    pub fn reset_sessions_to(&self, ip: std::net::IpAddr) -> usize {
+        let listeners = lock(&self.shared.listeners);
+        let mut n = 0;
+        for h in listeners.values().filter(|h| h.local.ip() == ip) {
+            n += h.sessions.active.load(Relaxed);
+            std::mem::take(&mut *lock(&h.sessions.reset)).cancel();
+        }
+        n
+    }
+
     /// Sets a backend's admin state (`haplane lb drain|enable`): `Drain` takes no new sessions
     /// and leaves established ones alone; `Ready` puts it back, ramping over the slow start.
     /// Kept across reloads, not across restarts.
@@ -238,9 +310,17 @@ impl Balancer {
     /// Graceful stop: stop accepting, let tunnels finish for up to `timeout`, then close the
     /// rest. Returns when every session has ended.
     pub async fn drain(self, timeout: Duration) {
+        self.drain_shared(timeout).await;
+    }
+
+    /// [`Balancer::drain`] through a shared reference, for a balancer other parts of a program
+    /// still hold (the daemon's admin socket, its status page).
+    pub async fn drain_shared(&self, timeout: Duration) {
         self.shared.draining.store(true, Relaxed);
         self.shared.accept_stop.cancel();
         lock(&self.shared.listeners).clear();
+        self.shared.accept_loops.close();
+        self.shared.accept_loops.wait().await;
         let active = self.shared.active.load(Relaxed);
         tracing::info!(active, ?timeout, "draining load balancer");
         self.shared.sessions.close();
@@ -254,6 +334,7 @@ impl Balancer {
             self.shared.sessions.wait().await;
         }
         lock(&self.shared.checks_stop).cancel();
+        self.shared.workers.stop.cancel();
         tracing::info!("load balancer drained");
     }
 }
@@ -263,6 +344,8 @@ impl Drop for Balancer {
         self.shared.accept_stop.cancel();
         self.shared.hard_stop.cancel();
         lock(&self.shared.checks_stop).cancel();
+        // The threads end; their runtimes drop whatever tasks are left.
+        self.shared.workers.stop.cancel();
     }
 }
 
@@ -301,16 +384,44 @@ fn down_policy(config: &LbConfig) -> DownPolicy {
     }
 }
 
+/// The listening sockets for `addr`: one, or one per worker thread in an SO_REUSEPORT group so
+/// the kernel spreads new connections over the threads.
+///
+/// SO_REUSEPORT would let any other process of the same user join the group and silently take
+/// a share of the clients (haproxy, which sets it by default, left running on 6443 during a
+/// migration). So the address is first probed with a plain bind, which fails if anyone listens
+/// there already.
+fn bind_group(addr: SocketAddr, config: &LbConfig) -> Result<Vec<Socket>, LbError> {
+    let n = config.threads.max(1);
+    if n == 1 {
+        return Ok(vec![bind(addr, config, false)?]);
+    }
+    if addr.port() != 0 {
+        drop(bind(addr, config, false)?);
+    }
+    let first = bind(addr, config, true)?;
+    // Port 0: the others join the port the first one got.
+    let local = first
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
+    let mut group = vec![first];
+    for _ in 1..n {
+        group.push(bind(local, config, true)?);
+    }
+    Ok(group)
+}
+
 /// A listening socket with IP_FREEBIND, so a VIP can be bound before this node holds it.
-fn bind(
-    addr: SocketAddr,
-    backlog: u32,
-    keepalive: Option<Duration>,
-) -> Result<TcpListener, LbError> {
+fn bind(addr: SocketAddr, config: &LbConfig, reuse_port: bool) -> Result<Socket, LbError> {
     let err = |source| LbError::Bind { addr, source };
     let sock =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     sock.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        sock.set_reuse_port(true).map_err(err)?;
+    }
     if addr.is_ipv4() {
         sock.set_freebind_v4(true).map_err(err)?;
     } else {
@@ -319,53 +430,93 @@ fn bind(
     }
     sock.set_nonblocking(true).map_err(err)?;
     // Set once here, inherited by every accepted socket (Linux copies them on accept).
-    session::tune(&sock, keepalive);
+    session::tune(&sock, config.tcp_keepalive);
     sock.bind(&SockAddr::from(addr)).map_err(err)?;
-    sock.listen(backlog.min(i32::MAX as u32) as i32)
+    sock.listen(config.backlog.min(i32::MAX as u32) as i32)
         .map_err(err)?;
-    TcpListener::from_std(sock.into()).map_err(err)
+    Ok(sock)
 }
 
-fn spawn_listener(shared: &Arc<Shared>, addr: SocketAddr, listener: TcpListener) {
-    let local = listener.local_addr().unwrap_or(addr);
-    let listener = Arc::new(listener);
+fn spawn_listener(shared: &Arc<Shared>, addr: SocketAddr, group: Vec<Socket>) {
+    let local = group
+        .first()
+        .and_then(|s| s.local_addr().ok())
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
     let stop = shared.accept_stop.child_token();
+    let sessions = Arc::new(ListenerSessions::default());
+    let mut kept = Vec::with_capacity(group.len());
+    for (i, sock) in group.into_iter().enumerate() {
+        if let Ok(dup) = sock.try_clone() {
+            kept.push(dup);
+        }
+        let worker = shared.workers.handles[i % shared.workers.len()].clone();
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let sessions = sessions.clone();
+        let accept_loops = shared.accept_loops.clone();
+        accept_loops.spawn_on(
+            async move {
+                // Registered with the reactor of the worker that runs this loop.
+                let listener = match TcpListener::from_std(sock.into()) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(listen = %local, error = %e, "cannot register listener");
+                        return;
+                    }
+                };
+                accept_loop(shared, listener, local, stop, sessions).await;
+            },
+            &worker,
+        );
+    }
     lock(&shared.listeners).insert(
         addr,
         ListenerHandle {
             local,
-            stop: stop.clone(),
-            socket: listener.clone(),
+            stop,
+            sessions,
+            sockets: kept,
         },
     );
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        tracing::info!(listen = %local, "listening");
-        loop {
-            // Take a connection slot before accepting: at the limit, clients wait in the
-            // kernel backlog instead of being refused.
-            let permit = tokio::select! {
-                _ = stop.cancelled() => break,
-                p = shared.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
-            let accepted = tokio::select! {
-                _ = stop.cancelled() => break,
-                r = listener.accept() => r,
-            };
-            match accepted {
-                Ok((sock, peer)) => {
-                    shared.total.fetch_add(1, Relaxed);
-                    shared
-                        .sessions
-                        .spawn(session::run(sock, peer, shared.clone(), permit));
-                }
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(listen = %local, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    local: SocketAddr,
+    stop: CancellationToken,
+    sessions: Arc<ListenerSessions>,
+) {
+    tracing::info!(listen = %local, "listening");
+    loop {
+        // Take a connection slot before accepting: at the limit, clients wait in the kernel
+        // backlog instead of being refused.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = shared.limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                shared.total.fetch_add(1, Relaxed);
+                shared.sessions.spawn(session::run(
+                    sock,
+                    peer,
+                    shared.clone(),
+                    permit,
+                    sessions.clone(),
+                ));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(listen = %local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        tracing::info!(listen = %local, "listener stopped");
-    });
+    }
+    tracing::info!(listen = %local, "listener stopped");
 }

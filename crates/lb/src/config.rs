@@ -57,6 +57,11 @@ pub struct LbConfig {
     pub splice: bool,
     /// listen(2) backlog (4096; the kernel caps it at net.core.somaxconn).
     pub backlog: u32,
+    /// Data-path threads (0). 0 runs sessions on the runtime that called [`crate::Balancer::start`];
+    /// N ≥ 1 starts N threads with a current-thread runtime each and one listening socket per
+    /// thread (an SO_REUSEPORT group), like haproxy's `nbthread`. Fixed at start: a reload
+    /// keeps the threads it has.
+    pub threads: usize,
 }
 
 impl Default for LbConfig {
@@ -78,6 +83,7 @@ impl Default for LbConfig {
             drain_timeout: Duration::from_secs(30),
             splice: true,
             backlog: 4096,
+            threads: 0,
         }
     }
 }
@@ -122,6 +128,9 @@ impl LbConfig {
             .is_some_and(|d| d < Duration::from_secs(1))
         {
             return bad("tcpKeepalive: must be at least 1s");
+        }
+        if self.threads > 64 {
+            return bad("threads: at most 64");
         }
         if self.idle_timeout.is_some_and(|d| d.is_zero()) {
             return bad("idleTimeout: must be positive (or unset for none)");

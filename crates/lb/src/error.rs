@@ -28,6 +28,9 @@ pub enum LbError {
     /// rustls rejected the TLS settings of the HTTPS check.
     #[error("tls settings rejected: {0}")]
     Tls(#[from] rustls::Error),
+    /// A data-path thread or its runtime could not be created.
+    #[error("cannot start a balancer thread")]
+    Runtime(#[source] std::io::Error),
     /// The balancer is draining and no longer accepts reloads.
     #[error("balancer is draining")]
     Draining,

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::backend::{Backend, CloseReason};
-use crate::balancer::{Pool, Shared};
+use crate::balancer::{ListenerSessions, Pool, Shared};
 use crate::datapath::one_way;
 use crate::policy::Tier;
 
@@ -29,9 +29,13 @@ pub(crate) async fn run(
     peer: SocketAddr,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
+    listener: Arc<ListenerSessions>,
 ) {
     shared.active.fetch_add(1, Relaxed);
     let _count = scopeguard(&shared);
+    listener.active.fetch_add(1, Relaxed);
+    let _on_listener = ListenerCount(&listener);
+    let listener_reset = crate::backend::lock(&listener.reset).clone();
     let pool = shared.pool();
     // TCP_NODELAY and keepalive come from the listener: accepted sockets inherit them.
     let Some((server, active)) = connect(&pool, peer).await else {
@@ -82,6 +86,11 @@ pub(crate) async fn run(
             reset(&client);
             reset(&server);
         }
+        _ = listener_reset.cancelled() => {
+            tracing::debug!(%peer, backend = %backend.addr, "resetting session: its listener's address left this node");
+            reset(&client);
+            reset(&server);
+        }
         _ = shared.hard_stop.cancelled() => {
             tracing::debug!(%peer, backend = %backend.addr, "closing session: drain timeout");
         }
@@ -91,6 +100,14 @@ pub(crate) async fn run(
     }
     tracing::debug!(%peer, backend = %backend.addr, "session ended");
     drop(active);
+}
+
+struct ListenerCount<'a>(&'a ListenerSessions);
+
+impl Drop for ListenerCount<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
 }
 
 fn scopeguard(shared: &Arc<Shared>) -> impl Drop + '_ {

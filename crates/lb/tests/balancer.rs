@@ -778,3 +778,57 @@ fn https_check_verifies_the_ca_presents_a_client_cert_or_runs_insecure() {
         assert_eq!(verdict(insecure).await, (true, None));
     });
 }
+
+#[test]
+fn dedicated_threads_share_the_listener_and_drain_cleanly() {
+    in_netns(|| async {
+        let n = Nginx::start().await;
+        let mut cfg = lb_config(&[n.addr()]);
+        cfg.threads = 2;
+        let b = Balancer::start(cfg).await.unwrap();
+        let lb = b.local_addrs()[0];
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..25 {
+                    assert_eq!(port_of(&get(lb, "/").await.unwrap()), n.port);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let body = get_bytes(lb, "/big").await.unwrap();
+        assert!(body == big_body());
+        assert_eq!(b.snapshot().total_connections, 201);
+        let threads = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|c| c.starts_with("haplane-lb-"))
+            .count();
+        assert_eq!(threads, 2, "two data-path threads");
+        tokio::time::timeout(Duration::from_secs(5), b.drain(Duration::from_secs(1)))
+            .await
+            .expect("drained");
+        assert!(TcpStream::connect(lb).await.is_err(), "listeners closed");
+    });
+}
+
+#[test]
+fn a_port_someone_else_listens_on_is_refused_even_with_several_threads() {
+    // SO_REUSEPORT would otherwise let the balancer silently share 6443 with a haproxy left
+    // running (haproxy sets SO_REUSEPORT by default).
+    in_netns(|| async {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let sock = socket2::SockRef::from(&taken);
+        sock.set_reuse_port(true).unwrap();
+        let addr = taken.local_addr().unwrap();
+        let mut cfg = lb_config(&["127.0.0.1:1".parse().unwrap()]);
+        cfg.listen = vec![addr];
+        cfg.threads = 2;
+        match Balancer::start(cfg).await {
+            Err(lb::LbError::Bind { addr: a, .. }) => assert_eq!(a, addr),
+            other => panic!("expected a bind error, got {other:?}"),
+        }
+    });
+}
