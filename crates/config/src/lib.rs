@@ -111,6 +111,18 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/haplane")
 }
 
+impl Cluster {
+    /// The admin socket of `node`: `status.adminSocket` with `{node}` replaced by the node's
+    /// name, or `/run/haplane/<cluster>-<node>.sock` (named per cluster and node so the daemons
+    /// of a lab, which share one filesystem, and of several labs never collide).
+    pub fn admin_socket(&self, node: &str) -> PathBuf {
+        match &self.status.admin_socket {
+            Some(p) => PathBuf::from(p.to_string_lossy().replace("{node}", node)),
+            None => PathBuf::from(format!("/run/haplane/{}-{node}.sock", self.cluster)),
+        }
+    }
+}
+
 /// What a node does in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -356,6 +368,42 @@ pub struct Vip {
     /// Checks that lower (or raise) this node's priority, like keepalived's vrrp_script.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub track: Vec<TrackScript>,
+    /// The built-in `balancer` check: a readiness request through this node's own balancer;
+    /// while it fails, `weight` applies. Default absent (off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track_balancer: Option<TrackBalancer>,
+    /// After `haplane maintenance enter`, how long the node keeps serving the sessions it
+    /// carried with the VIP parked on lo, while the new holder forwards their packets to it.
+    /// Default 5m.
+    #[serde(default = "default_maintenance_drain")]
+    pub maintenance_drain_timeout: Dur,
+}
+
+fn minus_fifty() -> i16 {
+    -50
+}
+
+/// The built-in `balancer` tracked check (VIP health gated on the local balancer path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TrackBalancer {
+    /// -253..=253 like a tracked script: negative is subtracted while failing, 0 sends the
+    /// router to FAULT while failing. Default -50.
+    #[serde(default = "minus_fifty")]
+    pub weight: i16,
+    /// Time between probes. Default 1s (each waits up to loadBalancer.healthCheck.timeout).
+    #[serde(default = "default_advert")]
+    pub interval: Dur,
+    /// Successes to count as up. Default 2.
+    #[serde(default = "two")]
+    pub rise: u32,
+    /// Failures to count as down. Default 2.
+    #[serde(default = "two")]
+    pub fall: u32,
+}
+
+fn default_maintenance_drain() -> Dur {
+    Dur::from_secs(300)
 }
 
 /// How `authHmac` refuses replayed adverts (keepalived `anti_replay`).
@@ -501,12 +549,17 @@ pub struct Status {
     /// Address for /healthz, /status and /metrics. Default 127.0.0.1:9470.
     #[serde(default = "default_status_listen")]
     pub listen: SocketAddr,
+    /// The root-only Unix socket for `haplane lb` and `haplane maintenance`; `{node}` in it is
+    /// replaced by the node's name. Default `/run/haplane/<cluster>-<node>.sock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_socket: Option<PathBuf>,
 }
 
 impl Default for Status {
     fn default() -> Self {
         Status {
             listen: default_status_listen(),
+            admin_socket: None,
         }
     }
 }
@@ -766,6 +819,14 @@ pub struct LoadBalancer {
     /// Use splice(2) zero-copy. Default true.
     #[serde(default = "yes")]
     pub splice: bool,
+    /// Data-path threads, each with its own listening socket (SO_REUSEPORT) and event loop,
+    /// apart from the daemon's VRRP and elections. 1..=64. Default 1.
+    #[serde(default = "one_thread")]
+    pub threads: usize,
+}
+
+fn one_thread() -> usize {
+    1
 }
 
 impl Default for LoadBalancer {
@@ -788,6 +849,7 @@ impl Default for LoadBalancer {
             max_connections_per_backend: None,
             drain_timeout: default_drain(),
             splice: true,
+            threads: 1,
         }
     }
 }

@@ -360,6 +360,42 @@ fn vip(c: &Cluster, f: &mut Findings) {
             f.error(format!("{at}.fall"), "must be at least 1");
         }
     }
+    if let Some(t) = &v.track_balancer {
+        let at = "vip.trackBalancer";
+        if !(-253..=253).contains(&t.weight) {
+            f.error(
+                format!("{at}.weight"),
+                format!("{} is outside -253..=253 (keepalived's range)", t.weight),
+            );
+        }
+        if t.interval.get().is_zero() {
+            f.error(format!("{at}.interval"), "must be greater than 0s");
+        }
+        if t.rise == 0 || t.fall == 0 {
+            f.error(format!("{at}.rise"), "rise and fall must be at least 1");
+        }
+        if !c.load_balancer.enabled {
+            f.error(
+                at,
+                "checks the balancer, which loadBalancer.enabled: false turns off",
+            );
+        }
+        // The seed pitfall of tracked weights: one too small never moves the VIP.
+        let prios: Vec<u8> = c.masters().map(|n| n.priority).collect();
+        if let (Some(hi), Some(lo)) = (prios.iter().max(), prios.iter().min())
+            && t.weight < 0
+            && i32::from(t.weight).abs() <= i32::from(*hi) - i32::from(*lo)
+        {
+            f.warn(
+                format!("{at}.weight"),
+                format!(
+                    "{} cannot move the VIP off the highest master ({hi}) to the lowest ({lo}): make it larger than the spread, {}",
+                    t.weight,
+                    i32::from(*hi) - i32::from(*lo) + 1
+                ),
+            );
+        }
+    }
 }
 
 fn auth_hmac(c: &Cluster, f: &mut Findings) {
@@ -470,6 +506,12 @@ fn load_balancer(c: &Cluster, f: &mut Findings) {
                 );
             }
         }
+    }
+    if !(1..=64).contains(&lb.threads) {
+        f.error(
+            "loadBalancer.threads",
+            format!("{} is outside 1..=64", lb.threads),
+        );
     }
     let hc = &lb.health_check;
     if !hc.path.starts_with('/') {

@@ -97,6 +97,14 @@ pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
         max_connections_per_backend: c.max_connections_per_backend,
         drain_timeout: c.drain_timeout.get(),
         splice: c.splice,
+        threads: c.threads,
+        // The built-in `balancer` tracked check sends its request through an internal listener;
+        // the apiservers' certificates carry the VIP, so that is the name to verify.
+        path_probe: (node.is(Role::Master) && cluster.vip.track_balancer.is_some()).then(|| {
+            lb::PathProbe {
+                server_name: Some(cluster.vip.address.addr.to_string()),
+            }
+        }),
         ..lb::LbConfig::default()
     })
 }

@@ -5,7 +5,10 @@
 //! the link watch, notify commands, the gratuitous ARP schedule, reload, and the router's
 //! status.
 
+mod admin_handler;
+mod balancer_check;
 mod garp_schedule;
+mod handover;
 mod link_watch;
 mod notify;
 mod reload;
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use config::{Cluster, Role};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::balance;
 use crate::netlink::{Netlink, NetlinkError};
@@ -144,6 +147,36 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         .clone()
         .map(|b| tokio::spawn(reload_loop(opts.config.clone(), node.clone(), b, hup)));
 
+    // Maintenance and graceful handover (masters), and the admin socket that drives them.
+    let (maintenance, handover) = if node.is(Role::Master) {
+        let (m, handover) = handover::for_master(&cluster, &node, &netlink, balancer.clone()).await;
+        hub.add_section(
+            "maintenance",
+            Arc::new(handover::MaintenanceSection(m.clone())),
+        );
+        (Some(m), Some(handover))
+    } else {
+        (None, None)
+    };
+    let handover_env = handover.as_ref().map(|h| h.env.clone());
+    let admin_path = cluster.admin_socket(&node.name);
+    let _admin = match crate::admin::AdminServer::serve(
+        &admin_path,
+        Arc::new(admin_handler::DaemonAdmin {
+            node: node.name.clone(),
+            balancer: balancer.clone(),
+            maintenance,
+        }),
+    )
+    .await
+    {
+        Ok(server) => Some(server),
+        Err(e) => {
+            error!(node = %node.name, "{e}; `haplane lb` and `haplane maintenance` will not work on this node (status.adminSocket)");
+            None
+        }
+    };
+
     // etcd: elections, the fenced VIP and snapshots run on masters.
     let etcd_client = match (&cluster.etcd, node.is(Role::Master)) {
         (Some(_), true) => Some(crate::etcd::spawn_connector(
@@ -189,6 +222,12 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         if let (Some(f), Some(client)) = (fence, &etcd_client) {
             runner.set_fence(f, client.clone());
         }
+        if let Some(h) = handover {
+            runner.set_handover(h);
+        }
+        if let (Some(settings), Some(b)) = (&cluster.vip.track_balancer, &balancer) {
+            runner.set_balancer_check(b.clone(), settings.clone());
+        }
         runner.run(stop_rx).await?;
     } else {
         info!(node = %node.name, "not a master: no VRRP router on this node");
@@ -208,13 +247,12 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     if let Some(b) = balancer {
         hub.remove_section("load_balancer");
         let timeout = cluster.load_balancer.drain_timeout.get();
-        match Arc::try_unwrap(b) {
-            Ok(b) => {
-                info!(node = %node.name, "draining the load balancer (up to {timeout:?})");
-                b.drain(timeout).await;
-            }
-            Err(_) => warn!(node = %node.name, "load balancer still referenced; not draining"),
-        }
+        info!(node = %node.name, "draining the load balancer (up to {timeout:?})");
+        b.drain_shared(timeout).await;
+    }
+    // The balancer has drained: a VIP parked on lo for its sessions goes now.
+    if let Some(env) = handover_env {
+        env.clear().await;
     }
     info!(node = %node.name, "stopped");
     Ok(())

@@ -5,6 +5,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod balance;
 pub mod daemon;
 pub mod demo;
@@ -12,6 +13,7 @@ pub mod elections;
 pub mod etcd;
 pub mod fence;
 pub mod garp;
+pub mod maintenance;
 pub mod netlink;
 pub mod status;
 #[allow(unsafe_code)]

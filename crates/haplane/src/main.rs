@@ -96,6 +96,11 @@ enum Command {
     Lab(lab::LabArgs),
     /// One table for the cluster: VRRP state, VIP, balancer backends, elections, etcd health.
     Status(lab::StatusArgs),
+    /// A backend's admin state on this node's balancer: drain (no new sessions, established
+    /// ones continue), enable, or show them all (through the root-only admin socket).
+    Lb(cli::lb::LbArgs),
+    /// Take a master out of the VIP rotation without a failed request, and put it back.
+    Maintenance(cli::maintenance::MaintenanceArgs),
     /// The README's first command: lab up, drill every scenario with an HTML report, print the
     /// summary, lab down (needs root). With --vrrp: a two-node VRRP failover demo only.
     Demo {
@@ -356,6 +361,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(lab::run_lab(args, &exe)?)
         }
         Command::Status(args) => Ok(lab::run_status(args)?),
+        Command::Lb(args) => cli::lb::run(args),
+        Command::Maintenance(args) => cli::maintenance::run(args),
         Command::Demo { vrrp: false, .. } => {
             let exe = std::env::current_exe().context("cannot find the haplane binary")?;
             Ok(lab::demo(&exe)?)

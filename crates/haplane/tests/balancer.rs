@@ -270,3 +270,63 @@ fn https_checks_use_tcp_until_the_ca_file_appears_then_switch_to_https() {
         "the HTTPS check names its failure: {status}"
     );
 }
+
+/// OCPBUGS-1257: gate the VIP on the local *balancer* path, not on the local apiserver. The
+/// holder's own backend dying keeps the VIP where it is (its balancer serves through the other
+/// one); the holder's balancer reaching no backend at all moves it.
+#[test]
+fn the_balancer_check_moves_the_vip_only_when_the_holders_balancer_reaches_no_backend() {
+    if support::skip() {
+        return;
+    }
+    let cfg = Cfg::new(&[("m1", "192.0.2.11", 150), ("m2", "192.0.2.12", 100)]);
+    let extra = "apiServer: {port: 8080}\nloadBalancer:\n  healthCheck: {type: http, path: /, interval: 200ms, timeout: 200ms, rise: 2, fall: 2}\n";
+    let yaml = cfg.yaml().replace(
+        "  preempt: true\n",
+        "  preempt: true\n  trackBalancer: {weight: -60, interval: 200ms, rise: 2, fall: 2}\n",
+    ) + extra;
+    let mut lab = Lab::new(&["m1", "m2", "c"]);
+    let path = lab.write("cluster.yaml", &yaml);
+    let nginx_m1 = start_nginx(&mut lab, "m1");
+    start_nginx(&mut lab, "m2");
+    lab.start_haplane("m1", &path);
+    lab.start_haplane("m2", &path);
+    lab.wait_holders(&["m1"], Duration::from_secs(6));
+    std::thread::sleep(Duration::from_millis(800));
+    let check = |host: &str| {
+        lab.status(host)["vrrp"][0]["checks"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .find(|c| c["name"] == "balancer")
+                    .map(|c| c["up"].clone())
+            })
+    };
+    assert_eq!(
+        check("m1"),
+        Some(serde_json::Value::Bool(true)),
+        "{}",
+        lab.logs()
+    );
+
+    // A tracked script on the local apiserver would move the VIP now; the balancer path
+    // still works through m2's backend, so the VIP stays.
+    lab.daemons[nginx_m1].handle.kill().unwrap();
+    lab.assert_holders_stay(&["m1"], Duration::from_secs(2));
+    assert_eq!(check("m1"), Some(serde_json::Value::Bool(true)));
+    assert_eq!(get(&lab, "c").as_deref(), Ok("m2"));
+
+    // m1's balancer cut off from every backend (m2's too): its clients would fail, so the
+    // VIP leaves it (150 - 60 < 100).
+    lab.host("m1")
+        .run(&[
+            "sh",
+            "-c",
+            "printf 'table inet cut {\n chain out {\n  type filter hook output priority 0;\n  tcp dport 8080 drop\n }\n}\n' | nft -f -",
+        ])
+        .unwrap();
+    lab.wait_holders(&["m2"], Duration::from_secs(4));
+    assert_eq!(check("m1"), Some(serde_json::Value::Bool(false)));
+    assert_eq!(lab.status("m1")["vrrp"][0]["effective_priority"], 90);
+    assert_eq!(get(&lab, "c").as_deref(), Ok("m2"));
+}

@@ -73,6 +73,16 @@ pub(crate) struct Shared {
     /// Serialises reloads so two cannot interleave their listener changes.
     reload_lock: tokio::sync::Mutex<()>,
     workers: Workers,
+    /// The internal listener of [`Balancer::probe_path`], with the check it sends.
+    probe: Mutex<Option<Probe>>,
+}
+
+struct Probe {
+    addr: SocketAddr,
+    checker: Arc<Checker>,
+    settings: crate::config::PathProbe,
+    /// Keeps the listener's descriptor; its accept loop stops with the balancer.
+    _socket: Socket,
 }
 
 /// Where the data path runs: the caller's runtime (`threads: 0`), or dedicated threads with a
@@ -162,9 +172,13 @@ impl Balancer {
             draining: AtomicBool::new(false),
             reload_lock: tokio::sync::Mutex::new(()),
             workers,
+            probe: Mutex::new(None),
         });
         for (addr, l) in bound {
             spawn_listener(&shared, addr, l);
+        }
+        if let Some(settings) = &config.path_probe {
+            start_probe(&shared, &config, settings.clone(), checker.clone())?;
         }
         let stop = lock(&shared.checks_stop).clone();
         for b in &pool.backends {
@@ -212,6 +226,10 @@ impl Balancer {
 
         for (addr, l) in fresh {
             spawn_listener(&self.shared, addr, l);
+        }
+        if let Some(p) = lock(&self.shared.probe).as_mut() {
+            // The probe listener stays; its request follows the new check settings.
+            p.checker = checker.clone();
         }
         lock(&self.shared.listeners).retain(|addr, h| {
             let keep = config.listen.contains(addr);
@@ -277,6 +295,42 @@ impl Balancer {
         }
     }
 
+    /// Sends one readiness request (the configured health check: HTTP(S) GET of its path, or a
+    /// TCP connect) through this balancer's own accept, selection, connect and data path, on
+    /// its internal loopback listener (see [`crate::LbConfig::path_probe`]). Ok with the
+    /// latency when a ready backend answered through it. A TCP check only proves the listener
+    /// accepts, so with one the answer is also "some backend is in service".
+    pub async fn probe_path(&self) -> Result<Duration, String> {
+        let (addr, checker, settings) = {
+            let p = lock(&self.shared.probe);
+            let Some(p) = p.as_ref() else {
+                return Err("no path probe listener (LbConfig::path_probe is None)".to_string());
+            };
+            (p.addr, p.checker.clone(), p.settings.clone())
+        };
+        let started = std::time::Instant::now();
+        let timeout = checker.cfg.timeout;
+        let result = tokio::time::timeout(
+            timeout,
+            checker.probe_as(addr, settings.server_name.as_deref()),
+        )
+        .await;
+        match result {
+            Err(_) => Err(format!("no answer through the balancer within {timeout:?}")),
+            Ok(Err(e)) => Err(format!("through the balancer: {}", e.message())),
+            Ok(Ok(())) => {
+                if matches!(
+                    checker.cfg.kind,
+                    crate::config::CheckKind::Tcp | crate::config::CheckKind::None
+                ) && !self.shared.pool().backends.iter().any(|b| b.in_service())
+                {
+                    return Err("no backend in service".to_string());
+                }
+                Ok(started.elapsed())
+            }
+        }
+    }
+
     /// Resets every client session accepted on a listener bound to `ip` (the VIP, when a
     /// parked VIP leaves this node and nothing would carry those sessions' packets any more).
     /// Returns how many there were.
@@ -319,6 +373,7 @@ impl Balancer {
         self.shared.draining.store(true, Relaxed);
         self.shared.accept_stop.cancel();
         lock(&self.shared.listeners).clear();
+        *lock(&self.shared.probe) = None;
         self.shared.accept_loops.close();
         self.shared.accept_loops.wait().await;
         let active = self.shared.active.load(Relaxed);
@@ -382,6 +437,48 @@ fn down_policy(config: &LbConfig) -> DownPolicy {
         shutdown_sessions: config.shutdown_sessions_on_down,
         drain_timeout: config.backend_drain_timeout,
     }
+}
+
+/// Binds the internal probe listener on 127.0.0.1 and serves it on the first worker.
+fn start_probe(
+    shared: &Arc<Shared>,
+    config: &LbConfig,
+    settings: crate::config::PathProbe,
+    checker: Arc<Checker>,
+) -> Result<(), LbError> {
+    let want: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let sock = bind(want, config, false)?;
+    let addr = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .ok_or_else(|| LbError::Bind {
+            addr: want,
+            source: std::io::Error::other("no local address"),
+        })?;
+    let dup = sock
+        .try_clone()
+        .map_err(|source| LbError::Bind { addr, source })?;
+    let worker = shared.workers.handles[0].clone();
+    let stop = shared.accept_stop.child_token();
+    let sessions = Arc::new(ListenerSessions::default());
+    let shared2 = shared.clone();
+    shared.accept_loops.spawn_on(
+        async move {
+            match TcpListener::from_std(sock.into()) {
+                Ok(l) => accept_loop(shared2, l, addr, stop, sessions).await,
+                Err(e) => tracing::error!(listen = %addr, error = %e, "cannot register the probe listener"),
+            }
+        },
+        &worker,
+    );
+    *lock(&shared.probe) = Some(Probe {
+        addr,
+        checker,
+        settings,
+        _socket: dup,
+    });
+    Ok(())
 }
 
 /// The listening sockets for `addr`: one, or one per worker thread in an SO_REUSEPORT group so

@@ -62,6 +62,18 @@ pub struct LbConfig {
     /// thread (an SO_REUSEPORT group), like haproxy's `nbthread`. Fixed at start: a reload
     /// keeps the threads it has.
     pub threads: usize,
+    /// An internal listener on 127.0.0.1 (port chosen by the kernel) for
+    /// [`crate::Balancer::probe_path`]: a readiness request sent through the balancer itself,
+    /// so a node can tell whether its balancer reaches a ready backend (None: no such listener).
+    pub path_probe: Option<PathProbe>,
+}
+
+/// The settings of [`LbConfig::path_probe`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PathProbe {
+    /// The TLS name the answering backend is verified against (the VIP, which the apiserver
+    /// certificates carry); None: the health check's own name, else 127.0.0.1.
+    pub server_name: Option<String>,
 }
 
 impl Default for LbConfig {
@@ -84,6 +96,7 @@ impl Default for LbConfig {
             splice: true,
             backlog: 4096,
             threads: 0,
+            path_probe: None,
         }
     }
 }

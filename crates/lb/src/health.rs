@@ -92,6 +92,12 @@ impl Checker {
     }
 
     async fn probe(&self, addr: SocketAddr) -> Result<(), CheckFailure> {
+        self.probe_as(addr, None).await
+    }
+
+    /// One check of `addr`, with `name` (when given) as the TLS name to verify instead of the
+    /// configured one or the address.
+    pub async fn probe_as(&self, addr: SocketAddr, name: Option<&str>) -> Result<(), CheckFailure> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| CheckFailure::Unreachable(format!("connect: {e}")))?;
@@ -99,9 +105,10 @@ impl Checker {
         match (&self.cfg.kind, &self.tls) {
             (CheckKind::None | CheckKind::Tcp, _) => Ok(()),
             (CheckKind::Http(h), _) => http_get(tcp, h, addr).await,
-            (CheckKind::Https(h, _), Some((connector, name))) => {
+            (CheckKind::Https(h, _), Some((connector, configured))) => {
+                let name = name.map(str::to_string).or_else(|| configured.clone());
                 let server_name = match name {
-                    Some(n) => ServerName::try_from(n.clone())
+                    Some(n) => ServerName::try_from(n)
                         .map_err(|e| CheckFailure::Unreachable(e.to_string()))?,
                     None => ServerName::IpAddress(addr.ip().into()),
                 };

@@ -18,7 +18,8 @@ mod status;
 
 pub use balancer::Balancer;
 pub use config::{
-    BackendConfig, CheckKind, HealthCheckConfig, HttpCheck, LbConfig, MAX_WEIGHT, Policy, TlsCheck,
+    BackendConfig, CheckKind, HealthCheckConfig, HttpCheck, LbConfig, MAX_WEIGHT, PathProbe,
+    Policy, TlsCheck,
 };
 pub use error::LbError;
 pub use status::{Admin, BackendStatus, Health, LbStatus};

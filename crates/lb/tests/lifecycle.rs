@@ -273,3 +273,41 @@ async fn session_on(lb: std::net::SocketAddr, port: u16) -> Conn {
     }
     panic!("no session reached backend {port}");
 }
+
+#[test]
+fn the_path_probe_answers_through_the_balancer_and_fails_when_no_backend_is_ready() {
+    in_netns(|| async {
+        let ns = [Nginx::start().await, Nginx::start().await];
+        let mut cfg = lb_config(&[ns[0].addr(), ns[1].addr()]);
+        fast_checks(&mut cfg);
+        cfg.path_probe = Some(lb::PathProbe::default());
+        let b = Balancer::start(cfg).await.unwrap();
+        let took = b
+            .probe_path()
+            .await
+            .expect("a ready backend answers through the balancer");
+        assert!(took < Duration::from_secs(1));
+        // One backend not ready: the probe goes to the other one.
+        ns[0].set_ready(false);
+        wait_for(Duration::from_secs(3), || !status_of(&b, ns[0].addr()).up)
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            b.probe_path().await.expect("the ready one answers");
+        }
+        // None ready: the balancer still offers them as a last resort, and their answer
+        // (503) fails the probe, as it should: no ready apiserver behind this balancer.
+        ns[1].set_ready(false);
+        wait_for(Duration::from_secs(3), || !status_of(&b, ns[1].addr()).up)
+            .await
+            .unwrap();
+        let e = b.probe_path().await.unwrap_err();
+        assert!(e.contains("status 503"), "{e}");
+        ns[1].set_ready(true);
+        wait_for(Duration::from_secs(3), || status_of(&b, ns[1].addr()).up)
+            .await
+            .unwrap();
+        b.probe_path().await.expect("ready again");
+        assert_eq!(b.local_addrs().len(), 1, "the probe listener is internal");
+    });
+}

@@ -13,6 +13,7 @@ use vrrp::{Action, Incoming, Router, RouterConfig, TrackedCheck, Version};
 
 use super::DaemonError;
 use super::garp_schedule::GarpSchedule;
+use super::handover::HandoverDriver;
 use super::link_watch::spawn_link_watch;
 use super::notify::Notifier;
 use super::router_status::{DriverFacts, router_status};
@@ -124,6 +125,10 @@ pub(super) struct VrrpRunner {
     discard_log: DiscardLog,
     /// The cluster file to watch for auth_hmac changes.
     auth_watch: Option<std::path::PathBuf>,
+    /// Maintenance and graceful handover (daemon/handover.rs); None in tests of the bare driver.
+    handover: Option<HandoverDriver>,
+    /// The built-in `balancer` check (daemon/balancer_check.rs), with its index.
+    balancer_check: Option<(usize, Arc<lb::Balancer>, config::TrackBalancer)>,
 }
 
 impl VrrpRunner {
@@ -214,6 +219,8 @@ impl VrrpRunner {
             refreshed_for: None,
             discard_log: DiscardLog::new(),
             auth_watch: None,
+            handover: None,
+            balancer_check: None,
         })
     }
 
@@ -227,6 +234,64 @@ impl VrrpRunner {
         let now = Instant::now();
         self.router.set_wall_clock(now, vrrp_auth::wall_clock());
         now
+    }
+
+    /// Gate the VIP on this node's balancer path: add the built-in `balancer` check.
+    pub(super) fn set_balancer_check(
+        &mut self,
+        balancer: Arc<lb::Balancer>,
+        settings: config::TrackBalancer,
+    ) {
+        let mut rc = self.router.config().clone();
+        rc.tracked.push(TrackedCheck {
+            name: "balancer".into(),
+            weight: settings.weight,
+        });
+        match Router::new(rc) {
+            Ok(router) => self.router = router,
+            Err(e) => {
+                error!(node = %self.node, "cannot add the balancer check: {e}");
+                return;
+            }
+        }
+        self.checks_up.push(true);
+        self.balancer_check = Some((self.router.config().tracked.len() - 1, balancer, settings));
+    }
+
+    /// Take part in maintenance and graceful handover: add the built-in `maintenance` check
+    /// (weight 0: FAULT while in maintenance, which sends priority 0 and gives the VIP away).
+    pub(super) fn set_handover(&mut self, mut handover: HandoverDriver) {
+        let mut rc = self.router.config().clone();
+        rc.tracked.push(TrackedCheck {
+            name: "maintenance".into(),
+            weight: 0,
+        });
+        match Router::new(rc) {
+            Ok(router) => self.router = router,
+            Err(e) => {
+                error!(node = %self.node, "cannot add the maintenance check: {e}");
+                return;
+            }
+        }
+        handover.check_index = self.router.config().tracked.len() - 1;
+        self.checks_up.push(true);
+        self.handover = Some(handover);
+    }
+
+    /// Carry out the handover's actions; a maintenance change moves the router at once.
+    async fn run_handover(&mut self) {
+        let Some(h) = self.handover.as_mut() else {
+            return;
+        };
+        let index = h.check_index;
+        if let Some(up) = h.apply().await {
+            if let Some(slot) = self.checks_up.get_mut(index) {
+                *slot = up;
+            }
+            self.router.set_check(Instant::now(), index, up);
+            self.apply_actions().await;
+            self.sync_vip().await;
+        }
     }
 
     /// Fence the VIP by etcd quorum: add the `etcd-quorum` check (weight 0: FAULT while the
@@ -298,11 +363,19 @@ impl VrrpRunner {
                 }
             }
             if !refresh {
+                // Before the gratuitous ARP sends the old holder's clients here: forward their
+                // sessions back to it, or end our own park.
+                if let Some(h) = self.handover.as_mut() {
+                    h.before_hold(now).await;
+                }
                 self.holds_vip = true;
                 self.garp.start(vips);
             }
         } else if !desired && self.holds_vip {
             self.garp.stop();
+            if let Some(h) = self.handover.as_mut() {
+                h.before_release(now).await;
+            }
             for addr in &vips {
                 match self
                     .netlink
@@ -316,6 +389,9 @@ impl VrrpRunner {
                 }
             }
             self.holds_vip = false;
+            if let Some(h) = self.handover.as_mut() {
+                h.after_release(now).await;
+            }
         }
     }
 
@@ -340,6 +416,15 @@ impl VrrpRunner {
                 move |up| Event::Check { index, up },
             );
         }
+        if let Some((index, balancer, settings)) = self.balancer_check.clone() {
+            super::balancer_check::spawn_balancer_check(
+                balancer,
+                settings,
+                self.node.clone(),
+                events_tx.clone(),
+                move |up| Event::Check { index, up },
+            );
+        }
         if let (Some((index, client)), Some(fence)) = (self.quorum_check.clone(), &self.fence) {
             crate::fence::spawn_quorum_probe(
                 client,
@@ -358,6 +443,7 @@ impl VrrpRunner {
             );
         }
         let mut grant_rx = self.fence.as_ref().map(|f| f.grant.clone());
+        let mut maintenance_rx = self.handover.as_mut().and_then(|h| h.commands.take());
         let now = self.now();
         if !self.link_up {
             self.router.set_interface_up(now, false);
@@ -395,7 +481,30 @@ impl VrrpRunner {
                     None => std::future::pending().await,
                 }
             };
+            let handover_deadline = self.handover.as_ref().and_then(|h| h.core.poll_timeout());
+            let handover_timer = async {
+                match handover_deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let maintenance_command = async {
+                match maintenance_rx.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                Some(command) = maintenance_command => {
+                    if let Some(h) = self.handover.as_mut() {
+                        h.on_command(Instant::now(), &self.router, command);
+                    }
+                }
+                _ = handover_timer => {
+                    if let Some(h) = self.handover.as_mut() {
+                        h.core.handle_timeout(Instant::now());
+                    }
+                }
                 grant = grant_changed => self.grant = grant,
                 _ = fence_expiry => warn!(node = %self.node, "VIP lease deadline passed without renewal; dropping the VIP"),
                 packet = self.socket.recv() => {
@@ -406,6 +515,9 @@ impl VrrpRunner {
                             for _ in 0..256 {
                                 let Some(d) = self.socket.try_recv() else { break };
                                 self.on_datagram(&d);
+                            }
+                            if let Some(h) = self.handover.as_mut() {
+                                h.after_packet(Instant::now(), &self.router);
                             }
                         }
                         Err(e) => {
@@ -424,6 +536,11 @@ impl VrrpRunner {
             self.apply_actions().await;
             self.sync_vip().await;
             self.discard_log.flush(&self.node, Instant::now());
+            self.run_handover().await;
+        }
+        // A VIP that leaves now is parked while the balancer drains (daemon.rs clears it).
+        if let Some(h) = self.handover.as_mut() {
+            h.core.handle_shutdown();
         }
         // RFC 5798 §6.4.3 Shutdown: a master sends priority 0 so a backup takes over after
         // Skew_Time instead of Master_Down_Interval, and the VIP leaves with us.
@@ -502,12 +619,15 @@ impl VrrpRunner {
                 if let Some(slot) = self.checks_up.get_mut(index) {
                     *slot = up;
                 }
+                // Scripts first, then the built-in checks (etcd-quorum, maintenance, balancer).
                 let name = self
-                    .track
+                    .router
+                    .config()
+                    .tracked
                     .get(index)
-                    .map(|t| t.name.as_str())
-                    .unwrap_or("?");
-                info!(node = %self.node, check = name, up, "tracked script changed");
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                info!(node = %self.node, check = %name, up, "tracked check changed");
                 self.router.set_check(now, index, up);
             }
             Event::Link(up) => {
@@ -583,5 +703,8 @@ impl VrrpRunner {
             },
         );
         self.hub.set_router(0, status);
+        if let Some(h) = &self.handover {
+            h.publish(&self.router, self.holds_vip);
+        }
     }
 }

@@ -1,0 +1,420 @@
+//! The I/O of a graceful VIP handover (see `crate::maintenance` for the why): the parked VIP
+//! on `lo` (rtnetlink) with its ARP rules, and the new holder's forwarding rules (nftables,
+//! applied with `nft -f -` as one transaction each, in tables of their own so nothing else in
+//! the host's ruleset is touched).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+use vrrp::{DiscardReason, Router, State};
+
+use crate::maintenance::{Command, Handover, HandoverAction, MaintenanceReport, ParkReason};
+use crate::netlink::Netlink;
+
+/// The nft table (arp family) that keeps a parked VIP from being answered or announced.
+const PARK_TABLE: &str = "haplane_park";
+/// The nft table (ip or ip6 family) of the new holder's forwarding.
+const FORWARD_TABLE: &str = "haplane_handover";
+
+/// What the handover works on, and can clean up on its own (startup, exit).
+#[derive(Clone)]
+pub(crate) struct HandoverEnv {
+    pub node: String,
+    pub node_address: IpAddr,
+    pub netlink: Netlink,
+    pub vip: IpAddr,
+    /// The VIP interface, where forwarded packets leave.
+    pub interface: String,
+    /// The balancer's ports on the VIP: what is forwarded.
+    pub ports: Vec<u16>,
+    pub balancer: Option<Arc<lb::Balancer>>,
+}
+
+impl HandoverEnv {
+    fn host_prefix(&self) -> u8 {
+        if self.vip.is_ipv4() { 32 } else { 128 }
+    }
+
+    async fn lo(&self) -> Option<u32> {
+        match self.netlink.link("lo").await {
+            Ok(l) => Some(l.index),
+            Err(e) => {
+                error!(node = %self.node, "cannot find lo: {e}");
+                None
+            }
+        }
+    }
+
+    /// Moves the VIP onto lo (the driver removes it from the interface right after) with a
+    /// lifetime, so a crash cannot leave it there for good, and stops ARP for it first.
+    pub async fn park(&self, window: Duration) {
+        if let IpAddr::V4(vip) = self.vip {
+            // IPv6 needs no rule: Linux answers a neighbour solicitation only for an address on
+            // the interface it came in on, and solicits from the link-local address.
+            let source = match self.node_address {
+                IpAddr::V4(a) => a.to_string(),
+                IpAddr::V6(_) => "0.0.0.0".to_string(),
+            };
+            let rules = format!(
+                "add table arp {PARK_TABLE}\ndelete table arp {PARK_TABLE}\n\
+                 table arp {PARK_TABLE} {{\n\
+                 \x20 chain input {{\n    type filter hook input priority 0;\n    arp operation request arp daddr ip {vip} drop\n  }}\n\
+                 \x20 chain output {{\n    type filter hook output priority 0;\n    arp saddr ip {vip} arp saddr ip set {source}\n  }}\n}}\n"
+            );
+            if let Err(e) = nft(&rules).await {
+                error!(node = %self.node, vip = %self.vip, "cannot stop ARP for the parked VIP, not parking it: {e}");
+                return;
+            }
+        }
+        let Some(lo) = self.lo().await else { return };
+        let secs = (window + Duration::from_secs(10))
+            .as_secs()
+            .min(u32::MAX as u64) as u32;
+        match self
+            .netlink
+            .add_address_for(lo, self.vip, self.host_prefix(), secs)
+            .await
+        {
+            Ok(()) => info!(node = %self.node, vip = %self.vip, ?window,
+                "VIP parked on lo without ARP: the sessions through it keep working while the new holder forwards their packets here"),
+            Err(e) => error!(node = %self.node, vip = %self.vip, "cannot park the VIP on lo: {e}"),
+        }
+    }
+
+    /// Ends a park: optionally resets the balancer's sessions on the VIP (their packets would
+    /// reach nobody once the VIP is gone), then removes the VIP from lo and the ARP rules.
+    pub async fn unpark(&self, close_sessions: bool) {
+        if close_sessions && let Some(b) = &self.balancer {
+            let n = b.reset_sessions_to(self.vip);
+            if n > 0 {
+                info!(node = %self.node, sessions = n, "park over: resetting the sessions still on the VIP");
+            }
+        }
+        if let Some(lo) = self.lo().await
+            && let Err(e) = self
+                .netlink
+                .remove_address(lo, self.vip, self.host_prefix())
+                .await
+        {
+            error!(node = %self.node, vip = %self.vip, "cannot remove the parked VIP from lo: {e}");
+        }
+        if self.vip.is_ipv4()
+            && let Err(e) = nft(&format!(
+                "add table arp {PARK_TABLE}\ndelete table arp {PARK_TABLE}\n"
+            ))
+            .await
+        {
+            error!(node = %self.node, "cannot remove the ARP rules of the parked VIP: {e}");
+        }
+    }
+
+    /// Forwards packets for the VIP's balancer ports that are not SYNs and match no session
+    /// of this node to `to` (the old holder), before this node adds the VIP.
+    pub async fn start_forwarding(&self, to: IpAddr) {
+        if self.ports.is_empty() || to.is_ipv4() != self.vip.is_ipv4() {
+            return;
+        }
+        let (family, daddr) = if self.vip.is_ipv4() {
+            ("ip", "ip daddr")
+        } else {
+            ("ip6", "ip6 daddr")
+        };
+        let ports = self
+            .ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        // Priority -150 (mangle) runs after conntrack (-200) has classified the packet.
+        let rules = format!(
+            "add table {family} {FORWARD_TABLE}\ndelete table {family} {FORWARD_TABLE}\n\
+             table {family} {FORWARD_TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -150;\n\
+             \x20   {daddr} {vip} tcp dport {{ {ports} }} tcp flags & (syn | ack) != syn ct state new counter dup to {to} device \"{dev}\" drop\n  }}\n}}\n",
+            vip = self.vip,
+            dev = self.interface,
+        );
+        match nft(&rules).await {
+            Ok(()) => info!(node = %self.node, old_holder = %to, vip = %self.vip, ports = %ports,
+                "forwarding the old holder's sessions to it"),
+            Err(e) => {
+                error!(node = %self.node, old_holder = %to, "cannot forward the old holder's sessions: {e}")
+            }
+        }
+    }
+
+    pub async fn stop_forwarding(&self) {
+        let family = if self.vip.is_ipv4() { "ip" } else { "ip6" };
+        match nft(&format!(
+            "add table {family} {FORWARD_TABLE}\ndelete table {family} {FORWARD_TABLE}\n"
+        ))
+        .await
+        {
+            Ok(()) => info!(node = %self.node, "stopped forwarding to the old holder"),
+            Err(e) => error!(node = %self.node, "cannot remove the forwarding rules: {e}"),
+        }
+    }
+
+    /// Removes everything a handover may have left (a parked VIP, its ARP rules, forwarding
+    /// rules): at start, where a crashed run may have left them, and at exit.
+    pub async fn clear(&self) {
+        self.unpark(false).await;
+        let family = if self.vip.is_ipv4() { "ip" } else { "ip6" };
+        if let Err(e) = nft(&format!(
+            "add table {family} {FORWARD_TABLE}\ndelete table {family} {FORWARD_TABLE}\n"
+        ))
+        .await
+        {
+            warn!(node = %self.node, "cannot remove the forwarding rules: {e}");
+        }
+    }
+}
+
+/// Runs `nft -f -` with `rules` as one transaction.
+async fn nft(rules: &str) -> Result<(), String> {
+    let mut child = tokio::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run nft (package nftables): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(rules.as_bytes())
+            .await
+            .map_err(|e| format!("nft: {e}"))?;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .map_err(|_| "nft took longer than 10s".to_string())?
+        .map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "nft: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The driver's part: the sans-IO [`Handover`], its I/O, and the admin socket's channel.
+pub(crate) struct HandoverDriver {
+    pub env: HandoverEnv,
+    pub core: Handover,
+    /// Taken by the driver's loop.
+    pub commands: Option<mpsc::Receiver<Command>>,
+    pub report: watch::Sender<MaintenanceReport>,
+    /// Index of the built-in `maintenance` tracked check (weight 0).
+    pub check_index: usize,
+    /// Adverts discarded while inactive (FAULT) when maintenance began: more later means
+    /// another router is master.
+    inactive_at_enter: u64,
+    priority_zero_seen: u64,
+}
+
+impl HandoverDriver {
+    pub fn new(
+        env: HandoverEnv,
+        core: Handover,
+        commands: mpsc::Receiver<Command>,
+        report: watch::Sender<MaintenanceReport>,
+    ) -> Self {
+        HandoverDriver {
+            env,
+            core,
+            commands: Some(commands),
+            report,
+            check_index: 0,
+            inactive_at_enter: 0,
+            priority_zero_seen: 0,
+        }
+    }
+
+    /// A packet was handled: a priority-0 advert seen as backup names the stopping master.
+    pub fn after_packet(&mut self, now: Instant, router: &Router) {
+        let p0 = router.counters().priority_zero_received;
+        if p0 != self.priority_zero_seen {
+            self.priority_zero_seen = p0;
+            if router.state() == State::Backup
+                && let Some(master) = router.master_address()
+            {
+                self.core.handle_stopping_master(now, master);
+            }
+        }
+    }
+
+    /// `enter`/`exit` from the admin socket; the router's check follows via the actions.
+    pub fn on_command(&mut self, now: Instant, router: &Router, command: Command) {
+        match command {
+            Command::Enter(done) => {
+                self.inactive_at_enter = router.counters().discarded(DiscardReason::Inactive);
+                info!(node = %self.env.node, "entering maintenance: giving the VIP away");
+                self.core.handle_maintenance(now, true);
+                let _ = done.send(Ok(()));
+            }
+            Command::Exit(done) => {
+                info!(node = %self.env.node, "leaving maintenance");
+                self.core.handle_maintenance(now, false);
+                let _ = done.send(Ok(()));
+            }
+        }
+    }
+
+    /// Carries out the core's actions; returns the maintenance check's new value, if any.
+    pub async fn apply(&mut self) -> Option<bool> {
+        let mut check = None;
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                HandoverAction::SetMaintenanceCheck { up } => check = Some(up),
+                HandoverAction::Unpark { close_sessions } => self.env.unpark(close_sessions).await,
+                HandoverAction::StartForwarding { to } => self.env.start_forwarding(to).await,
+                HandoverAction::StopForwarding => self.env.stop_forwarding().await,
+            }
+        }
+        check
+    }
+
+    /// The VIP is about to leave the interface: park it if this is a graceful departure.
+    pub async fn before_release(&mut self, now: Instant) {
+        if self.core.should_park(now)
+            && let Some((reason, until)) = self.core.parked()
+        {
+            self.env.park(until.saturating_duration_since(now)).await;
+            if reason == ParkReason::Shutdown {
+                info!(node = %self.env.node, "shutting down: the VIP stays parked while the balancer drains");
+            }
+        }
+    }
+
+    /// The VIP is about to be added: forward for a handover, end a park.
+    pub async fn before_hold(&mut self, now: Instant) {
+        self.core.handle_holding(now, true);
+        self.apply().await;
+    }
+
+    pub async fn after_release(&mut self, now: Instant) {
+        self.core.handle_holding(now, false);
+        self.apply().await;
+    }
+
+    pub fn publish(&self, router: &Router, holds_vip: bool) {
+        let now = Instant::now();
+        let taken = self.core.in_maintenance()
+            && router.counters().discarded(DiscardReason::Inactive) > self.inactive_at_enter;
+        let sessions = self
+            .env
+            .balancer
+            .as_ref()
+            .map(|b| b.snapshot().active_connections);
+        self.report.send_modify(|r| {
+            r.active = self.core.in_maintenance();
+            r.holds_vip = holds_vip;
+            r.parked = self.core.parked().map(|(why, _)| why);
+            r.park_left_seconds = self
+                .core
+                .parked()
+                .map(|(_, until)| until.saturating_duration_since(now).as_secs_f64());
+            r.vip_taken_over = taken;
+            r.forwarding_to = self.core.forwarding_to();
+            r.forward_left_seconds = None;
+            r.balancer_sessions = sessions;
+        });
+    }
+}
+
+/// The maintenance handle and the driver's handover for a master.
+pub(crate) async fn for_master(
+    cluster: &config::Cluster,
+    node: &config::Node,
+    netlink: &Netlink,
+    balancer: Option<Arc<lb::Balancer>>,
+) -> (crate::maintenance::Maintenance, HandoverDriver) {
+    let vip = cluster.vip.address.addr;
+    let lb = &cluster.load_balancer;
+    let ports: Vec<u16> = if lb.enabled {
+        lb.listen
+            .iter()
+            .map(|l| cluster.resolve_listen(*l))
+            .filter(|sa| sa.ip() == vip)
+            .map(|sa| sa.port())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let env = HandoverEnv {
+        node: node.name.clone(),
+        node_address: node.address,
+        netlink: netlink.clone(),
+        vip,
+        interface: cluster.vip_interface(node).to_string(),
+        ports,
+        balancer,
+    };
+    // A crashed run may have left a parked VIP or forwarding rules behind.
+    env.clear().await;
+    // Another router takes over within Skew_Time of our priority-0 advert; a fenced VIP
+    // waits for the election as well.
+    let mut takeover = Duration::from_secs(3) + 4 * cluster.vip.advert_interval.get();
+    if cluster.fencing() == config::Fencing::Quorum
+        && let Some(etcd) = &cluster.etcd
+    {
+        takeover += etcd.lease_ttl.get();
+    }
+    let (maintenance, commands, report) =
+        crate::maintenance::Maintenance::channel(&node.name, takeover);
+    let core = Handover::new(
+        cluster.vip.maintenance_drain_timeout.get(),
+        lb.drain_timeout.get(),
+    );
+    (
+        maintenance,
+        HandoverDriver::new(env, core, commands, report),
+    )
+}
+
+/// Maintenance in /status and /metrics.
+pub(crate) struct MaintenanceSection(pub crate::maintenance::Maintenance);
+
+impl crate::status::Section for MaintenanceSection {
+    fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self.0.report()).unwrap_or_default()
+    }
+
+    fn metrics(
+        &self,
+        encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let r = self.0.report();
+        let gauges: [(&str, &str, bool); 3] = [
+            (
+                "haplane_maintenance",
+                "1 while the node is in maintenance (haplane maintenance enter).",
+                r.active,
+            ),
+            (
+                "haplane_vip_parked",
+                "1 while the VIP is parked on lo, serving the sessions this node carried when it gave the VIP away.",
+                r.parked.is_some(),
+            ),
+            (
+                "haplane_handover_forwarding",
+                "1 while this node forwards an old holder's session packets to it.",
+                r.forwarding_to.is_some(),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let m = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(i64::from(v)).encode(m)?;
+        }
+        Ok(())
+    }
+}
