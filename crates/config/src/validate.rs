@@ -381,7 +381,7 @@ fn vip(c: &Cluster, f: &mut Findings) {
             );
         }
         // The seed pitfall of tracked weights: one too small never moves the VIP.
-        let prios: Vec<u8> = c.masters().map(|n| n.priority).collect();
+        let prios: Vec<u8> = c.vrrp_nodes().map(|n| n.priority).collect();
         if let (Some(hi), Some(lo)) = (prios.iter().max(), prios.iter().min())
             && t.weight < 0
             && i32::from(t.weight).abs() <= i32::from(*hi) - i32::from(*lo)

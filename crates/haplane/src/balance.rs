@@ -100,7 +100,7 @@ pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
         threads: c.threads,
         // The built-in `balancer` tracked check sends its request through an internal listener;
         // the apiservers' certificates carry the VIP, so that is the name to verify.
-        path_probe: (node.is(Role::Master) && cluster.vip.track_balancer.is_some()).then(|| {
+        path_probe: (cluster.runs_vrrp(node) && cluster.vip.track_balancer.is_some()).then(|| {
             lb::PathProbe {
                 server_name: Some(cluster.vip.address.addr.to_string()),
             }

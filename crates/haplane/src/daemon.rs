@@ -148,7 +148,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         .map(|b| tokio::spawn(reload_loop(opts.config.clone(), node.clone(), b, hup)));
 
     // Maintenance and graceful handover (masters), and the admin socket that drives them.
-    let (maintenance, handover) = if node.is(Role::Master) {
+    let (maintenance, handover) = if cluster.runs_vrrp(&node) {
         let (m, handover) = handover::for_master(&cluster, &node, &netlink, balancer.clone()).await;
         hub.add_section(
             "maintenance",
@@ -248,7 +248,12 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         hub.remove_section("load_balancer");
         let timeout = cluster.load_balancer.drain_timeout.get();
         info!(node = %node.name, "draining the load balancer (up to {timeout:?})");
-        b.drain_shared(timeout).await;
+        if handover_env.is_some() {
+            // The VIP is parked on lo while we drain (docs/maintenance.md): keep serving.
+            b.drain_listening(timeout).await;
+        } else {
+            b.drain_shared(timeout).await;
+        }
     }
     // The balancer has drained: a VIP parked on lo for its sessions goes now.
     if let Some(env) = handover_env {

@@ -14,7 +14,8 @@
 //!   `dup to OLD device IF` and drop in prerouting). "Belongs to no local session" is
 //!   conntrack's `ct state new` on a non-SYN packet: a session this node accepted saw its SYN
 //!   and a reply, so it is established; a packet of the old holder's sessions is duplicated and
-//!   dropped before conntrack confirms it, so it is new every time. (nft's `socket` expression
+//!   dropped before conntrack confirms it, so it is new every time (a FIN or RST of such a flow
+//!   is `invalid`, and forwarded as well). (nft's `socket` expression
 //!   cannot tell: for a non-SYN packet it finds the VIP's listening socket.)
 //!
 //! [`Handover`] is the sans-IO part: it decides when to park, unpark, forward and stop, from
@@ -36,6 +37,10 @@ pub const HANDOVER_RECENT: Duration = Duration::from_secs(10);
 /// What the daemon must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HandoverAction {
+    /// Park the VIP before giving it away (maintenance while holding it): stop ARP for it and
+    /// add it to lo, so when it leaves the interface it is already in place. ARP requests for
+    /// the VIP go unanswered for the Skew_Time until the new holder announces itself.
+    PrePark,
     /// Report the built-in `maintenance` tracked check (weight 0: down means FAULT, which sends
     /// priority 0 and gives the VIP away; up rejoins).
     SetMaintenanceCheck { up: bool },
@@ -119,6 +124,9 @@ impl Handover {
         }
         self.maintenance = on;
         self.maintenance_since = on.then_some(now);
+        if on && self.holding && self.parked.is_none() {
+            self.actions.push_back(HandoverAction::PrePark);
+        }
         self.actions
             .push_back(HandoverAction::SetMaintenanceCheck { up: !on });
         // Leaving maintenance keeps a parked VIP until its window ends or this node holds the
@@ -363,7 +371,10 @@ mod tests {
         h.handle_maintenance(t, true);
         assert_eq!(
             drain(&mut h),
-            vec![HandoverAction::SetMaintenanceCheck { up: false }]
+            vec![
+                HandoverAction::PrePark,
+                HandoverAction::SetMaintenanceCheck { up: false }
+            ]
         );
         assert!(h.should_park(t));
         h.handle_holding(t, false);
@@ -376,6 +387,17 @@ mod tests {
             }]
         );
         assert_eq!(h.parked(), None);
+    }
+
+    #[test]
+    fn a_backup_entering_maintenance_has_nothing_to_park() {
+        let t = Instant::now();
+        let mut h = Handover::new(M, S);
+        h.handle_maintenance(t, true);
+        assert_eq!(
+            drain(&mut h),
+            vec![HandoverAction::SetMaintenanceCheck { up: false }]
+        );
     }
 
     #[test]
@@ -467,6 +489,7 @@ mod tests {
         assert_eq!(
             drain(&mut h),
             vec![
+                HandoverAction::PrePark,
                 HandoverAction::SetMaintenanceCheck { up: false },
                 HandoverAction::SetMaintenanceCheck { up: true }
             ]

@@ -123,8 +123,9 @@ fn maintenance_hands_the_vip_over_without_a_failed_request_or_a_reset_stream() {
     start_nginx(&mut lab, "m1");
     start_nginx(&mut lab, "m2");
     lab.start_haplane("m1", &config);
-    lab.start_haplane("m2", &config);
+    // No preemption: m1 must be master before m2 starts.
     lab.wait_holders(&["m1"], Duration::from_secs(6));
+    lab.start_haplane("m2", &config);
     wait_backends_up(&lab, "m1");
     wait_backends_up(&lab, "m2");
 
@@ -178,6 +179,16 @@ fn maintenance_hands_the_vip_over_without_a_failed_request_or_a_reset_stream() {
         lab.logs()
     );
 
+    // The old sessions closed properly through the forwarding (FIN, ACK): none left open.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while lab.status("m1")["load_balancer"]["activeConnections"] != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "sessions left on m1\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let m1 = lab.status("m1");
     assert_eq!(m1["maintenance"]["active"], true, "{m1}");
     assert_eq!(m1["maintenance"]["parked"], "maintenance", "{m1}");
@@ -281,4 +292,54 @@ fn lb_drain_over_the_admin_socket_keeps_sessions_and_enable_restores_the_backend
     let mode = std::fs::metadata(lab.dir.path().join("m1.sock")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn sigterm_parks_the_vip_so_a_stream_through_the_old_holder_finishes() {
+    if support::skip() {
+        return;
+    }
+    let mut lab = Lab::new(&["m1", "m2", "c"]);
+    let config = cluster(&lab);
+    start_nginx(&mut lab, "m1");
+    start_nginx(&mut lab, "m2");
+    let m1 = lab.start_haplane("m1", &config);
+    lab.wait_holders(&["m1"], Duration::from_secs(6));
+    lab.start_haplane("m2", &config);
+    wait_backends_up(&lab, "m1");
+    wait_backends_up(&lab, "m2");
+    let client = lab.host("c");
+    let (stream, after) = std::thread::scope(|s| {
+        let stream = s.spawn(|| client.enter(|| fetch("/slow/big")).unwrap());
+        std::thread::sleep(Duration::from_millis(800));
+        lab.daemons[m1]
+            .handle
+            .signal(nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        lab.wait_holders(&["m2"], Duration::from_secs(2));
+        // New connections go to the new holder at once.
+        let after = client.enter(|| fetch("/")).unwrap();
+        (stream.join().unwrap(), after)
+    });
+    assert_eq!(after.ok(), Some(3), "m1 or m2 answered a new request");
+    assert_eq!(
+        stream.ok(),
+        Some(STREAM_BYTES),
+        "the stream through the stopping holder was cut\n{}",
+        lab.logs()
+    );
+    let exited = lab.daemons[m1]
+        .handle
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap();
+    // It exits once the stream ended: the client's closing FIN reached it through m2.
+    assert!(exited.is_some_and(|s| s.success()), "{}", lab.logs());
+    // It removed the parked VIP and its rules on the way out.
+    let lo = lab
+        .host("m1")
+        .run(&["ip", "-o", "addr", "show", "dev", "lo"])
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&lo.stdout).contains(VIP));
+    let nft = lab.host("m1").run(&["nft", "list", "tables"]).unwrap();
+    assert!(!String::from_utf8_lossy(&nft.stdout).contains("haplane"));
 }

@@ -19,6 +19,11 @@ use crate::policy::Selector;
 use crate::status::{Admin, BackendStatus, LbStatus};
 use crate::{LbError, session};
 
+/// How long [`Balancer::drain_listening`] keeps accepting at least: the new holder's
+/// gratuitous ARP reaches clients within milliseconds; a SYN sent just before it is
+/// retransmitted after 1 s.
+const LISTEN_GRACE: Duration = Duration::from_secs(2);
+
 /// Everything a new session needs, swapped whole on reload. Sessions keep the pool they
 /// started with, so a reload never touches a tunnel in progress.
 #[derive(Debug)]
@@ -370,19 +375,43 @@ impl Balancer {
     /// [`Balancer::drain`] through a shared reference, for a balancer other parts of a program
     /// still hold (the daemon's admin socket, its status page).
     pub async fn drain_shared(&self, timeout: Duration) {
-        self.shared.draining.store(true, Relaxed);
+        self.drain_impl(timeout, false).await;
+    }
+
+    /// Like [`Balancer::drain_shared`], but the listeners keep accepting until the sessions
+    /// are done or the timeout: for a node whose VIP is parked on lo while it stops, so a
+    /// client whose ARP cache still points here (until the new holder's gratuitous ARP
+    /// reaches it) is served instead of refused. New sessions join the drain.
+    pub async fn drain_listening(&self, timeout: Duration) {
+        self.drain_impl(timeout, true).await;
+    }
+
+    fn stop_listeners(&self) {
         self.shared.accept_stop.cancel();
         lock(&self.shared.listeners).clear();
         *lock(&self.shared.probe) = None;
         self.shared.accept_loops.close();
-        self.shared.accept_loops.wait().await;
+    }
+
+    async fn drain_impl(&self, timeout: Duration, keep_listening: bool) {
+        self.shared.draining.store(true, Relaxed);
+        if !keep_listening {
+            self.stop_listeners();
+            self.shared.accept_loops.wait().await;
+        }
         let active = self.shared.active.load(Relaxed);
-        tracing::info!(active, ?timeout, "draining load balancer");
+        tracing::info!(active, ?timeout, keep_listening, "draining load balancer");
         self.shared.sessions.close();
-        if tokio::time::timeout(timeout, self.shared.sessions.wait())
-            .await
-            .is_err()
-        {
+        let started = tokio::time::Instant::now();
+        let drained = tokio::time::timeout(timeout, self.shared.sessions.wait()).await;
+        if keep_listening {
+            // However soon the sessions end, listen a little longer for late clients.
+            let grace = LISTEN_GRACE.min(timeout);
+            tokio::time::sleep_until(started + grace).await;
+            self.stop_listeners();
+            self.shared.accept_loops.wait().await;
+        }
+        if drained.is_err() {
             let left = self.shared.active.load(Relaxed);
             tracing::warn!(left, "drain timeout reached, closing remaining sessions");
             self.shared.hard_stop.cancel();

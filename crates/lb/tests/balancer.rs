@@ -832,3 +832,40 @@ fn a_port_someone_else_listens_on_is_refused_even_with_several_threads() {
         }
     });
 }
+
+#[test]
+fn drain_listening_serves_late_clients_then_stops() {
+    // The daemon's SIGTERM path while the VIP is parked on lo: a client whose ARP cache still
+    // points here must be served, not refused.
+    in_netns(|| async {
+        let n = Nginx::start().await;
+        let mut cfg = lb_config(&[n.addr()]);
+        cfg.threads = 1;
+        let b = std::sync::Arc::new(Balancer::start(cfg).await.unwrap());
+        let lb = b.local_addrs()[0];
+        let t0 = Instant::now();
+        let drain = {
+            let b = b.clone();
+            tokio::spawn(async move { b.drain_listening(Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            port_of(&get(lb, "/").await.unwrap()),
+            n.port,
+            "a late client is served"
+        );
+        tokio::time::timeout(Duration::from_secs(5), drain)
+            .await
+            .expect("drained")
+            .unwrap();
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
+        assert!(
+            TcpStream::connect(lb).await.is_err(),
+            "then the listener closes"
+        );
+    });
+}

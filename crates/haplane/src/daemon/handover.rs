@@ -49,9 +49,9 @@ impl HandoverEnv {
         }
     }
 
-    /// Moves the VIP onto lo (the driver removes it from the interface right after) with a
-    /// lifetime, so a crash cannot leave it there for good, and stops ARP for it first.
-    pub async fn park(&self, window: Duration) {
+    /// Stops answering ARP for the VIP and announcing it as the sender of our own ARP
+    /// requests (one `nft` run, tens of milliseconds).
+    pub async fn park_arp(&self) {
         if let IpAddr::V4(vip) = self.vip {
             // IPv6 needs no rule: Linux answers a neighbour solicitation only for an address on
             // the interface it came in on, and solicits from the link-local address.
@@ -66,10 +66,14 @@ impl HandoverEnv {
                  \x20 chain output {{\n    type filter hook output priority 0;\n    arp saddr ip {vip} arp saddr ip set {source}\n  }}\n}}\n"
             );
             if let Err(e) = nft(&rules).await {
-                error!(node = %self.node, vip = %self.vip, "cannot stop ARP for the parked VIP, not parking it: {e}");
-                return;
+                error!(node = %self.node, vip = %self.vip, "cannot stop ARP for the parked VIP: {e}");
             }
         }
+    }
+
+    /// Adds the VIP to lo (one netlink request) with a lifetime, so a crash cannot leave it
+    /// there for good; the driver takes it off the interface.
+    pub async fn park_lo(&self, window: Duration) {
         let Some(lo) = self.lo().await else { return };
         let secs = (window + Duration::from_secs(10))
             .as_secs()
@@ -129,11 +133,16 @@ impl HandoverEnv {
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        // Priority -150 (mangle) runs after conntrack (-200) has classified the packet.
+        // Priority -150 (mangle) runs after conntrack (-200) has classified the packet. An ACK
+        // or data segment of a flow conntrack has not seen is picked up as `new`; a FIN or RST
+        // of one is `invalid` (RFC 793's states give it no place to start), and it must reach
+        // the old holder too, or the new holder answers the client's FIN with a reset and the
+        // old holder's session never closes.
         let rules = format!(
             "add table {family} {FORWARD_TABLE}\ndelete table {family} {FORWARD_TABLE}\n\
              table {family} {FORWARD_TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -150;\n\
-             \x20   {daddr} {vip} tcp dport {{ {ports} }} tcp flags & (syn | ack) != syn ct state new counter dup to {to} device \"{dev}\" drop\n  }}\n}}\n",
+             \x20   {daddr} {vip} tcp dport {{ {ports} }} tcp flags & (syn | ack) != syn ct state new counter dup to {to} device \"{dev}\" drop\n\
+             \x20   {daddr} {vip} tcp dport {{ {ports} }} tcp flags & (fin | rst) != 0 ct state invalid counter dup to {to} device \"{dev}\" drop\n  }}\n}}\n",
             vip = self.vip,
             dev = self.interface,
         );
@@ -212,6 +221,10 @@ pub(crate) struct HandoverDriver {
     pub report: watch::Sender<MaintenanceReport>,
     /// Index of the built-in `maintenance` tracked check (weight 0).
     pub check_index: usize,
+    /// The VIP went to lo without its ARP rule yet (a shutdown: the rule follows the release).
+    arp_pending: bool,
+    /// Already on lo with its ARP rule (maintenance while holding).
+    pre_parked: bool,
     /// Adverts discarded while inactive (FAULT) when maintenance began: more later means
     /// another router is master.
     inactive_at_enter: u64,
@@ -231,6 +244,8 @@ impl HandoverDriver {
             commands: Some(commands),
             report,
             check_index: 0,
+            arp_pending: false,
+            pre_parked: false,
             inactive_at_enter: 0,
             priority_zero_seen: 0,
         }
@@ -271,8 +286,18 @@ impl HandoverDriver {
         let mut check = None;
         while let Some(action) = self.core.poll_action() {
             match action {
+                HandoverAction::PrePark => {
+                    self.env.park_arp().await;
+                    let window = self.core.forward_window();
+                    self.env.park_lo(window).await;
+                    self.pre_parked = true;
+                }
                 HandoverAction::SetMaintenanceCheck { up } => check = Some(up),
-                HandoverAction::Unpark { close_sessions } => self.env.unpark(close_sessions).await,
+                HandoverAction::Unpark { close_sessions } => {
+                    self.pre_parked = false;
+                    self.arp_pending = false;
+                    self.env.unpark(close_sessions).await
+                }
                 HandoverAction::StartForwarding { to } => self.env.start_forwarding(to).await,
                 HandoverAction::StopForwarding => self.env.stop_forwarding().await,
             }
@@ -281,14 +306,22 @@ impl HandoverDriver {
     }
 
     /// The VIP is about to leave the interface: park it if this is a graceful departure.
+    /// Maintenance parked it already; a shutdown adds it to lo now (fast) and stops ARP right
+    /// after the release, so the priority-0 handover is not delayed by `nft`.
     pub async fn before_release(&mut self, now: Instant) {
         if self.core.should_park(now)
             && let Some((reason, until)) = self.core.parked()
         {
-            self.env.park(until.saturating_duration_since(now)).await;
+            if !std::mem::take(&mut self.pre_parked) {
+                self.env.park_lo(until.saturating_duration_since(now)).await;
+                self.arp_pending = true;
+            }
             if reason == ParkReason::Shutdown {
                 info!(node = %self.env.node, "shutting down: the VIP stays parked while the balancer drains");
             }
+        } else if std::mem::take(&mut self.pre_parked) {
+            // Pre-parked, but leaving for another reason: nothing will forward to us.
+            self.env.unpark(false).await;
         }
     }
 
@@ -299,6 +332,9 @@ impl HandoverDriver {
     }
 
     pub async fn after_release(&mut self, now: Instant) {
+        if std::mem::take(&mut self.arp_pending) {
+            self.env.park_arp().await;
+        }
         self.core.handle_holding(now, false);
         self.apply().await;
     }
