@@ -343,3 +343,58 @@ fn sigterm_parks_the_vip_so_a_stream_through_the_old_holder_finishes() {
     let nft = lab.host("m1").run(&["nft", "list", "tables"]).unwrap();
     assert!(!String::from_utf8_lossy(&nft.stdout).contains("haplane"));
 }
+
+/// Without `nft` (the static pod's image has none) the old holder cannot stop ARP for a VIP
+/// on lo, and Linux answers ARP for any local address: parking it anyway would give the VIP
+/// two answering nodes. So it is not parked: the VIP moves, m1 keeps no copy of it.
+#[test]
+fn without_nft_the_old_holder_does_not_park_the_vip() {
+    if support::skip() {
+        return;
+    }
+    let mut lab = Lab::new(&["m1", "m2"]);
+    let config = cluster(&lab);
+    start_nginx(&mut lab, "m1");
+    start_nginx(&mut lab, "m2");
+    // A PATH with `ip` only (the host's `ip netns exec` starts the daemon): no `nft`.
+    let bin = lab.dir.path().join("bin-without-nft");
+    std::fs::create_dir(&bin).unwrap();
+    let ip = ["/usr/bin/ip", "/bin/ip", "/usr/sbin/ip", "/sbin/ip"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("iproute2's ip");
+    std::os::unix::fs::symlink(ip, bin.join("ip")).unwrap();
+    lab.start_haplane_env("m1", &config, &[("PATH", bin.to_str().unwrap())]);
+    lab.wait_holders(&["m1"], Duration::from_secs(6));
+    lab.start_haplane("m2", &config);
+    wait_backends_up(&lab, "m1");
+
+    let (ok, out) = haplane_cli(&["maintenance", "enter", "--node", "m1"], &config);
+    assert!(ok, "maintenance enter: {out}\n{}", lab.logs());
+    lab.wait_holders(&["m2"], Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
+    let lo = std::process::Command::new("ip")
+        .args([
+            "-n",
+            lab.host("m1").ns_name(),
+            "-br",
+            "addr",
+            "show",
+            "dev",
+            "lo",
+        ])
+        .output()
+        .unwrap();
+    let lo = String::from_utf8_lossy(&lo.stdout);
+    assert!(
+        !lo.split_whitespace()
+            .any(|a| a.starts_with(&format!("{VIP}/"))),
+        "m1 parked the VIP on lo ({lo}) although it could not stop ARP for it\n{}",
+        lab.logs()
+    );
+    assert!(
+        lab.logs().contains("so it is not parked"),
+        "the reason is logged\n{}",
+        lab.logs()
+    );
+}

@@ -338,6 +338,8 @@ fn the_static_pod_gets_net_admin_and_net_raw_only_a_read_only_root_and_no_escala
         [
             ("/etc/haplane".to_string(), true),
             ("/etc/kubernetes/pki".to_string(), true),
+            // the admin socket's directory: `haplane lb` and `maintenance` from the host
+            ("/run/haplane".to_string(), false),
             ("/var/lib/haplane".to_string(), false),
         ]
     );
@@ -454,6 +456,8 @@ fn election_targets_and_snapshots_outside_the_defaults_become_writable_and_nothi
             ("/etc/kubernetes/pki".to_string(), true),
             ("/backup/etcd".to_string(), false),
             ("/etc/kubernetes/manifests".to_string(), false),
+            // the admin socket's directory: `haplane lb` and `maintenance` from the host
+            ("/run/haplane".to_string(), false),
             ("/var/lib/haplane".to_string(), false),
         ]
     );
@@ -677,7 +681,12 @@ fn with_lb_nodes_the_masters_pod_is_granted_what_elections_need_and_no_balancer(
     // /etc/kubernetes/pki.
     assert_eq!(
         mounts,
-        ["/etc/haplane", "/etc/kubernetes/pki", "/var/lib/haplane"]
+        [
+            "/etc/haplane",
+            "/etc/kubernetes/pki",
+            "/run/haplane",
+            "/var/lib/haplane"
+        ]
     );
     // An lb node has no kubelet: the unit only, with the same two capabilities.
     assert!(p.get("lb-1/haplane.yaml").is_none());

@@ -50,8 +50,10 @@ impl HandoverEnv {
     }
 
     /// Stops answering ARP for the VIP and announcing it as the sender of our own ARP
-    /// requests (one `nft` run, tens of milliseconds).
-    pub async fn park_arp(&self) {
+    /// requests (one `nft` run, tens of milliseconds). False when the rules could not be
+    /// applied: then the VIP must not stay on lo, where Linux would answer ARP for it beside
+    /// the new holder.
+    pub async fn park_arp(&self) -> bool {
         if let IpAddr::V4(vip) = self.vip {
             // IPv6 needs no rule: Linux answers a neighbour solicitation only for an address on
             // the interface it came in on, and solicits from the link-local address.
@@ -66,9 +68,11 @@ impl HandoverEnv {
                  \x20 chain output {{\n    type filter hook output priority 0;\n    arp saddr ip {vip} arp saddr ip set {source}\n  }}\n}}\n"
             );
             if let Err(e) = nft(&rules).await {
-                error!(node = %self.node, vip = %self.vip, "cannot stop ARP for the parked VIP: {e}");
+                error!(node = %self.node, vip = %self.vip, "cannot stop ARP for the parked VIP, so it is not parked (its sessions will reset): {e}");
+                return false;
             }
         }
+        true
     }
 
     /// Adds the VIP to lo (one netlink request) with a lifetime, so a crash cannot leave it
@@ -287,10 +291,11 @@ impl HandoverDriver {
         while let Some(action) = self.core.poll_action() {
             match action {
                 HandoverAction::PrePark => {
-                    self.env.park_arp().await;
-                    let window = self.core.forward_window();
-                    self.env.park_lo(window).await;
-                    self.pre_parked = true;
+                    if self.env.park_arp().await {
+                        let window = self.core.forward_window();
+                        self.env.park_lo(window).await;
+                        self.pre_parked = true;
+                    }
                 }
                 HandoverAction::SetMaintenanceCheck { up } => check = Some(up),
                 HandoverAction::Unpark { close_sessions } => {
@@ -332,8 +337,8 @@ impl HandoverDriver {
     }
 
     pub async fn after_release(&mut self, now: Instant) {
-        if std::mem::take(&mut self.arp_pending) {
-            self.env.park_arp().await;
+        if std::mem::take(&mut self.arp_pending) && !self.env.park_arp().await {
+            self.env.unpark(false).await;
         }
         self.core.handle_holding(now, false);
         self.apply().await;

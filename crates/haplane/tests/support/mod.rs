@@ -78,9 +78,15 @@ impl Lab {
 
     /// Start `haplane run --config CFG --node HOST` on the host of the same name.
     pub fn start_haplane(&mut self, host: &str, config: &Path) -> usize {
+        self.start_haplane_env(host, config, &[])
+    }
+
+    /// As [`Lab::start_haplane`], with extra environment variables for the daemon.
+    pub fn start_haplane_env(&mut self, host: &str, config: &Path, env: &[(&str, &str)]) -> usize {
         let log = self.dir.path().join(format!("{host}-haplane.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = self.host(host).command(env!("CARGO_BIN_EXE_haplane"));
+        cmd.envs(env.iter().copied());
         cmd.args(["run", "--config"])
             .arg(config)
             .args(["--node", host, "--log", "debug"])

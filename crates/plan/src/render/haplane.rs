@@ -16,6 +16,8 @@ const PACKAGED_UNIT: &str = include_str!("../../../../packaging/haplane.service"
 /// The directories the packaged unit already makes writable.
 const PACKAGED_STATE_DIR: &str = "/var/lib/haplane";
 const PACKAGED_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+/// The packaged unit's `RuntimeDirectory=` (the default `status.adminSocket` lives there).
+const PACKAGED_RUNTIME_DIR: &str = "/run/haplane";
 
 fn args(ctx: &Ctx, node: &Node) -> Vec<String> {
     vec![
@@ -85,7 +87,9 @@ fn needs(ctx: &Ctx, node: &Node) -> Needs {
     low_ports.sort_unstable();
     low_ports.dedup();
 
-    let mut writes = vec![c.state_dir.clone()];
+    // The state dir, and the admin socket's directory (`haplane lb` and `haplane maintenance`
+    // on the host reach the daemon through it).
+    let mut writes = vec![c.state_dir.clone(), dir_of(&c.admin_socket(&node.name))];
     let mut reads = vec![dir_of(&ctx.o.config_path)];
     let mut commands = Vec::new();
     let hc = &lb.health_check;
@@ -304,6 +308,7 @@ pub(crate) fn unit(ctx: &Ctx, node: &Node) -> String {
     let covered = [
         PathBuf::from(PACKAGED_STATE_DIR),
         PathBuf::from(PACKAGED_MANIFEST_DIR),
+        PathBuf::from(PACKAGED_RUNTIME_DIR),
     ];
     let extra_writes: Vec<&PathBuf> = needs
         .writes
