@@ -20,27 +20,57 @@ pub fn missing_ca(cluster: &Cluster) -> Option<std::path::PathBuf> {
     }
 }
 
-/// The balancer settings for `node`: masters listen on `loadBalancer.listen` (the VIP),
-/// workers on `loadBalancer.nodeLocalListen` (127.0.0.1). None when this node balances nothing.
+/// Where a node's balancer listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BalancerPlace {
+    /// `loadBalancer.listen` (the VIP): the nodes that run VRRP for it.
+    Vip,
+    /// `loadBalancer.nodeLocalListen` (127.0.0.1): workers.
+    NodeLocal,
+}
+
+impl BalancerPlace {
+    /// The name in /status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalancerPlace::Vip => "vip",
+            BalancerPlace::NodeLocal => "node-local",
+        }
+    }
+}
+
+/// Where `node`'s balancer listens: on the VIP's listen addresses when it runs VRRP for the
+/// VIP (the masters, or the `lb` nodes when there are any), node-local on a worker, else
+/// nowhere (a master behind `lb` nodes balances nothing). None as well when the balancer is
+/// disabled or the list for its place is empty.
+pub fn place(cluster: &Cluster, node: &Node) -> Option<BalancerPlace> {
+    let c = &cluster.load_balancer;
+    if !c.enabled {
+        return None;
+    }
+    let (place, listens) = if cluster.runs_vrrp(node) {
+        (BalancerPlace::Vip, &c.listen)
+    } else if node.is(Role::Worker) {
+        (BalancerPlace::NodeLocal, &c.node_local_listen)
+    } else {
+        return None;
+    };
+    (!listens.is_empty()).then_some(place)
+}
+
+/// The balancer settings for `node`, listening where [`place`] says. None when this node
+/// balances nothing.
 ///
 /// Before `kubeadm init` the cluster CA does not exist, yet the VIP and the balancer must
 /// already run; until the CA appears, HTTPS checks fall back to TCP connects.
 pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
     let c = &cluster.load_balancer;
-    if !c.enabled {
-        return None;
-    }
-    let listens = if node.is(Role::Master) {
-        &c.listen
-    } else if node.is(Role::Worker) {
-        &c.node_local_listen
-    } else {
-        return None;
+    let listens = match place(cluster, node)? {
+        BalancerPlace::Vip => &c.listen,
+        BalancerPlace::NodeLocal => &c.node_local_listen,
     };
     let listen: Vec<SocketAddr> = listens.iter().map(|l| cluster.resolve_listen(*l)).collect();
-    if listen.is_empty() {
-        return None;
-    }
     let hc = &c.health_check;
     let (lo, hi) = config::parse_status_range(&hc.expect_status).unwrap_or((200, 299));
     let http = lb::HttpCheck {

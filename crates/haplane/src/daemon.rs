@@ -7,6 +7,7 @@
 
 mod admin_handler;
 mod balancer_check;
+mod duties;
 mod garp_schedule;
 mod handover;
 mod link_watch;
@@ -17,13 +18,14 @@ mod track;
 mod vrrp_auth;
 mod vrrp_driver;
 
+pub use duties::Duties;
 pub use vrrp_driver::router_config;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use config::{Cluster, Role};
+use config::Cluster;
 use tracing::{error, info, warn};
 
 use crate::balance;
@@ -99,9 +101,17 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let netlink = Netlink::open()?;
     let local = netlink.local_addresses().await?;
     let node = cluster.find_node(opts.node.as_deref(), &local)?.clone();
-    info!(cluster = %cluster.cluster, node = %node.name, address = %node.address, "starting");
+    // Every part below starts or not by these, the rules check and plan apply too.
+    let duties = Duties::of(&cluster, &node);
+    info!(cluster = %cluster.cluster, node = %node.name, address = %node.address,
+        "starting; {}", duties.describe());
 
     let hub = Hub::new(&cluster.cluster, &node.name);
+    hub.add_section(
+        "roles",
+        Arc::new(duties::RolesSection(duties.roles.clone())),
+    );
+    hub.add_section("runs", Arc::new(duties::RunsSection(duties.clone())));
     let status_addr = status::serve(cluster.status.listen, hub.clone()).await?;
     info!(node = %node.name, "status on http://{status_addr}/status");
 
@@ -147,8 +157,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         .clone()
         .map(|b| tokio::spawn(reload_loop(opts.config.clone(), node.clone(), b, hup)));
 
-    // Maintenance and graceful handover (masters), and the admin socket that drives them.
-    let (maintenance, handover) = if cluster.runs_vrrp(&node) {
+    // Maintenance and graceful handover (the VIP's nodes), and the admin socket that drives them.
+    let (maintenance, handover) = if duties.vrrp {
         let (m, handover) = handover::for_master(&cluster, &node, &netlink, balancer.clone()).await;
         hub.add_section(
             "maintenance",
@@ -177,19 +187,17 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         }
     };
 
-    // etcd: elections, the fenced VIP and snapshots run on masters.
-    let etcd_client = match (&cluster.etcd, node.is(Role::Master)) {
-        (Some(_), true) => Some(crate::etcd::spawn_connector(
-            crate::etcd::etcd_config(&cluster).expect("etcd section present"),
-            node.name.clone(),
-        )),
+    // etcd: elections and snapshots run on masters, the fenced VIP on the VIP's nodes (an lb
+    // node is a client of the masters' etcd for it, with no member of its own).
+    let etcd_client = match crate::etcd::etcd_config(&cluster) {
+        Ok(cfg) if duties.etcd_client => Some(crate::etcd::spawn_connector(cfg, node.name.clone())),
         _ => None,
     };
     if let Some(client) = &etcd_client {
         hub.add_section("etcd", Arc::new(crate::etcd::EtcdSection(client.clone())));
     }
-    let fence = match (&etcd_client, cluster.fencing()) {
-        (Some(client), config::Fencing::Quorum) => {
+    let fence = match &etcd_client {
+        Some(client) if duties.fence => {
             let election = crate::elections::election_config(
                 &cluster,
                 &node,
@@ -199,24 +207,30 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             let fence = crate::fence::Fence::spawn(client.clone(), election, marker);
             hub.add_section(
                 "fence",
-                Arc::new(crate::elections::FenceSection(fence.status.clone())),
+                Arc::new(crate::elections::FenceSection {
+                    status: fence.status.clone(),
+                    standalone: !duties.elections,
+                }),
             );
             Some(fence)
         }
         _ => None,
     };
-    let elections = etcd_client.as_ref().map(|client| {
-        let e = crate::elections::Elections::spawn(
-            &cluster,
-            &node,
-            client.clone(),
-            fence.as_ref().map(|f| f.status.clone()),
-        );
-        hub.add_section("elections", Arc::new(e.clone()));
-        e
-    });
+    let elections = etcd_client
+        .as_ref()
+        .filter(|_| duties.elections)
+        .map(|client| {
+            let e = crate::elections::Elections::spawn(
+                &cluster,
+                &node,
+                client.clone(),
+                fence.as_ref().map(|f| f.status.clone()),
+            );
+            hub.add_section("elections", Arc::new(e.clone()));
+            e
+        });
 
-    if node.is(Role::Master) {
+    if duties.vrrp {
         let mut runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
         runner.watch_auth_hmac(opts.config.clone());
         if let (Some(f), Some(client)) = (fence, &etcd_client) {
@@ -230,7 +244,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         }
         runner.run(stop_rx).await?;
     } else {
-        info!(node = %node.name, "not a master: no VRRP router on this node");
+        info!(node = %node.name, "no VRRP router on this node ({})", duties.describe());
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|s| *s).await;
     }

@@ -168,20 +168,14 @@ impl Section for Elections {
     fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let list = self.list();
         {
-            let mut m = encoder.encode_descriptor(
-                "haplane_election_leader",
-                "1 while this node leads the election (within its lease deadline).",
-                None,
-                MetricType::Gauge,
-            )?;
+            let mut m =
+                encoder.encode_descriptor(LEADER_METRIC, LEADER_HELP, None, MetricType::Gauge)?;
             for e in &list {
                 ConstGauge::new(i64::from(e.role == "leader"))
                     .encode(m.encode_family(&[("election", e.name.as_str())])?)?;
             }
             if let Some(f) = &self.fence {
-                let f = f.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                ConstGauge::new(i64::from(f.leader))
-                    .encode(m.encode_family(&[("election", "vip")])?)?;
+                encode_fence_leader(&mut m, f)?;
             }
         }
         {
@@ -197,29 +191,62 @@ impl Section for Elections {
             }
         }
         if let Some(f) = &self.fence {
-            let f = f.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let mut m = encoder.encode_descriptor(
-                "haplane_vip_fence_armed",
-                "1 once this node has reached etcd and the VIP is fenced by quorum.",
-                None,
-                MetricType::Gauge,
-            )?;
-            ConstGauge::new(i64::from(f.armed)).encode(m.encode_family(&[("mode", f.mode)])?)?;
+            encode_fence_armed(encoder, f)?;
         }
         Ok(())
     }
 }
 
-/// The fenced VIP's part of /status.
-pub struct FenceSection(pub Arc<Mutex<FenceStatus>>);
+const LEADER_METRIC: &str = "haplane_election_leader";
+const LEADER_HELP: &str = "1 while this node leads the election (within its lease deadline).";
+
+/// The VIP election's row of `haplane_election_leader`.
+fn encode_fence_leader(
+    m: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    fence: &Mutex<FenceStatus>,
+) -> Result<(), std::fmt::Error> {
+    let leader = fence.lock().unwrap_or_else(|e| e.into_inner()).leader;
+    ConstGauge::new(i64::from(leader)).encode(m.encode_family(&[("election", "vip")])?)
+}
+
+/// `haplane_vip_fence_armed`.
+fn encode_fence_armed(
+    encoder: &mut DescriptorEncoder,
+    fence: &Mutex<FenceStatus>,
+) -> Result<(), std::fmt::Error> {
+    let f = fence.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut m = encoder.encode_descriptor(
+        "haplane_vip_fence_armed",
+        "1 once this node has reached etcd and the VIP is fenced by quorum.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(i64::from(f.armed)).encode(m.encode_family(&[("mode", f.mode)])?)
+}
+
+/// The fenced VIP's part of /status. Its metrics go out with the elections section, next to
+/// the other elections, on nodes that run elections; an `lb` node runs none, so there this
+/// section exports them (`standalone`).
+pub struct FenceSection {
+    pub status: Arc<Mutex<FenceStatus>>,
+    pub standalone: bool,
+}
 
 impl Section for FenceSection {
     fn json(&self) -> serde_json::Value {
-        serde_json::to_value(&*self.0.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default()
+        serde_json::to_value(&*self.status.lock().unwrap_or_else(|e| e.into_inner()))
+            .unwrap_or_default()
     }
 
-    fn metrics(&self, _: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // Exported by the elections section, next to the other elections.
-        Ok(())
+    fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if !self.standalone {
+            return Ok(());
+        }
+        {
+            let mut m =
+                encoder.encode_descriptor(LEADER_METRIC, LEADER_HELP, None, MetricType::Gauge)?;
+            encode_fence_leader(&mut m, &self.status)?;
+        }
+        encode_fence_armed(encoder, &self.status)
     }
 }

@@ -12,7 +12,7 @@ use crate::maintenance::Maintenance;
 pub struct DaemonAdmin {
     pub node: String,
     pub balancer: Option<Arc<lb::Balancer>>,
-    /// Present on masters (the VRRP router takes part in maintenance).
+    /// Present on the nodes that run VRRP for the VIP (the router takes part in maintenance).
     pub maintenance: Option<Maintenance>,
 }
 
@@ -38,7 +38,7 @@ impl Handler for DaemonAdmin {
                 }
                 Request::Maintenance { action } => {
                     let m = maintenance.ok_or_else(|| {
-                        format!("node {node} is not a master: it holds no VIP, so it has no maintenance mode")
+                        format!("node {node} runs no VRRP for the VIP (a master behind lb nodes, or a worker): it holds no VIP, so it has no maintenance mode")
                     })?;
                     let report = match action {
                         MaintenanceAction::Enter => m.enter().await?,

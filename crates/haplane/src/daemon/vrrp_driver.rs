@@ -45,7 +45,7 @@ pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
     rc.v3_checksum_as_v2 = vip.v3_checksum_as_v2;
     if vip.unicast {
         rc.unicast_peers = cluster
-            .masters()
+            .vrrp_nodes()
             .filter(|n| n.name != node.name)
             .map(|n| n.address)
             .collect();

@@ -481,3 +481,51 @@ impl Lab {
         })
     }
 }
+
+/// Start nginx on `host`, serving its own name on ADDRESS:8080.
+pub fn start_nginx(lab: &mut Lab, host: &str) -> usize {
+    let dir = lab.dir.path().join(format!("nginx-{host}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let addr = lab.host(host).address();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d};\n  proxy_temp_path {d};\n  fastcgi_temp_path {d};\n  uwsgi_temp_path {d};\n  scgi_temp_path {d};\n  server {{ listen {addr}:8080; location / {{ return 200 \"{host}\\n\"; }} }}\n}}\n",
+        d = dir.display()
+    );
+    let path = lab.write(&format!("nginx-{host}.conf"), &conf);
+    let log = dir.join("stderr.log");
+    let mut cmd = lab.host(host).command("nginx");
+    cmd.arg("-c")
+        .arg(&path)
+        .arg("-e")
+        .arg(dir.join("error.log"));
+    cmd.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let handle = lab.host(host).spawn(cmd).unwrap();
+    lab.daemons.push(Daemon {
+        name: format!("nginx on {host}"),
+        handle,
+        log,
+    });
+    lab.daemons.len() - 1
+}
+
+/// One HTTP request from `host` to VIP:6443; the body, or the error.
+pub fn get(lab: &Lab, host: &str) -> Result<String, String> {
+    lab.host(host)
+        .enter(|| -> Result<String, String> {
+            let mut s = TcpStream::connect_timeout(
+                &format!("{VIP}:6443").parse().unwrap(),
+                Duration::from_secs(2),
+            )
+            .map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+            out.split_once("\r\n\r\n")
+                .map(|(_, b)| b.trim().to_string())
+                .ok_or_else(|| format!("no HTTP response: {out:?}"))
+        })
+        .unwrap()
+}
