@@ -1031,13 +1031,26 @@ impl Cluster {
         Ok((cluster, findings))
     }
 
+    /// Parse a cluster file from its bytes and apply every rule (what [`Cluster::load`] does
+    /// after reading). Bytes that are not UTF-8 are a parse error naming the offset.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(Cluster, Vec<Finding>), ConfigError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        })?;
+        Cluster::from_yaml(text, path)
+    }
+
     /// Read, parse and validate a cluster file.
     pub fn load(path: &Path) -> Result<(Cluster, Vec<Finding>), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Cluster::from_yaml(&text, path)
+        Cluster::from_bytes(&bytes, path)
     }
 
     /// Every rule of the file format; see [`validate`].
