@@ -809,7 +809,9 @@ fn place_etcd_leader(
         Placement::Elsewhere if leader != target => return None,
         Placement::Elsewhere => {
             let other = view.nodes.iter().find(|n| {
-                n.role == "master" && n.name != target && n.etcd.as_ref().is_some_and(|e| e.healthy)
+                n.has_role("master")
+                    && n.name != target
+                    && n.etcd.as_ref().is_some_and(|e| e.healthy)
             });
             match other {
                 Some(n) => n.name.clone(),

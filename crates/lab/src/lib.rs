@@ -316,11 +316,15 @@ pub fn status_from_config(path: &Path) -> Result<ClusterView, LabError> {
                 .iter()
                 .filter_map(|e| status::endpoint_addr(e))
                 .find(|a| a.ip() == n.address);
-            let master = n.roles.contains(&config::Role::Master);
             status::Target {
                 name: n.name.clone(),
                 address: n.address,
-                role: if master { "master" } else { "worker" }.to_string(),
+                role: n
+                    .roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 status_addr,
                 etcd_addr,
                 vip_present: None,

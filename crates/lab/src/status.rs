@@ -30,8 +30,12 @@ pub struct NodeView {
     pub name: String,
     /// Node address.
     pub address: IpAddr,
-    /// `master` or `worker`.
+    /// The node's roles, comma-separated as in the cluster file: `master`, `lb`, `worker`,
+    /// `master,lb`, ...
     pub role: String,
+    /// What its daemon runs (/status `runs`: vrrp, balancer, elections, etcd_client, fence),
+    /// when it answered and says so.
+    pub runs: Option<Value>,
     /// Its daemon answered /status.
     pub reachable: bool,
     /// VRRP state (MASTER, BACKUP, FAULT, ...).
@@ -52,8 +56,39 @@ pub struct NodeView {
     pub fence: Option<Value>,
     /// The etcd member on this node, when it runs one.
     pub etcd: Option<EtcdView>,
+    /// The daemon's etcd client, when it has one: (members up, members known, connected).
+    /// An `lb` node has a client (for the fenced VIP) but no member.
+    pub etcd_client: Option<EtcdClientView>,
     /// This node is the etcd leader.
     pub etcd_leader: bool,
+}
+
+/// A daemon's etcd client as its /status `etcd` section shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct EtcdClientView {
+    /// The client has reached etcd.
+    pub connected: bool,
+    /// Members that answer.
+    pub members_up: usize,
+    /// Members the client knows.
+    pub members: usize,
+}
+
+impl NodeView {
+    /// Whether the node has `role` (`master`, `lb`, `worker`, `etcd`).
+    pub fn has_role(&self, role: &str) -> bool {
+        self.role.split(',').any(|r| r.trim() == role)
+    }
+
+    /// Whether its daemon says it runs `part` (`vrrp`, `elections`, ...); None when unknown.
+    pub fn runs(&self, part: &str) -> Option<bool> {
+        let v = self.runs.as_ref()?.get(part)?;
+        Some(match v {
+            Value::Bool(b) => *b,
+            Value::Null => false,
+            _ => true,
+        })
+    }
 }
 
 /// The whole cluster.
@@ -82,7 +117,7 @@ pub struct Target<'a> {
     pub name: String,
     /// Node address.
     pub address: IpAddr,
-    /// `master` or `worker`.
+    /// The node's roles, comma-separated (`master`, `lb`, `worker`, `master,lb`, ...).
     pub role: String,
     /// Where its daemon's /status is, from wherever `fetch` runs.
     pub status_addr: SocketAddr,
@@ -150,6 +185,19 @@ fn lb_counts(lb: &Value) -> Option<(usize, usize)> {
         .filter(|b| b.get("up").and_then(Value::as_bool) == Some(true))
         .count();
     Some((up, backends.len()))
+}
+
+/// The daemon's etcd client from its /status `etcd` section.
+fn etcd_client(etcd: &Value) -> Option<EtcdClientView> {
+    let members = etcd.get("members")?.as_array()?;
+    Some(EtcdClientView {
+        connected: etcd.get("connected").and_then(Value::as_bool) == Some(true),
+        members_up: members
+            .iter()
+            .filter(|m| m.get("up").and_then(Value::as_bool) == Some(true))
+            .count(),
+        members: members.len(),
+    })
 }
 
 /// Elections led by this node, and every election's leader as this node sees it.
@@ -232,6 +280,7 @@ pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView
             name: t.name.clone(),
             address: t.address,
             role: t.role.clone(),
+            runs: st.as_ref().and_then(|s| s.get("runs")).cloned(),
             reachable: st.is_some(),
             vrrp_state: router
                 .and_then(|r| r.get("state"))
@@ -250,6 +299,10 @@ pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView
             leads,
             fence: st.as_ref().and_then(|s| s.get("fence")).cloned(),
             etcd: t.etcd_addr.map(|a| etcd_view(t, a)),
+            etcd_client: st
+                .as_ref()
+                .and_then(|s| s.get("etcd"))
+                .and_then(etcd_client),
             etcd_leader: false,
         });
     }
@@ -290,15 +343,28 @@ pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView
     }
 }
 
-/// The table `haplane status` prints.
+/// The table `haplane status` prints. A column that applies to no node is left out (ETCD
+/// without etcd, LEADS without elections); a cell that does not apply to its node's roles
+/// shows `-` (an lb node has no etcd member and runs no elections; a master behind lb nodes
+/// runs no VRRP and no VIP balancer).
 pub fn render_table(v: &ClusterView) -> String {
     use std::fmt::Write;
-    let mut rows = vec![
-        [
-            "NODE", "ROLE", "ADDRESS", "VRRP", "PRIO", "VIP", "LB UP", "LEADS", "ETCD",
-        ]
-        .map(String::from),
-    ];
+    let show_leads = v
+        .nodes
+        .iter()
+        .any(|n| !n.leads.is_empty() || n.runs("elections") == Some(true));
+    let show_etcd = v
+        .nodes
+        .iter()
+        .any(|n| n.etcd.is_some() || n.etcd_client.is_some());
+    let mut header = vec!["NODE", "ROLE", "ADDRESS", "VRRP", "PRIO", "VIP", "LB UP"];
+    if show_leads {
+        header.push("LEADS");
+    }
+    if show_etcd {
+        header.push("ETCD");
+    }
+    let mut rows: Vec<Vec<String>> = vec![header.into_iter().map(String::from).collect()];
     for n in &v.nodes {
         let vip = match (n.holds_vip, n.vip_present) {
             (true, Some(false)) => "held (not on iface!)".to_string(),
@@ -306,15 +372,20 @@ pub fn render_table(v: &ClusterView) -> String {
             (true, _) => "held".to_string(),
             (false, _) => "-".to_string(),
         };
-        let etcd = match &n.etcd {
-            None => "-".to_string(),
-            Some(e) => format!(
+        let etcd = match (&n.etcd, &n.etcd_client) {
+            (Some(e), _) => format!(
                 "{}{}",
                 if e.healthy { "healthy" } else { "UNHEALTHY" },
                 if n.etcd_leader { ", leader" } else { "" }
             ),
+            // No member here (an lb node): its client's view of the masters' members.
+            (None, Some(c)) if c.connected => {
+                format!("client, {}/{} members up", c.members_up, c.members)
+            }
+            (None, Some(_)) => "client, NOT CONNECTED".to_string(),
+            (None, None) => "-".to_string(),
         };
-        rows.push([
+        let mut row = vec![
             n.name.clone(),
             n.role.clone(),
             n.address.to_string(),
@@ -329,13 +400,18 @@ pub fn render_table(v: &ClusterView) -> String {
                 (Some(u), Some(t)) => format!("{u}/{t}"),
                 _ => "-".into(),
             },
-            if n.leads.is_empty() {
+        ];
+        if show_leads {
+            row.push(if n.leads.is_empty() {
                 "-".into()
             } else {
                 n.leads.join(",")
-            },
-            etcd,
-        ]);
+            });
+        }
+        if show_etcd {
+            row.push(etcd);
+        }
+        rows.push(row);
     }
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
@@ -354,12 +430,15 @@ pub fn render_table(v: &ClusterView) -> String {
     } else {
         v.vip_holders.join(" AND ")
     };
-    let _ = writeln!(
-        out,
-        "\nVIP {} held by {holders}; etcd leader: {}",
-        v.vip,
-        v.etcd_leader.as_deref().unwrap_or("none")
-    );
+    let _ = write!(out, "\nVIP {} held by {holders}", v.vip);
+    if v.nodes.iter().any(|n| n.etcd.is_some()) {
+        let _ = write!(
+            out,
+            "; etcd leader: {}",
+            v.etcd_leader.as_deref().unwrap_or("none")
+        );
+    }
+    let _ = writeln!(out);
     for (name, leader) in &v.election_leaders {
         let _ = writeln!(out, "election {name}: leader {leader}");
     }
@@ -392,6 +471,139 @@ mod tests {
         assert_eq!(node_of("m1@192.0.2.11", &names), "m1");
         assert_eq!(node_of("m10-77", &names), "m10");
         assert_eq!(node_of("elsewhere", &names), "elsewhere");
+    }
+
+    /// A target whose daemon answers /status with `status` and, when `etcd` is set, whose
+    /// etcd member answers /health and Maintenance.Status as member 1 led by member 1.
+    fn target(name: &str, role: &str, status: Value, etcd: bool) -> Target<'static> {
+        let status_addr: SocketAddr = "127.0.0.1:9470".parse().unwrap();
+        let etcd_addr: SocketAddr = "127.0.0.1:2379".parse().unwrap();
+        Target {
+            name: name.into(),
+            address: "192.0.2.11".parse().unwrap(),
+            role: role.into(),
+            status_addr,
+            etcd_addr: etcd.then_some(etcd_addr),
+            vip_present: None,
+            fetch: Box::new(move |addr, _, path, _| {
+                let body = match (addr == status_addr, path) {
+                    (true, "/status") => status.to_string(),
+                    (false, "/health") => r#"{"health":"true"}"#.into(),
+                    (false, "/v3/maintenance/status") => {
+                        r#"{"header":{"member_id":"1"},"leader":"1"}"#.into()
+                    }
+                    _ => return None,
+                };
+                Some(Response { status: 200, body })
+            }),
+        }
+    }
+
+    fn row<'a>(table: &'a str, node: &str) -> Vec<&'a str> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{node} ")))
+            .unwrap_or_else(|| panic!("no row for {node}:\n{table}"));
+        line.split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn an_lb_node_shows_its_role_and_its_etcd_client_and_no_member_or_elections() {
+        let lb1 = serde_json::json!({
+            "roles": ["lb"],
+            "runs": {"vrrp": true, "balancer": "vip", "elections": false, "etcd_client": true, "fence": true},
+            "vrrp": [{"state": "MASTER", "effective_priority": 150, "holds_vip": true}],
+            "load_balancer": {"backends": [{"up": true}, {"up": true}, {"up": true}]},
+            "fence": {"armed": true, "leader": true, "current_holder": "lb1"},
+            "etcd": {"connected": true, "members": [{"up": true}, {"up": true}, {"up": false}]},
+        });
+        let m1 = serde_json::json!({
+            "roles": ["master"],
+            "runs": {"vrrp": false, "balancer": null, "elections": true, "etcd_client": true, "fence": false},
+            "vrrp": [],
+            "elections": [{"name": "scheduler", "role": "leader", "leader": "m1"}],
+            "etcd": {"connected": true, "members": [{"up": true}]},
+        });
+        let v = gather(
+            "c",
+            "192.0.2.100".parse().unwrap(),
+            &[
+                target("lb1", "lb", lb1, false),
+                target("m1", "master", m1, true),
+            ],
+        );
+        assert_eq!(v.vip_holders, ["lb1"]);
+        assert!(v.nodes[0].has_role("lb") && v.nodes[0].runs("elections") == Some(false));
+        assert_eq!(v.nodes[1].runs("balancer"), Some(false));
+        let table = render_table(&v);
+        assert!(
+            table.starts_with(
+                "NODE  ROLE    ADDRESS     VRRP    PRIO  VIP   LB UP  LEADS      ETCD"
+            ),
+            "{table}"
+        );
+        assert_eq!(
+            row(&table, "lb1"),
+            [
+                "lb1",
+                "lb",
+                "192.0.2.11",
+                "MASTER",
+                "150",
+                "held",
+                "3/3",
+                "-",
+                "client, 2/3 members up"
+            ],
+            "{table}"
+        );
+        assert_eq!(
+            row(&table, "m1"),
+            [
+                "m1",
+                "master",
+                "192.0.2.11",
+                "-",
+                "-",
+                "-",
+                "-",
+                "scheduler",
+                "healthy, leader"
+            ],
+            "{table}"
+        );
+        assert!(
+            table.contains("VIP 192.0.2.100 held by lb1; etcd leader: m1"),
+            "{table}"
+        );
+        assert!(table.contains("election vip-fence: leader lb1"), "{table}");
+    }
+
+    #[test]
+    fn columns_that_apply_to_no_node_are_left_out() {
+        let m1 = serde_json::json!({
+            "roles": ["master"],
+            "runs": {"vrrp": true, "balancer": "vip", "elections": false, "etcd_client": false, "fence": false},
+            "vrrp": [{"state": "MASTER", "effective_priority": 110, "holds_vip": true}],
+        });
+        let v = gather(
+            "c",
+            "192.0.2.100".parse().unwrap(),
+            &[target("m1", "master", m1, false)],
+        );
+        let table = render_table(&v);
+        assert!(
+            !table.contains("LEADS") && !table.contains("ETCD"),
+            "{table}"
+        );
+        assert!(!table.contains("etcd leader"), "{table}");
+        assert_eq!(
+            row(&table, "m1"),
+            ["m1", "master", "192.0.2.11", "MASTER", "110", "held", "-"]
+        );
     }
 
     #[test]
