@@ -323,7 +323,7 @@ pub struct ScenarioResult {
     pub no_answer_samples: u64,
     /// Longest interval with no node answering for the VIP, ms.
     pub longest_no_answer_ms: u64,
-    /// 10 ms samples of which masters have the VIP on their interface.
+    /// 10 ms samples of which nodes have the VIP on their interface.
     pub vip_samples: u64,
     /// Samples with the address on more than one node with a working link (a node can hold
     /// it without answering, behind a fence, so this is kept beside the ARP figure).
@@ -372,8 +372,81 @@ pub struct DrillResult {
     pub split_brain_samples: u64,
     /// Samples with the address on two nodes, over all scenarios.
     pub address_split_samples: u64,
-    /// Every scenario completed and recovered.
+    /// Every scenario run completed and recovered.
     pub all_completed: bool,
+    /// Scenarios not run on this lab, with the reason (`service-dies` behind lb nodes).
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+    /// Notes on the drill as a whole (etcd-leader placements that do not apply, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// A scenario the lab's topology has nothing to apply to.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// Scenario name.
+    pub name: String,
+    /// Why it was not run.
+    pub reason: String,
+}
+
+/// Why `sc` cannot run on lab `st`, if it cannot.
+pub fn skip_reason(st: &LabState, sc: Scenario) -> Option<String> {
+    match sc {
+        Scenario::ServiceDies if !st.lbs.is_empty() => Some(format!(
+            "the VIP is held by an lb node, which runs no service to kill (etcd{} runs on the masters); etcd-member-lost kills a master's etcd instead",
+            if st.apiserver.is_some() {
+                " and the kube-apiserver"
+            } else {
+                ""
+            }
+        )),
+        _ => None,
+    }
+}
+
+/// The steps to run on `st`, the skipped scenarios and notes. Behind lb nodes the fault's
+/// target (the VIP holder) has no etcd member, so etcd's leader cannot be put on or off it:
+/// those scenarios run once, with the leader as found; `etcd-member-lost` targets a master
+/// and keeps its placements.
+pub fn plan_steps(st: &LabState, steps: &[Step]) -> (Vec<Step>, Vec<Skipped>, Vec<String>) {
+    let mut out: Vec<Step> = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let mut collapsed: Vec<&str> = Vec::new();
+    for step in steps {
+        if let Some(reason) = skip_reason(st, step.scenario) {
+            if !skipped.iter().any(|s| s.name == step.scenario.name()) {
+                skipped.push(Skipped {
+                    name: step.scenario.name().into(),
+                    reason,
+                });
+            }
+            continue;
+        }
+        let mut step = *step;
+        if !st.lbs.is_empty()
+            && step.scenario != Scenario::EtcdMemberLost
+            && step.placement != Placement::AsFound
+        {
+            if !collapsed.contains(&step.scenario.name()) {
+                collapsed.push(step.scenario.name());
+            }
+            step.placement = Placement::AsFound;
+        }
+        if !out.contains(&step) {
+            out.push(step);
+        }
+    }
+    let notes = if collapsed.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "the VIP is on lb nodes, which run no etcd member: {} ran with etcd's leader as found (--etcd-leader applies to etcd-member-lost only)",
+            collapsed.join(", ")
+        )]
+    };
+    (out, skipped, notes)
 }
 
 impl DrillResult {
@@ -387,7 +460,7 @@ impl DrillResult {
 #[derive(Debug, Clone, Copy)]
 struct VipSample {
     t: u64,
-    /// Masters (bit i = masters[i]) with the VIP on a working link.
+    /// Watched nodes (bit i = `vip_watch()[i]`) with the VIP on a working link.
     holders: u32,
     /// Masters with the VIP on an interface whose link is down (a crashed node's leftover:
     /// it answers nobody, so it is no split brain).
@@ -398,7 +471,7 @@ struct VipSample {
 #[derive(Debug, Clone, Copy)]
 struct ArpSample {
     t: u64,
-    /// Masters (bit i = masters[i]) that answered.
+    /// Watched nodes (bit i = `vip_watch()[i]`) that answered.
     answering: u32,
     /// Answers from addresses that are no master's.
     strangers: u32,
@@ -420,7 +493,7 @@ struct LeaderSample {
 struct Shared {
     origin: Instant,
     stop: AtomicBool,
-    /// Masters whose link the drill took down (bit i = masters[i]).
+    /// Watched nodes whose link the drill took down (bit i = `vip_watch()[i]`).
     isolated: AtomicU32,
     vip: Mutex<Vec<VipSample>>,
     arp: Mutex<Vec<ArpSample>>,
@@ -442,6 +515,7 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
             "--repeat must be at least 1 and at least one scenario must be given".into(),
         ));
     }
+    let (steps, skipped, drill_notes) = plan_steps(st, &opts.steps);
     let topo = netlab::Topology::open(&st.name)?;
     let worker = st
         .workers
@@ -452,10 +526,11 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         detail: p,
         logs: st.dir.join("logs"),
     })?;
-    // Who answers for the VIP: the masters' MACs, and a probe on the worker beside the
-    // clients (its nft rule keeps the probe from refreshing the clients' ARP entry).
+    // Who answers for the VIP: the MACs of the nodes watched for it, and a probe on the
+    // worker beside the clients (its nft rule keeps the probe from refreshing the clients'
+    // ARP entry).
     let macs: Vec<Mac> = st
-        .masters
+        .vip_watch()
         .iter()
         .map(|m| interface_mac(topo.host(&m.name)?, "eth0"))
         .collect::<Result<_, _>>()?;
@@ -548,14 +623,14 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
                 *lock(&sh.arp_error) = Some(e.to_string());
             }
         });
-        // The address sampler: every 10 ms, which masters have the VIP on eth0.
+        // The address sampler: every 10 ms, which watched nodes have the VIP on eth0.
         let sh = shared.clone();
         let topo_ref = &topo;
         s.spawn(move || {
             let vip = IpAddr::V4(st.vip);
             let hosts: Vec<_> = st
-                .masters
-                .iter()
+                .vip_watch()
+                .into_iter()
                 .filter_map(|m| topo_ref.host(&m.name).ok())
                 .collect();
             let mut next = Instant::now();
@@ -601,7 +676,7 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         // Let the clients get going before the first baseline.
         std::thread::sleep(Duration::from_millis(1500));
         for round in 1..=opts.repeat {
-            for step in &opts.steps {
+            for step in &steps {
                 let r = run_scenario(st, &topo, *step, round, &shared, &run_id);
                 tracing::info!(
                     scenario = step.scenario.name(),
@@ -638,6 +713,8 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         client: opts.client,
         repeat: opts.repeat,
         all_completed: results.iter().all(|r| r.completed && r.recovered),
+        skipped,
+        notes: drill_notes,
         lost_writes,
         split_brain_samples: results.iter().map(|r| r.split_brain_samples).sum(),
         address_split_samples: results.iter().map(|r| r.address_split_samples).sum(),
@@ -650,11 +727,11 @@ fn now_ms(sh: &Shared) -> u64 {
     sh.origin.elapsed().as_millis() as u64
 }
 
-/// The masters holding the VIP right now (kernel view).
+/// The watched nodes holding the VIP right now (kernel view).
 fn holders_now(st: &LabState, topo: &netlab::Topology) -> Vec<String> {
     let vip = IpAddr::V4(st.vip);
-    st.masters
-        .iter()
+    st.vip_watch()
+        .into_iter()
         .filter(|m| {
             topo.host(&m.name)
                 .ok()
@@ -665,7 +742,7 @@ fn holders_now(st: &LabState, topo: &netlab::Topology) -> Vec<String> {
         .collect()
 }
 
-/// The master holding the VIP right now (kernel view), when exactly one does.
+/// The node holding the VIP right now (kernel view), when exactly one does.
 fn current_holder(st: &LabState, topo: &netlab::Topology) -> Option<String> {
     let holders = holders_now(st, topo);
     (holders.len() == 1).then(|| holders[0].clone())
@@ -704,7 +781,7 @@ fn wait_clients(sh: &Shared, limit: Duration) -> Result<(), String> {
     }
 }
 
-/// Waits until a master other than `old` holds the VIP and writes through it succeed, then a
+/// Waits until a node other than `old` holds the VIP and writes through it succeed, then a
 /// little longer so the new holder is settled; false when that did not happen in time.
 fn wait_taken_over(st: &LabState, topo: &netlab::Topology, sh: &Shared, old: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -719,13 +796,13 @@ fn wait_taken_over(st: &LabState, topo: &netlab::Topology, sh: &Shared, old: &st
     false
 }
 
-/// After recovery: with `preempt: true`, waits for the highest-priority master (the first) to
-/// take the VIP back; then until the holder has not changed for 2 s. So a move after the
+/// After recovery: with `preempt: true`, waits for the highest-priority VIP node (the first)
+/// to take the VIP back; then until the holder has not changed for 2 s. So a move after the
 /// return falls inside the scenario's window.
 fn settle(st: &LabState, topo: &netlab::Topology) -> Option<String> {
     let mut note = None;
     if st.preempt
-        && let Some(first) = st.masters.first()
+        && let Some(first) = st.vip_nodes().first()
     {
         let deadline = Instant::now() + Duration::from_secs(20);
         while current_holder(st, topo).as_deref() != Some(first.name.as_str()) {
@@ -900,11 +977,11 @@ fn run_scenario(
     let view = up::lab_view_fast(st, topo);
     let victim = holder.as_ref().and_then(|h| match sc {
         Scenario::EtcdMemberLost => member_victim(st, &view, h, step.placement),
-        _ => st.masters.iter().find(|m| &m.name == h).cloned(),
+        _ => st.node(h).cloned(),
     });
     // etcd's leader where the step wants it, before the window opens (a leader move is a
-    // short etcd election of its own).
-    if let Some(v) = &victim {
+    // short etcd election of its own). An lb node has no member to put it on or off.
+    if let Some(v) = victim.as_ref().filter(|v| st.is_master(&v.name)) {
         let placement = match (step.placement, sc) {
             (Placement::AsFound, Scenario::ServiceDies) if st.apiserver.is_none() => {
                 // The stand-in service is also an etcd member: hand the leadership over, so
@@ -937,8 +1014,9 @@ fn run_scenario(
         notes,
     };
     let (Some(h), Some(victim)) = (holder, victim) else {
-        run.notes
-            .push("no single VIP holder (or no second master) before the fault; skipped".into());
+        run.notes.push(
+            "no single VIP holder (or no second node for it) before the fault; skipped".into(),
+        );
         return finish(st, topo, sh, run_id, run);
     };
     if current_holder(st, topo).as_deref() != Some(h.as_str()) {
@@ -947,10 +1025,7 @@ fn run_scenario(
         ));
         return finish(st, topo, sh, run_id, run);
     }
-    let (Some(node), Ok(host)) = (
-        st.masters.iter().find(|m| m.name == h).cloned(),
-        topo.host(&h),
-    ) else {
+    let (Some(node), Ok(host)) = (st.node(&h).cloned(), topo.host(&h)) else {
         return finish(st, topo, sh, run_id, run);
     };
     run.etcd_leader_before = up::lab_view_fast(st, topo).etcd_leader;
@@ -973,16 +1048,23 @@ fn run_scenario(
     let mut partition = None;
     let label = if sc.crashes() {
         procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGKILL);
-        let bit = st.masters.iter().position(|m| m.name == h).unwrap_or(31);
+        let bit = st
+            .vip_watch()
+            .iter()
+            .position(|m| m.name == h)
+            .unwrap_or(31);
         sh.isolated.fetch_or(1 << bit, Ordering::Relaxed);
         if let Err(e) = host.link_down() {
             run.notes.push(format!("link down: {e}"));
         }
         format!("SIGKILL all on {h}, link down")
     } else if sc.partitions() {
+        // Cut off from the masters and the other lb nodes; the workers (the clients) still
+        // reach it.
         let others: Vec<&netlab::Host> = st
             .masters
             .iter()
+            .chain(st.lbs.iter())
             .filter(|m| m.name != h)
             .filter_map(|m| topo.host(&m.name).ok())
             .collect();
@@ -990,7 +1072,11 @@ fn run_scenario(
             Ok(g) => partition = Some(g),
             Err(e) => run.notes.push(format!("partition: {e}")),
         }
-        format!("{h} cut off from the other masters")
+        if st.lbs.is_empty() {
+            format!("{h} cut off from the other masters")
+        } else {
+            format!("{h} cut off from the masters and the other lb nodes")
+        }
     } else {
         match sc {
             Scenario::ServiceDies => {
@@ -1029,7 +1115,7 @@ fn run_scenario(
         None => {
             if !wait_taken_over(st, topo, sh, &h) {
                 run.notes
-                    .push("no other master served the VIP within 20 s of the fault".into());
+                    .push("no other node served the VIP within 20 s of the fault".into());
             }
         }
     }
@@ -1170,7 +1256,7 @@ fn finish(
         clients.insert(name.to_string(), availability(&ack_times, dur));
         ack_series.push(ack_times);
     }
-    let names: Vec<String> = st.masters.iter().map(|m| m.name.clone()).collect();
+    let names: Vec<String> = st.vip_watch().iter().map(|m| m.name.clone()).collect();
 
     let vip: Vec<VipSample> = lock(&sh.vip)
         .iter()
@@ -1313,6 +1399,76 @@ mod tests {
             ]
         );
         assert!(Placement::parse_list("moon").is_err());
+    }
+
+    fn lab(lbs: usize) -> LabState {
+        let node = |name: String, i: u8| NodeInfo {
+            name,
+            address: std::net::Ipv4Addr::new(192, 0, 2, i),
+            netns: String::new(),
+        };
+        LabState {
+            name: "t".into(),
+            dir: "/run/haplane-lab/t".into(),
+            config: "/run/haplane-lab/t/cluster.yaml".into(),
+            haplane: "/bin/haplane".into(),
+            vip: up::VIP,
+            port: 2379,
+            etcd_port: 2379,
+            status_port: 9470,
+            fencing: "quorum".into(),
+            preempt: false,
+            masters: (1..=3).map(|i| node(format!("m{i}"), 10 + i)).collect(),
+            lbs: (1..=lbs as u8)
+                .map(|i| node(format!("lb{i}"), 20 + i))
+                .collect(),
+            workers: vec![node("w1".into(), 31)],
+            apiserver: None,
+            elections: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn behind_lb_nodes_service_dies_is_skipped_with_its_reason_and_holder_faults_run_once() {
+        let steps = matrix(&Scenario::ALL, &Placement::parse_list("both").unwrap());
+        let (run, skipped, notes) = plan_steps(&lab(2), &steps);
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].name, "service-dies");
+        assert!(skipped[0].reason.contains("runs no service"), "{skipped:?}");
+        let got: Vec<(&str, &str)> = run
+            .iter()
+            .map(|s| (s.scenario.name(), s.placement.name()))
+            .collect();
+        // etcd-member-lost kills a master's member: its placements still apply.
+        assert_eq!(
+            got,
+            [
+                ("holder-crash", "as-found"),
+                ("graceful-shutdown", "as-found"),
+                ("holder-partitioned", "as-found"),
+                ("etcd-member-lost", "target"),
+                ("etcd-member-lost", "elsewhere"),
+                ("holder-freeze", "as-found"),
+                ("partition-heal", "as-found"),
+                ("crash-restart", "as-found"),
+            ]
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        // Without lb nodes nothing changes.
+        let (run, skipped, notes) = plan_steps(&lab(0), &steps);
+        assert_eq!(run, steps);
+        assert!(skipped.is_empty() && notes.is_empty());
+    }
+
+    #[test]
+    fn behind_lb_nodes_the_vip_is_watched_on_the_lb_nodes_first_and_on_the_masters_too() {
+        let st = lab(2);
+        let names: Vec<&str> = st.vip_watch().iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["lb1", "lb2", "m1", "m2", "m3"]);
+        assert_eq!(st.role("lb1"), "lb");
+        let plain = lab(0);
+        let names: Vec<&str> = plain.vip_watch().iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["m1", "m2", "m3"]);
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub enum LabCommand {
         /// Number of workers (each runs haplane as a node-local balancer on 127.0.0.1).
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Dedicated balancer nodes lb1.. (`roles: [lb]`, seed 004): they carry the VIP and
+        /// balance to the masters, which then run no VRRP; they run no etcd member (0..=4).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        lb_nodes: usize,
         /// The lab's name (letters, digits, _; at most 24).
         #[arg(long, default_value = "lab")]
         name: String,
@@ -189,6 +193,7 @@ pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> 
         LabCommand::Up {
             masters,
             workers,
+            lb_nodes,
             name,
             apiserver,
             fencing,
@@ -198,6 +203,7 @@ pub fn run_lab(args: LabArgs, haplane_exe: &Path) -> Result<ExitCode, LabError> 
                 name,
                 masters,
                 workers,
+                lb_nodes,
                 apiserver,
                 fencing,
                 preempt,
@@ -377,6 +383,7 @@ pub fn demo(haplane_exe: &Path) -> Result<ExitCode, LabError> {
         name: name.to_string(),
         masters: 3,
         workers: 1,
+        lb_nodes: 0,
         apiserver: None,
         fencing: "quorum".to_string(),
         preempt: false,

@@ -240,8 +240,7 @@ pub fn start_apiserver(st: &LabState, node: &NodeInfo) -> Result<(), LabError> {
 
 /// Starts whatever of etcd, apiserver and haplane is not running on `node`.
 pub fn ensure_running(st: &LabState, node: &NodeInfo) -> Result<(), LabError> {
-    let is_master = st.masters.iter().any(|m| m.name == node.name);
-    if is_master {
+    if st.is_master(&node.name) {
         if find(node, Kind::Etcd).is_empty() {
             start_etcd(st, node)?;
         }

@@ -269,6 +269,17 @@ p.note {{ color: #a33; font-size: 13px; }}
         h.push_str("<h2>Every run</h2>\n");
     }
     h.push_str(&summary_table(r));
+    for s in &r.skipped {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">skipped: {}: {}</p>",
+            esc(&s.name),
+            esc(&s.reason)
+        );
+    }
+    for n in &r.notes {
+        let _ = writeln!(h, "<p class=\"note\">{}</p>", esc(n));
+    }
     h.push_str("<p class=\"legend\"><span style=\"background:#59a14f\">writes acknowledged</span><span style=\"background:#e15759\">no ack for over 200 ms</span><span style=\"background:#d62728\">VIP on several nodes</span><span style=\"background:#d9d9d9;color:#222\">nobody</span> node colours: ");
     for (i, c) in NODE_COLORS.iter().take(3).enumerate() {
         let _ = write!(h, "<span style=\"background:{c}\">m{}</span>", i + 1);

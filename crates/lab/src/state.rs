@@ -14,7 +14,7 @@ pub const STATE_ROOT: &str = "/run/haplane-lab";
 /// One node of the lab.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeInfo {
-    /// Node (and netlab host) name: m1.., w1..
+    /// Node (and netlab host) name: m1.., lb1.., w1..
     pub name: String,
     /// Its address on the switch.
     pub address: Ipv4Addr,
@@ -48,6 +48,10 @@ pub struct LabState {
     pub preempt: bool,
     /// The masters.
     pub masters: Vec<NodeInfo>,
+    /// Dedicated balancer nodes (`lab up --lb-nodes N`): VRRP for the VIP and the balancer in
+    /// front of the masters, no etcd member. Empty: the masters carry the VIP.
+    #[serde(default)]
+    pub lbs: Vec<NodeInfo>,
     /// The workers.
     pub workers: Vec<NodeInfo>,
     /// The kube-apiserver binary, when the lab runs one.
@@ -91,9 +95,52 @@ impl LabState {
         std::fs::write(&path, text).map_err(|source| LabError::Io { path, source })
     }
 
-    /// Every node, masters first.
+    /// Every node: masters, lb nodes, workers.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
-        self.masters.iter().chain(self.workers.iter())
+        self.masters
+            .iter()
+            .chain(self.lbs.iter())
+            .chain(self.workers.iter())
+    }
+
+    /// The nodes that run VRRP for the VIP: the lb nodes when there are any, else the masters.
+    pub fn vip_nodes(&self) -> &[NodeInfo] {
+        if self.lbs.is_empty() {
+            &self.masters
+        } else {
+            &self.lbs
+        }
+    }
+
+    /// The nodes watched for the VIP (address and ARP answers): the VIP's nodes first, then,
+    /// behind lb nodes, the masters too (one of them holding it would be a bug).
+    pub fn vip_watch(&self) -> Vec<&NodeInfo> {
+        let mut out: Vec<&NodeInfo> = self.vip_nodes().iter().collect();
+        if !self.lbs.is_empty() {
+            out.extend(self.masters.iter());
+        }
+        out
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.nodes().find(|n| n.name == name)
+    }
+
+    /// Whether `name` is a master (runs etcd, the stand-in or real apiserver, the elections).
+    pub fn is_master(&self, name: &str) -> bool {
+        self.masters.iter().any(|m| m.name == name)
+    }
+
+    /// The role of node `name` in the cluster file: `master`, `lb` or `worker`.
+    pub fn role(&self, name: &str) -> &'static str {
+        if self.is_master(name) {
+            "master"
+        } else if self.lbs.iter().any(|n| n.name == name) {
+            "lb"
+        } else {
+            "worker"
+        }
     }
 
     /// The log file of `what` (etcd, haplane, apiserver) on `node`.

@@ -172,6 +172,12 @@ pub fn text(r: &DrillResult) -> String {
         "\nlost acknowledged writes: {}; split-brain samples (two nodes answering, 10 ms): {}; address on two nodes: {}; all scenarios completed and recovered: {}",
         r.lost_writes, r.split_brain_samples, r.address_split_samples, r.all_completed
     );
+    for s in &r.skipped {
+        let _ = writeln!(out, "skipped: {}: {}", s.name, s.reason);
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     for s in &r.scenarios {
         for n in &s.notes {
             let _ = writeln!(

@@ -25,6 +25,8 @@ pub struct UpOptions {
     pub masters: usize,
     /// Number of workers.
     pub workers: usize,
+    /// Number of dedicated balancer nodes (0: the masters carry the VIP).
+    pub lb_nodes: usize,
     /// A kube-apiserver binary to run on each master.
     pub apiserver: Option<std::path::PathBuf>,
     /// `quorum` or `none`.
@@ -48,14 +50,26 @@ pub fn cluster_file(st: &LabState) -> String {
         st.name.to_lowercase().replace('_', "-")
     );
     let _ = writeln!(y, "nodes:");
-    for (i, m) in st.masters.iter().enumerate() {
+    // The VIP's nodes get falling priorities; masters behind lb nodes run no VRRP, so theirs
+    // stays the default (another would be a warning: it has no effect).
+    for (i, n) in st.vip_nodes().iter().enumerate() {
         let _ = writeln!(
             y,
-            "  - {{name: {}, address: {}, priority: {}, roles: [master]}}",
-            m.name,
-            m.address,
-            110 - 5 * i.min(20)
+            "  - {{name: {}, address: {}, priority: {}, roles: [{}]}}",
+            n.name,
+            n.address,
+            110 - 5 * i.min(20),
+            st.role(&n.name)
         );
+    }
+    if !st.lbs.is_empty() {
+        for m in &st.masters {
+            let _ = writeln!(
+                y,
+                "  - {{name: {}, address: {}, roles: [master]}}",
+                m.name, m.address
+            );
+        }
     }
     for w in &st.workers {
         let _ = writeln!(
@@ -172,14 +186,16 @@ pub fn lab_targets<'a>(
         let Ok(host) = topo.host(&n.name) else {
             continue;
         };
-        let master = st.masters.iter().any(|m| m.name == n.name);
+        let master = st.is_master(&n.name);
+        let role = st.role(&n.name);
         out.push(Target {
             name: n.name.clone(),
             address: IpAddr::V4(n.address),
-            role: if master { "master" } else { "worker" }.to_string(),
+            role: role.to_string(),
             status_addr: st.status_addr(),
             etcd_addr: master.then(|| st.etcd_local()),
-            vip_present: if master {
+            // Masters are checked behind lb nodes too: one holding the VIP would be a bug.
+            vip_present: if role != "worker" {
                 host.has_address(IpAddr::V4(st.vip)).ok()
             } else {
                 None
@@ -217,7 +233,8 @@ fn lab_view_within(st: &LabState, topo: &netlab::Topology, timeout: Duration) ->
 }
 
 /// What is still wrong with the lab, or None when it is healthy: every etcd member healthy,
-/// every daemon answering, exactly one VIP on an interface, every balancer seeing all backends.
+/// every daemon answering and connected to etcd where it uses it, exactly one VIP on an
+/// interface, every balancer seeing all backends.
 pub fn unhealthy(st: &LabState, v: &ClusterView) -> Option<String> {
     let mut problems = Vec::new();
     for n in &v.nodes {
@@ -228,6 +245,23 @@ pub fn unhealthy(st: &LabState, v: &ClusterView) -> Option<String> {
             && !e.healthy
         {
             problems.push(format!("{}: etcd not healthy", n.name));
+        }
+        // The daemon's etcd client (elections, the fenced VIP): an lb node has one but no member.
+        if n.etcd_client.as_ref().is_some_and(|c| !c.connected) {
+            problems.push(format!("{}: daemon not connected to etcd yet", n.name));
+        }
+        // A fenced VIP: armed once the node reached etcd, and then held only by the leader of
+        // the VIP's election (between arming and winning it, the VIP briefly goes).
+        if let Some(f) = &n.fence {
+            let flag = |k: &str| f.get(k).and_then(serde_json::Value::as_bool) == Some(true);
+            if !flag("armed") {
+                problems.push(format!("{}: VIP fence not armed yet", n.name));
+            } else if n.vip_present == Some(true) && !flag("leader") {
+                problems.push(format!(
+                    "{}: has the VIP but does not lead its election yet",
+                    n.name
+                ));
+            }
         }
         if let (Some(u), Some(t)) = (n.lb_up, n.lb_total)
             && u < t
@@ -279,9 +313,9 @@ fn find_program(name: &str) -> Option<std::path::PathBuf> {
 
 /// `lab up`: builds the topology, starts the daemons, waits until healthy, prints the map.
 pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
-    if opts.masters == 0 || opts.masters > 7 || opts.workers > 8 {
+    if opts.masters == 0 || opts.masters > 7 || opts.workers > 8 || opts.lb_nodes > 4 {
         return Err(LabError::BadArgs(
-            "--masters must be 1..=7 and --workers 0..=8".into(),
+            "--masters must be 1..=7, --workers 0..=8 and --lb-nodes 0..=4".into(),
         ));
     }
     netlab::check_environment()?;
@@ -302,10 +336,12 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
     }
     let started = Instant::now();
     let masters: Vec<String> = (1..=opts.masters).map(|i| format!("m{i}")).collect();
+    let lbs: Vec<String> = (1..=opts.lb_nodes).map(|i| format!("lb{i}")).collect();
     let workers: Vec<String> = (1..=opts.workers).map(|i| format!("w{i}")).collect();
+    // Masters first, so they keep their addresses with or without lb nodes.
     let mut topo = netlab::Topology::builder()
         .lab_name(&opts.name)
-        .hosts(masters.iter().chain(workers.iter()))
+        .hosts(masters.iter().chain(lbs.iter()).chain(workers.iter()))
         .build()?;
     // From here on a failure must not leave half a lab behind.
     let result = (|| {
@@ -329,6 +365,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
             fencing: opts.fencing.clone(),
             preempt: opts.preempt,
             masters: masters.iter().map(info).collect::<Result<_, _>>()?,
+            lbs: lbs.iter().map(info).collect::<Result<_, _>>()?,
             workers: workers.iter().map(info).collect::<Result<_, _>>()?,
             apiserver: opts.apiserver.clone(),
             elections: ELECTIONS.iter().map(|s| s.to_string()).collect(),
@@ -391,9 +428,14 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
 pub fn describe(st: &LabState, v: &ClusterView) -> String {
     let mut s = String::new();
     let w1 = st.workers.first().map(|w| w.netns.clone());
+    let lbs = if st.lbs.is_empty() {
+        String::new()
+    } else {
+        format!("{} lb nodes, ", st.lbs.len())
+    };
     let _ = writeln!(
         s,
-        "lab {} is up: {} masters, {} workers, switch {}",
+        "lab {} is up: {} masters, {lbs}{} workers, switch {}",
         st.name,
         st.masters.len(),
         st.workers.len(),
@@ -417,10 +459,25 @@ pub fn describe(st: &LabState, v: &ClusterView) -> String {
     );
     let _ = writeln!(s);
     for m in &st.masters {
+        if st.lbs.is_empty() {
+            let _ = writeln!(
+                s,
+                "  {:<4} {:<13} etcd + haplane (VIP, balancer on {}:{}, elections)  netns {}",
+                m.name, m.address, st.vip, st.port, m.netns
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "  {:<4} {:<13} etcd + haplane (elections; no VRRP, no balancer)  netns {}",
+                m.name, m.address, m.netns
+            );
+        }
+    }
+    for n in &st.lbs {
         let _ = writeln!(
             s,
-            "  {:<4} {:<13} etcd + haplane (VIP, balancer on {}:{}, elections)  netns {}",
-            m.name, m.address, st.vip, st.port, m.netns
+            "  {:<4} {:<13} haplane (VIP, balancer on {}:{} to the masters; no etcd) netns {}",
+            n.name, n.address, st.vip, st.port, n.netns
         );
     }
     for w in &st.workers {
@@ -447,7 +504,8 @@ pub fn describe(st: &LabState, v: &ClusterView) -> String {
     let _ = writeln!(
         s,
         "a daemon's status:     ip netns exec {} curl -s 127.0.0.1:{}/status",
-        st.masters[0].netns, st.status_port
+        st.vip_nodes()[0].netns,
+        st.status_port
     );
     let _ = writeln!(s, "the cluster table:     haplane status --lab {}", st.name);
     let _ = writeln!(
@@ -543,6 +601,10 @@ mod tests {
     use super::*;
 
     fn state(masters: usize, workers: usize, apiserver: bool) -> LabState {
+        state_with_lbs(masters, 0, workers, apiserver)
+    }
+
+    fn state_with_lbs(masters: usize, lbs: usize, workers: usize, apiserver: bool) -> LabState {
         let node = |name: String, i: u8| NodeInfo {
             name,
             address: Ipv4Addr::new(192, 0, 2, 10 + i),
@@ -562,6 +624,9 @@ mod tests {
             masters: (1..=masters)
                 .map(|i| node(format!("m{i}"), i as u8))
                 .collect(),
+            lbs: (1..=lbs)
+                .map(|i| node(format!("lb{i}"), 10 + i as u8))
+                .collect(),
             workers: (1..=workers)
                 .map(|i| node(format!("w{i}"), 20 + i as u8))
                 .collect(),
@@ -579,5 +644,28 @@ mod tests {
             assert!(warnings.is_empty(), "{warnings:#?}\n{text}");
             assert_eq!(c.lb_backends().len(), 3);
         }
+    }
+
+    #[test]
+    fn with_lb_nodes_only_they_run_vrrp_and_the_balancer_reaches_the_masters() {
+        let text = cluster_file(&state_with_lbs(3, 2, 1, false));
+        let (c, warnings) = config::Cluster::from_yaml(&text, Path::new("lab.yaml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(warnings.is_empty(), "{warnings:#?}\n{text}");
+        let vrrp: Vec<&str> = c.vrrp_nodes().map(|n| n.name.as_str()).collect();
+        assert_eq!(vrrp, ["lb1", "lb2"], "{text}");
+        let lb1 = c.node("lb1").unwrap();
+        assert!(c.uses_etcd(lb1) && !c.runs_elections(lb1), "{text}");
+        // The worker's node-local balancer and the lb nodes both point at the masters.
+        let backends: Vec<String> = c
+            .lb_backends()
+            .iter()
+            .map(|b| b.address.to_string())
+            .collect();
+        assert_eq!(
+            backends,
+            ["192.0.2.11:2379", "192.0.2.12:2379", "192.0.2.13:2379"]
+        );
+        assert_eq!(c.etcd_members().len(), 3);
     }
 }

@@ -45,6 +45,7 @@ fn fenced(name: &str, fencing: &str) -> up::UpOptions {
         name: name.to_string(),
         masters: 3,
         workers: 1,
+        lb_nodes: 0,
         apiserver: None,
         fencing: fencing.into(),
         preempt: false,
@@ -213,6 +214,118 @@ fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
     assert!(msg.contains("removed"), "{msg}");
     assert_nothing_left(&name);
     assert!(up::down(&name).unwrap().contains("nothing to remove"));
+}
+
+/// Seed 004's topology (issue 9): two lb nodes carry the VIP in front of the three masters,
+/// which run etcd and the elections but no VRRP; the worker's node-local balancer still points
+/// at the masters. The holder-crash drill hits the lb node holding the VIP; `service-dies` has
+/// nothing to kill there and is skipped with its reason.
+#[test]
+fn with_two_lb_nodes_a_crashed_lb_holder_loses_no_write_and_down_leaves_nothing() {
+    netlab::require_root!();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let name = format!("b{}", std::process::id());
+    let _guard = Down(name.clone());
+    let st = up::up(&up::UpOptions {
+        lb_nodes: 2,
+        ..options(&name)
+    })
+    .expect("lab up --lb-nodes 2");
+    assert_eq!(
+        st.lbs.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+        ["lb1", "lb2"]
+    );
+
+    let topo = netlab::Topology::open(&name).unwrap();
+    let view = up::lab_view(&st, &topo);
+    assert_eq!(view.nodes.len(), 6, "{view:?}");
+    // preempt false: whichever lb node won first keeps the VIP.
+    assert_eq!(view.vip_holders.len(), 1, "one holder: {view:?}");
+    let holder = view.vip_holders[0].clone();
+    assert!(
+        holder.starts_with("lb"),
+        "an lb node holds the VIP: {view:?}"
+    );
+    let other = if holder == "lb1" { "lb2" } else { "lb1" };
+    for n in &view.nodes {
+        match n.role.as_str() {
+            "lb" => {
+                assert!(n.etcd.is_none(), "{}: no etcd member: {n:?}", n.name);
+                assert_eq!(n.lb_total, Some(3), "{}: balances to the masters", n.name);
+                let c = n
+                    .etcd_client
+                    .as_ref()
+                    .expect("an etcd client for the fence");
+                assert!(c.connected, "{}: {n:?}", n.name);
+            }
+            "master" => {
+                assert_eq!(n.runs("vrrp"), Some(false), "{}: {n:?}", n.name);
+                assert_eq!(n.vip_present, Some(false), "{}: {n:?}", n.name);
+                assert!(n.lb_total.is_none(), "{}: no VIP balancer: {n:?}", n.name);
+                assert!(n.etcd.as_ref().is_some_and(|e| e.healthy), "{n:?}");
+            }
+            _ => assert_eq!(n.lb_total, Some(3), "the worker balances to the masters"),
+        }
+    }
+    let table = lab::status::render_table(&view);
+    assert!(
+        table.lines().any(|l| l.starts_with("lb1 ")
+            && l.contains(" lb ")
+            && l.contains("client, ")
+            && l.contains("/3 members up")),
+        "{table}"
+    );
+
+    let opts = drill::DrillOptions::new(
+        &[Scenario::HolderCrash, Scenario::ServiceDies],
+        &[Placement::AsFound],
+    );
+    let r = drill::run(&LabState::load(&name).unwrap(), &opts).expect("drill");
+    let text = lab::summary::text(&r);
+    println!("{text}");
+    assert_eq!(r.scenarios.len(), 1, "{text}");
+    let crash = &r.scenarios[0];
+    assert_eq!(crash.name, "holder-crash");
+    assert_eq!(crash.target.as_deref(), Some(holder.as_str()), "{text}");
+    // The VIP went to the other lb node and stayed off the crashed one (preempt false); no
+    // master ever had it or answered for it.
+    let lane = |segs: &[lab::timeline::Segment]| -> Vec<String> {
+        segs.iter().map(|s| s.value.clone()).collect()
+    };
+    let vip_lane = lane(&crash.timeline.vip);
+    let answers = lane(&crash.timeline.answers);
+    for v in vip_lane.iter().chain(answers.iter()) {
+        assert!(
+            [holder.as_str(), other, "none"].contains(&v.as_str()),
+            "{v} in the VIP lanes: {vip_lane:?} {answers:?}\n{text}"
+        );
+    }
+    assert!(vip_lane.iter().any(|v| v == other), "{vip_lane:?}\n{text}");
+    assert_ne!(
+        vip_lane.last().map(String::as_str),
+        Some(holder.as_str()),
+        "{text}"
+    );
+    assert_ne!(
+        crash.holder_after.as_deref(),
+        Some(holder.as_str()),
+        "{text}"
+    );
+    assert!(crash.completed && crash.recovered, "{text}");
+    assert_eq!(r.split_brain_samples, 0, "{text}");
+    assert_eq!(r.address_split_samples, 0, "{text}");
+    assert_eq!(r.lost_writes, 0, "{text}");
+    assert!(crash.paths.iter().all(|p| p.acked > 0), "{text}");
+    assert!(r.passed(), "{text}");
+    assert_eq!(r.skipped.len(), 1, "{text}");
+    assert!(
+        text.contains("skipped: service-dies: the VIP is held by an lb node"),
+        "{text}"
+    );
+
+    drop(topo);
+    println!("{}", up::down(&name).unwrap());
+    assert_nothing_left(&name);
 }
 
 #[test]
