@@ -93,7 +93,7 @@ enum Command {
     },
     /// A local HA control plane in network namespaces: masters with etcd and haplane, workers
     /// with the node-local balancer; break it and measure what clients feel (needs root).
-    Lab(lab::LabArgs),
+    Lab(cli::chaos::LabArgs),
     /// One table for the cluster: VRRP state, VIP, balancer backends, elections, etcd health.
     Status(lab::StatusArgs),
     /// A backend's admin state on this node's balancer: drain (no new sessions, established
@@ -358,7 +358,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Lab(args) => {
             let exe = std::env::current_exe().context("cannot find the haplane binary")?;
-            Ok(lab::run_lab(args, &exe)?)
+            cli::chaos::run(args, &exe)
         }
         Command::Status(args) => Ok(lab::run_status(args)?),
         Command::Lb(args) => cli::lb::run(args),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub mod arp_probe;
+pub mod chaos;
 pub mod client;
 pub mod drill;
 pub mod http;
