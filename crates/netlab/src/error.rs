@@ -70,6 +70,9 @@ pub enum Error {
     /// A partition group is empty or a host appears on both sides.
     #[error("invalid partition: {0}")]
     InvalidPartition(&'static str),
+    /// A packet-loss percentage outside 1..=100.
+    #[error("invalid loss {0}%: give 1 to 100 percent")]
+    InvalidLoss(u8),
     /// A command given to `Host::spawn` was not made by that host's `command()`.
     #[error("`{command}` would not run inside host {host}; build it with host.command()")]
     NotInHost {

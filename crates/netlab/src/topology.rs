@@ -429,6 +429,17 @@ impl Topology {
     /// (unicast, broadcast, multicast, ARP), while both groups still reach every other host.
     /// The returned guard heals the partition when dropped. Partitions can overlap.
     pub fn partition(&self, a: &[&Host], b: &[&Host]) -> Result<PartitionGuard> {
+        self.cut(a, b, true)
+    }
+
+    /// Cuts one way: no frame from `from` reaches `to`, while `to` still reaches `from` (so a
+    /// request from `to` arrives and its answer is lost; ARP from `to` is heard, the reply is
+    /// not). Both groups still reach every other host. Heals like [`partition`](Self::partition).
+    pub fn partition_one_way(&self, from: &[&Host], to: &[&Host]) -> Result<PartitionGuard> {
+        self.cut(from, to, false)
+    }
+
+    fn cut(&self, a: &[&Host], b: &[&Host], both_ways: bool) -> Result<PartitionGuard> {
         for h in a.iter().chain(b) {
             if h.switch_ns != self.switch_ns {
                 return Err(Error::InvalidPartition(
@@ -438,7 +449,19 @@ impl Topology {
         }
         let pa: Vec<&str> = a.iter().map(|h| h.port.as_str()).collect();
         let pb: Vec<&str> = b.iter().map(|h| h.port.as_str()).collect();
-        PartitionGuard::install(&self.switch_ns, &pa, &pb)
+        PartitionGuard::install(&self.switch_ns, &pa, &pb, both_ways)
+    }
+
+    /// Drops `percent` % (1..=100) of the frames the switch forwards from and to `host`, each
+    /// frame and each direction drawn independently (nftables `numgen random` in the switch;
+    /// no netem needed). The guard removes it like a partition's; losses and partitions stack.
+    pub fn loss(&self, host: &Host, percent: u8) -> Result<PartitionGuard> {
+        if host.switch_ns != self.switch_ns {
+            return Err(Error::InvalidPartition(
+                "a host belongs to another topology",
+            ));
+        }
+        PartitionGuard::install_loss(&self.switch_ns, &host.port, percent)
     }
 
     /// Removes every partition in this topology, including persisted ones.

@@ -665,3 +665,97 @@ fn failed_build_removes_what_it_created() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Sends `n` broadcast datagrams from `from` (paced, so no receive buffer overflows) and
+/// counts how many `to` received.
+fn broadcasts_heard(from: &Host, to: &Host, n: usize, port: u16) -> usize {
+    let rx = to
+        .enter(|| {
+            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            s
+        })
+        .unwrap();
+    let tx = from
+        .enter(|| {
+            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+            s.set_broadcast(true).unwrap();
+            s
+        })
+        .unwrap();
+    std::thread::scope(|sc| {
+        let counter = sc.spawn(|| {
+            let mut buf = [0u8; 64];
+            let mut got = 0;
+            while rx.recv_from(&mut buf).is_ok() {
+                got += 1;
+            }
+            got
+        });
+        for _ in 0..n {
+            tx.send_to(b"x", SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 255), port))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        counter.join().unwrap()
+    })
+}
+
+#[test]
+fn a_one_way_partition_drops_frames_from_a_to_b_only() {
+    netlab::require_root!();
+    let t = three();
+    let (a, b, c) = (
+        t.host("a").unwrap(),
+        t.host("b").unwrap(),
+        t.host("c").unwrap(),
+    );
+    let cut = t.partition_one_way(&[a], &[b]).unwrap();
+    // Broadcasts need no ARP, so each direction shows on its own.
+    assert_eq!(broadcasts_heard(a, b, 20, 40_101), 0, "a -> b is cut");
+    assert_eq!(broadcasts_heard(b, a, 20, 40_102), 20, "b -> a still flows");
+    assert_eq!(broadcasts_heard(a, c, 20, 40_103), 20, "a -> c still flows");
+    // A round trip needs both directions: ping fails from either side.
+    assert!(blocked(a, b) && blocked(b, a));
+    assert!(reaches(a, c) && reaches(b, c));
+    cut.heal().unwrap();
+    assert!(reaches(a, b) && reaches(b, a));
+}
+
+#[test]
+fn loss_drops_a_random_share_of_a_hosts_frames_both_ways_until_healed() {
+    netlab::require_root!();
+    let t = three();
+    let (a, b, c) = (
+        t.host("a").unwrap(),
+        t.host("b").unwrap(),
+        t.host("c").unwrap(),
+    );
+    let lossy = t.loss(a, 30).unwrap();
+    // 400 frames at 30 %: 280 expected, sigma 9.2; the bounds are 8 sigma away.
+    let out = broadcasts_heard(a, b, 400, 40_111);
+    let inn = broadcasts_heard(b, a, 400, 40_112);
+    assert!((206..=354).contains(&out), "a -> b: {out} of 400 arrived");
+    assert!((206..=354).contains(&inn), "b -> a: {inn} of 400 arrived");
+    assert_eq!(
+        broadcasts_heard(c, b, 400, 40_113),
+        400,
+        "hosts other than a lose nothing"
+    );
+    lossy.heal().unwrap();
+    assert_eq!(broadcasts_heard(a, b, 400, 40_114), 400, "healed");
+    assert!(matches!(t.loss(a, 0), Err(Error::InvalidLoss(0))));
+}
+
+#[test]
+fn heal_all_removes_losses_and_one_way_partitions_too() {
+    netlab::require_root!();
+    let t = three();
+    let (a, b) = (t.host("a").unwrap(), t.host("b").unwrap());
+    t.partition_one_way(&[a], &[b]).unwrap().persist();
+    t.loss(b, 100).unwrap().persist();
+    assert!(blocked(a, b));
+    t.heal_all().unwrap();
+    assert!(reaches(a, b) && reaches(b, a));
+}
