@@ -377,6 +377,77 @@ pub struct Vip {
     /// Default 5m.
     #[serde(default = "default_maintenance_drain")]
     pub maintenance_drain_timeout: Dur,
+    /// The VIP gate's timers (with `fencing: quorum`); docs/elections.md has the argument.
+    #[serde(default, skip_serializing_if = "VipGate::is_default")]
+    pub gate: VipGate,
+}
+
+/// `vip.gate`: the fenced VIP's lease, kept on each node's monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VipGate {
+    /// R: how often the holder renews its key (a compare-and-swap in etcd). Default 100ms.
+    #[serde(default = "default_gate_renew")]
+    pub renew_interval: Dur,
+    /// H: how long after sending a renewal that succeeded the holder may answer for the
+    /// VIP. Default 1500ms (the VIP's kernel lifetime, counted in whole seconds, is the
+    /// stop: it needs a hold of at least 1.2 s plus a round trip).
+    #[serde(default = "default_gate_hold")]
+    pub hold: Dur,
+    /// ρ: bound on how much faster one node's monotonic clock runs than another's (0.01 =
+    /// 1 %). Default 0.01.
+    #[serde(default = "default_gate_rate")]
+    pub clock_rate_bound: f64,
+    /// δ: bound on the time from the holder's deadline until its kernel stops answering
+    /// for the VIP. Default 50ms.
+    #[serde(default = "default_gate_stop")]
+    pub stop_latency: Dur,
+}
+
+fn default_gate_renew() -> Dur {
+    Dur::from_millis(100)
+}
+fn default_gate_hold() -> Dur {
+    Dur::from_millis(1500)
+}
+fn default_gate_rate() -> f64 {
+    0.01
+}
+fn default_gate_stop() -> Dur {
+    Dur::from_millis(50)
+}
+
+impl Default for VipGate {
+    fn default() -> Self {
+        VipGate {
+            renew_interval: default_gate_renew(),
+            hold: default_gate_hold(),
+            clock_rate_bound: default_gate_rate(),
+            stop_latency: default_gate_stop(),
+        }
+    }
+}
+
+impl VipGate {
+    /// True when every key has its default (the cluster file need not spell it out).
+    pub fn is_default(&self) -> bool {
+        *self == VipGate::default()
+    }
+
+    /// The gate's parameters for `identity` (the node name). The request timeout is 200 ms
+    /// or half the hold, whichever is shorter; the etcd-quorum check falls after 3 s or the
+    /// hold, whichever is longer.
+    pub fn gate_config(&self, identity: &str, preempt: bool) -> gate::GateConfig {
+        let mut g = gate::GateConfig::new(identity);
+        g.renew_interval = self.renew_interval.get();
+        g.hold = self.hold.get();
+        g.clock_rate_bound = self.clock_rate_bound;
+        g.stop_latency = self.stop_latency.get();
+        g.request_timeout = std::time::Duration::from_millis(200).min(g.hold / 2);
+        g.quorum_fall = std::time::Duration::from_secs(3).max(g.hold);
+        g.preempt = preempt;
+        g
+    }
 }
 
 fn minus_fifty() -> i16 {

@@ -360,6 +360,11 @@ fn vip(c: &Cluster, f: &mut Findings) {
             f.error(format!("{at}.fall"), "must be at least 1");
         }
     }
+    // The gate's bounds (docs/elections.md "The VIP gate"); the identity is the node's name,
+    // checked with the nodes.
+    if let Err(e) = v.gate.gate_config("node", v.preempt).validate() {
+        f.error("vip.gate", e.to_string());
+    }
     if let Some(t) = &v.track_balancer {
         let at = "vip.trackBalancer";
         if !(-253..=253).contains(&t.weight) {

@@ -278,3 +278,33 @@ fn an_empty_or_spaced_image_is_named_by_its_key() {
         );
     }
 }
+
+#[test]
+fn the_vip_gate_defaults_give_a_1500ms_hold_renewed_every_100ms() {
+    let c = load(GOOD).unwrap();
+    assert_eq!(c.vip.gate.renew_interval.to_string(), "100ms");
+    assert_eq!(c.vip.gate.hold.to_string(), "1500ms");
+    assert_eq!(c.vip.gate.clock_rate_bound, 0.01);
+    assert_eq!(c.vip.gate.stop_latency.to_string(), "50ms");
+    let g = c.vip.gate.gate_config("m1", c.vip.preempt);
+    assert_eq!(g.request_timeout, std::time::Duration::from_millis(200));
+    assert!(g.validate().is_ok());
+}
+
+#[test]
+fn a_vip_gate_hold_shorter_than_two_renewals_is_refused_naming_both() {
+    let text = GOOD.replace(
+        "  authPass: null\n",
+        "  authPass: null\n  gate: {renewInterval: 200ms, hold: 300ms}\n",
+    );
+    assert_error(&text, "vip.gate", "at least twice renewInterval");
+}
+
+#[test]
+fn a_vip_gate_clock_rate_bound_outside_zero_to_one_is_refused() {
+    let text = GOOD.replace(
+        "  authPass: null\n",
+        "  authPass: null\n  gate: {clockRateBound: 1.5}\n",
+    );
+    assert_error(&text, "vip.gate", "clockRateBound 1.5");
+}

@@ -62,6 +62,17 @@ pub enum DaemonError {
         node: String,
         error: config::KeyError,
     },
+    /// The VIP gate's parameters (`vip.gate`) break the protocol's bounds.
+    #[error("invalid vip.gate settings for node {node}: {source}")]
+    Gate {
+        node: String,
+        source: gate::ConfigError,
+    },
+    /// The hold is too short for the kernel stop this node has.
+    #[error(
+        "vip.gate.hold {hold:?} on node {node} is too short for the VIP's address lifetime (whole seconds, removed up to 1.25 s after a refresh): hold + stopLatency must be at least 1.3s"
+    )]
+    GateStop { node: String, hold: Duration },
     /// The status server could not start.
     #[error(transparent)]
     Status(#[from] status::StatusError),
@@ -196,23 +207,42 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     if let Some(client) = &etcd_client {
         hub.add_section("etcd", Arc::new(crate::etcd::EtcdSection(client.clone())));
     }
-    let fence = match &etcd_client {
+    // The VIP gate (fencing: quorum): its parameters are checked here, so a bad
+    // combination stops the daemon instead of running unfenced.
+    let gate = match &etcd_client {
         Some(client) if duties.fence => {
-            let election = crate::elections::election_config(
-                &cluster,
-                &node,
-                &format!("haplane-vip-{}", cluster.vip.vrid),
-            );
+            // The kernel stop is the VIP's address lifetime: whole seconds, checked up to
+            // 250 ms late, so the hold must leave one second of it plus a round trip.
+            let g = &cluster.vip.gate;
+            if g.hold.get() + g.stop_latency.get() < Duration::from_millis(1300) {
+                return Err(DaemonError::GateStop {
+                    node: node.name.clone(),
+                    hold: g.hold.get(),
+                });
+            }
             let marker = cluster.state_dir.join(format!("fence-armed-{}", node.name));
-            let fence = crate::fence::Fence::spawn(client.clone(), election, marker);
+            let gate = crate::fence::GateDriver::new(
+                cluster
+                    .vip
+                    .gate
+                    .gate_config(&node.name, cluster.vip.preempt),
+                client.clone(),
+                crate::fence::gate_key(cluster.vip.vrid),
+                marker,
+                "address_lifetime",
+            )
+            .map_err(|source| DaemonError::Gate {
+                node: node.name.clone(),
+                source,
+            })?;
             hub.add_section(
                 "fence",
                 Arc::new(crate::elections::FenceSection {
-                    status: fence.status.clone(),
+                    status: gate.status(),
                     standalone: !duties.elections,
                 }),
             );
-            Some(fence)
+            Some(gate)
         }
         _ => None,
     };
@@ -224,7 +254,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
                 &cluster,
                 &node,
                 client.clone(),
-                fence.as_ref().map(|f| f.status.clone()),
+                gate.as_ref().map(|g| g.status()),
             );
             hub.add_section("elections", Arc::new(e.clone()));
             e
@@ -233,8 +263,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     if duties.vrrp {
         let mut runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
         runner.watch_auth_hmac(opts.config.clone());
-        if let (Some(f), Some(client)) = (fence, &etcd_client) {
-            runner.set_fence(f, client.clone());
+        if let Some(g) = gate {
+            runner.set_gate(g);
         }
         if let Some(h) = handover {
             runner.set_handover(h);

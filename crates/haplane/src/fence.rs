@@ -1,271 +1,349 @@
-//! The quorum-fenced VIP: the VRRP master holds the VIP only while it also leads the VIP's
-//! election in etcd, and a node cut off from the etcd majority goes to FAULT.
+//! The fenced VIP: the driver of the sans-IO VIP gate (crates/gate).
 //!
-//! VRRP still does the fast part (detecting a dead master in 3 × advert + skew); etcd makes
-//! it safe: a node can only hold the VIP until its lease deadline (last renewal + TTL −
-//! margin by its own clock), which passes before the server can expire the lease and let
-//! another node win. See docs/elections.md for the arithmetic.
+//! The gate decides; this module carries its decisions out, in the shape of quinn's
+//! `ConnectionDriver`: [`GateDriver`] owns the [`gate::Gate`], a background task sends its
+//! etcd requests (transactions on the key `/haplane/gate/vip-<vrid>` that compare the key's
+//! mod revision, or its create revision with 0, and read the key in the else branch), and the
+//! VRRP loop wakes the driver at [`GateDriver::wait`], feeds it VRRP's want and carries out the
+//! VIP actions it hands back ([`VipAction`]: hold, release, defer, quorum). The etcd requests
+//! and the arming marker are the driver's own business.
 //!
 //! Bootstrap: the VIP must exist before any apiserver (kubeadm init needs it), and with
 //! stacked etcd, before etcd. Fencing is therefore *armed* the first time this node reaches
 //! etcd, and a marker file keeps it armed across restarts; until then the VIP follows plain
-//! VRRP and `/status` says `armed: false`.
+//! VRRP and `/status` says `armed: false`. See docs/elections.md "The fenced VIP".
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use elect::{Client, Election, ElectionConfig, Role};
+use elect::Client;
+use elect::etcd::{Compare, CompareOp, GetResponse, Txn, TxnOp, TxnOpResponse};
+use gate::{Action, Gate, GateConfig, Held, KeyState, Op, Outcome, RequestFailed, RequestId};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-/// May this node hold the VIP right now?
+/// The etcd key of the VIP with this VRID.
+pub fn gate_key(vrid: u8) -> String {
+    format!("/haplane/gate/vip-{vrid}")
+}
+
+/// What the VRRP driver must do about the VIP, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Grant {
-    /// Fencing is not armed yet: plain VRRP decides.
-    Unfenced,
-    /// We lead the VIP election until this deadline.
-    Until(Instant),
-    /// We do not lead the VIP election (yet).
-    Denied,
+pub enum VipAction {
+    /// Add the VIP (or keep it) and let the kernel answer for it until `until` (None: not
+    /// fenced, fencing is not armed yet).
+    Hold(Option<Instant>),
+    /// Stop answering for the VIP now and remove it.
+    Release,
+    /// True: another node holds the key; lower this router's priority so VRRP makes the
+    /// holder master instead of this node.
+    Defer(bool),
+    /// The etcd-quorum check went up (true) or down.
+    Quorum(bool),
 }
 
-impl Grant {
-    pub fn allows(self, now: Instant) -> bool {
-        match self {
-            Grant::Unfenced => true,
-            Grant::Until(deadline) => now < deadline,
-            Grant::Denied => false,
-        }
-    }
-}
-
-/// The fence as shown in /status.
+/// The fence as shown in /status (`fence`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FenceStatus {
+    /// Always "quorum" (the `vip.fencing` mode).
     pub mode: &'static str,
+    /// Fencing is armed (this node has reached etcd).
     pub armed: bool,
-    pub campaigning: bool,
+    /// The etcd key the gate renews.
+    pub key: String,
+    /// VRRP makes this node master, so it wants the VIP.
+    pub want: bool,
+    /// This node holds the VIP under the gate now.
     pub leader: bool,
+    /// The key's holder as this node last learned it (None: the key is absent).
     pub current_holder: Option<String>,
-    pub lease_remaining_ms: Option<u64>,
+    /// The key's mod revision as last learned.
+    pub key_mod_revision: Option<i64>,
+    /// How long ago this node learned that `current_holder` holds the key.
+    pub holder_since_ms_ago: Option<u64>,
+    /// Time left until this node's hold deadline, while it holds.
+    pub hold_remaining_ms: Option<u64>,
+    /// Time left until this node may take the key from a silent holder.
+    pub takeover_in_ms: Option<u64>,
+    /// Why this node does or does not hold the VIP (crates/gate `Reason`).
+    pub reason: &'static str,
+    /// The router's priority is lowered because another node holds the key.
+    pub deferring: bool,
+    /// The etcd-quorum check (a request answered within the last 3 s).
     pub etcd_quorum: bool,
+    /// Renewals that succeeded.
+    pub renewals: u64,
+    /// Requests that failed or timed out.
+    pub failures: u64,
+    /// The gate's timers: R, H and the challenger's wait H·(1+ρ)+δ, in milliseconds.
+    pub renew_interval_ms: u64,
+    pub hold_ms: u64,
+    pub takeover_wait_ms: u64,
+    /// How the kernel stops this node answering for the VIP at the deadline.
+    pub kernel_stop: &'static str,
 }
 
-/// The VRRP loop's handle on the fence task.
-pub struct Fence {
-    pub want: watch::Sender<bool>,
-    pub grant: watch::Receiver<Grant>,
-    pub status: Arc<Mutex<FenceStatus>>,
-    task: JoinHandle<()>,
+type Answer = (RequestId, Result<Outcome, RequestFailed>);
+
+/// Why [`GateDriver::wait`] returned.
+#[derive(Debug)]
+pub enum Wake {
+    /// The gate's timer.
+    Timer,
+    /// An etcd answer.
+    Answer(RequestId, Result<Outcome, RequestFailed>),
 }
 
-impl Fence {
-    /// Start the fence task. `client` becomes Some once etcd has been reached.
-    pub fn spawn(
+/// Owns the gate; the VRRP loop drives it.
+pub struct GateDriver {
+    gate: Gate,
+    requests: mpsc::UnboundedSender<(RequestId, Op)>,
+    answers: mpsc::UnboundedReceiver<Answer>,
+    marker: PathBuf,
+    status: Arc<Mutex<FenceStatus>>,
+    node: String,
+}
+
+impl GateDriver {
+    /// A driver for `cfg` (whose `armed` is taken from `marker`). The etcd client arrives on
+    /// `client` once etcd has been reached; requests made before that fail.
+    pub fn new(
+        mut cfg: GateConfig,
         client: watch::Receiver<Option<Client>>,
-        election: ElectionConfig,
+        key: String,
         marker: PathBuf,
-    ) -> Fence {
-        let armed = marker.exists();
-        let (want_tx, want_rx) = watch::channel(false);
-        let (grant_tx, grant_rx) = watch::channel(if armed {
-            Grant::Denied
-        } else {
-            Grant::Unfenced
-        });
+        kernel_stop: &'static str,
+    ) -> Result<GateDriver, gate::ConfigError> {
+        cfg.armed = marker.exists();
+        let now = Instant::now();
+        let node = cfg.identity.clone();
         let status = Arc::new(Mutex::new(FenceStatus {
             mode: "quorum",
-            armed,
-            etcd_quorum: !armed,
+            armed: cfg.armed,
+            key: key.clone(),
+            etcd_quorum: true,
+            renew_interval_ms: cfg.renew_interval.as_millis() as u64,
+            hold_ms: cfg.hold.as_millis() as u64,
+            takeover_wait_ms: cfg.takeover_wait().as_millis() as u64,
+            kernel_stop,
             ..FenceStatus::default()
         }));
-        let task = tokio::spawn(fence_task(
-            client,
-            election,
+        let timeout = cfg.request_timeout;
+        let identity = cfg.identity.clone();
+        let gate = Gate::new(cfg, now)?;
+        let (req_tx, req_rx) = mpsc::unbounded_channel();
+        let (ans_tx, ans_rx) = mpsc::unbounded_channel();
+        tokio::spawn(io_task(client, key, identity, timeout, req_rx, ans_tx));
+        let driver = GateDriver {
+            gate,
+            requests: req_tx,
+            answers: ans_rx,
             marker,
-            armed,
-            want_rx,
-            grant_tx,
-            status.clone(),
-        ));
-        Fence {
-            want: want_tx,
-            grant: grant_rx,
             status,
-            task,
+            node,
+        };
+        driver.publish(now);
+        Ok(driver)
+    }
+
+    /// The status shared with /status and /metrics.
+    pub fn status(&self) -> Arc<Mutex<FenceStatus>> {
+        self.status.clone()
+    }
+
+    /// Fencing armed.
+    pub fn is_armed(&self) -> bool {
+        self.gate.is_armed()
+    }
+
+    /// Nothing of ours is left to hand back (after `want(false)`).
+    pub fn is_released(&self) -> bool {
+        self.gate.is_released()
+    }
+
+    /// VRRP master (true) or not.
+    pub fn want(&mut self, now: Instant, want: bool) {
+        self.gate.handle_want(now, want);
+    }
+
+    /// Let the gate look at the clock (call before acting on anything else, so that after a
+    /// freeze it defers before the router sends an advert).
+    pub fn tick(&mut self, now: Instant) {
+        self.gate.handle_timeout(now);
+    }
+
+    /// Wait for the gate's timer or an etcd answer. Cancel-safe.
+    pub async fn wait(&mut self) -> Wake {
+        let deadline = self.gate.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            answer = self.answers.recv() => match answer {
+                Some((id, result)) => Wake::Answer(id, result),
+                // The I/O task is gone (shutdown): only the timer is left.
+                None => std::future::pending().await,
+            },
+            _ = sleep => Wake::Timer,
         }
     }
 
-    /// Stop campaigning (resigning if we lead) and wait for it, at most `limit`.
-    pub async fn stop(self, limit: Duration) {
-        let _ = self.want.send(false);
-        drop(self.want);
-        if tokio::time::timeout(limit, self.task).await.is_err() {
-            warn!("the VIP election did not resign within {limit:?}");
+    /// Feed what [`GateDriver::wait`] returned.
+    pub fn handle(&mut self, now: Instant, wake: Wake) {
+        match wake {
+            Wake::Timer => self.gate.handle_timeout(now),
+            Wake::Answer(id, result) => self.gate.handle_response(now, id, result),
         }
     }
-}
 
-fn set(status: &Mutex<FenceStatus>, f: impl FnOnce(&mut FenceStatus)) {
-    f(&mut status.lock().unwrap_or_else(|e| e.into_inner()));
-}
-
-async fn fence_task(
-    mut client_rx: watch::Receiver<Option<Client>>,
-    election: ElectionConfig,
-    marker: PathBuf,
-    mut armed: bool,
-    mut want: watch::Receiver<bool>,
-    grant: watch::Sender<Grant>,
-    status: Arc<Mutex<FenceStatus>>,
-) {
-    let name = election.name.clone();
-    loop {
-        // Wait for a client; arm on first contact.
-        let client = loop {
-            if let Some(c) = client_rx.borrow_and_update().clone() {
-                break c;
-            }
-            if client_rx.changed().await.is_err() {
-                return;
-            }
-        };
-        if !armed {
-            armed = true;
-            if let Some(dir) = marker.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            if let Err(e) = std::fs::write(&marker, b"etcd reached; VIP fencing armed\n") {
-                warn!(marker = %marker.display(), "cannot persist the fencing marker: {e}");
-            }
-            info!(election = %name, "etcd reached: VIP fencing armed");
-            set(&status, |s| s.armed = true);
-            let _ = grant.send(Grant::Denied);
-        }
-        // Campaign only while VRRP wants the VIP, so the election winner is the VRRP master.
-        if want.wait_for(|w| *w).await.is_err() {
-            return;
-        }
-        let campaign = match Election::spawn(client.clone(), election.clone()) {
-            Ok(e) => e,
-            Err(e) => {
-                warn!(election = %name, "cannot campaign for the VIP: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        set(&status, |s| s.campaigning = true);
-        let mut role = campaign.role();
+    /// The next VIP action. Requests and arming are carried out here as they come up, so an
+    /// action returned before a request is done (the VIP released) before it is sent.
+    pub fn next_action(&mut self) -> Option<VipAction> {
         loop {
-            let r = role.borrow_and_update().clone();
-            let g = match r.leading_until() {
-                Some(deadline) => Grant::Until(deadline),
-                None => Grant::Denied,
-            };
-            set(&status, |s| {
-                s.leader = matches!(g, Grant::Until(_));
-                s.current_holder = match &r {
-                    Role::Follower { leader } => leader.clone(),
-                    Role::Leader { .. } => Some(election.identity.clone()),
-                };
-            });
-            grant.send_if_modified(|old| {
-                let changed = *old != g;
-                *old = g;
-                changed
-            });
-            // A campaign that has neither led nor seen a leader for 3 TTLs is stuck (for
-            // example after etcd lost its leader mid-renewal): start a fresh one.
-            let stalled = async {
-                if matches!(g, Grant::Denied) && r == (Role::Follower { leader: None }) {
-                    tokio::time::sleep(election.ttl * 3).await;
-                } else {
-                    std::future::pending::<()>().await;
+            match self.gate.poll_action()? {
+                Action::Send { id, op } => {
+                    debug!(node = %self.node, id, ?op, "gate request");
+                    if self.requests.send((id, op)).is_err() {
+                        // Only at shutdown; the gate counts it as a timeout.
+                        debug!(node = %self.node, "gate request after the I/O task ended");
+                    }
                 }
-            };
-            tokio::select! {
-                changed = role.changed() => if changed.is_err() {
-                    warn!(election = %name, "the VIP campaign ended; campaigning again");
-                    break;
-                },
-                _ = want.wait_for(|w| !*w) => break,
-                _ = stalled => {
-                    warn!(election = %name, "no VIP leader for 3 lease TTLs; campaigning afresh");
-                    break;
+                Action::Arm => {
+                    if let Some(dir) = self.marker.parent() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                    if let Err(e) =
+                        std::fs::write(&self.marker, b"etcd reached; VIP fencing armed\n")
+                    {
+                        warn!(node = %self.node, marker = %self.marker.display(), "cannot persist the fencing marker: {e}");
+                    }
+                    info!(node = %self.node, "etcd reached: VIP fencing armed");
                 }
+                Action::Hold { until } => return Some(VipAction::Hold(until)),
+                Action::Release => return Some(VipAction::Release),
+                Action::Defer(d) => return Some(VipAction::Defer(d)),
+                Action::Quorum(q) => return Some(VipAction::Quorum(q)),
             }
         }
-        // Stop acting before resigning: the VRRP loop drops the VIP on Denied.
-        let _ = grant.send(Grant::Denied);
-        // Revoking needs an etcd leader; without one, drop the campaign instead (its lease
-        // expires on the server) so we can campaign again as soon as etcd recovers.
-        if tokio::time::timeout(election.ttl, campaign.resign())
-            .await
-            .is_err()
-        {
-            warn!(election = %name, "resigning timed out; the old lease will expire on the server");
-        }
-        set(&status, |s| {
-            s.campaigning = false;
-            s.leader = false;
+    }
+
+    /// Update the /status copy.
+    pub fn publish(&self, now: Instant) {
+        let s = self.gate.status(now);
+        let left =
+            |t: Option<Instant>| t.map(|t| t.saturating_duration_since(now).as_millis() as u64);
+        let mut f = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        f.armed = s.armed;
+        f.want = s.want;
+        f.leader = s.holding && s.armed;
+        f.current_holder = s.key_holder;
+        f.key_mod_revision = s.key_mod_revision;
+        f.holder_since_ms_ago = s
+            .holder_since
+            .map(|t| now.saturating_duration_since(t).as_millis() as u64);
+        f.hold_remaining_ms = left(s.hold_until);
+        f.takeover_in_ms = left(s.takeover_at);
+        f.reason = s.reason.as_str();
+        f.deferring = s.deferring;
+        f.etcd_quorum = s.quorum;
+        f.renewals = s.renewals;
+        f.failures = s.failures;
+    }
+}
+
+/// Sends the gate's requests, each in a task of its own, and reports their answers.
+async fn io_task(
+    client: watch::Receiver<Option<Client>>,
+    key: String,
+    identity: String,
+    timeout: Duration,
+    mut requests: mpsc::UnboundedReceiver<(RequestId, Op)>,
+    answers: mpsc::UnboundedSender<Answer>,
+) {
+    while let Some((id, op)) = requests.recv().await {
+        let Some(c) = client.borrow().clone() else {
+            // Not connected yet: fail at once; the gate retries on its schedule.
+            let _ = answers.send((id, Err(RequestFailed)));
+            continue;
+        };
+        // Two attempts fit in one request: a member that does not answer within half the
+        // request timeout is marked down and the next one gets the request too.
+        let c = c.with_attempt_timeout(c.attempt_timeout().min(timeout / 2));
+        let (key, identity, answers) = (key.clone(), identity.clone(), answers.clone());
+        tokio::spawn(async move {
+            let result = perform(&c, &key, &identity, op, timeout).await;
+            let _ = answers.send((id, result));
         });
-        if want.has_changed().is_err() {
-            return;
-        }
     }
 }
 
-/// Probe etcd's quorum with a linearizable read every 500 ms; report `up` changes (after 6
-/// failures, 3 s, or 2 successes in a row) as tracked-check events for the router's
-/// `etcd-quorum` check (weight 0: FAULT while down). Until fencing is armed the check stays up.
-///
-/// 3 s outlasts an etcd raft election (1–2 s), during which reads fail everywhere: a shorter
-/// fall would send the healthy holder to FAULT. Safety does not depend on the probe (the lease
-/// deadline drops the VIP); it only moves mastership away from a node cut off for good.
-pub fn spawn_quorum_probe<E: Send + 'static>(
-    mut client_rx: watch::Receiver<Option<Client>>,
-    status: Arc<Mutex<FenceStatus>>,
-    events: mpsc::Sender<E>,
-    event: impl Fn(bool) -> E + Send + 'static,
-) {
-    tokio::spawn(async move {
-        let client = loop {
-            if let Some(c) = client_rx.borrow_and_update().clone() {
-                break c;
-            }
-            if client_rx.changed().await.is_err() {
-                return;
-            }
-        };
-        let mut up = true;
-        let mut streak = 0u32;
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            // The client moves to the next member when one does not answer within its
-            // attempt timeout (250 ms), so one unreachable member among several is not lost
-            // quorum; bounded by the tick so 6 failures still take about 3 s.
-            let ok = client
-                .get("/haplane/quorum-probe", None, Duration::from_millis(500))
+fn key_state(revision: i64, get: &GetResponse) -> KeyState {
+    KeyState {
+        revision,
+        value: get.kvs().first().map(|kv| Held {
+            holder: String::from_utf8_lossy(kv.value()).into_owned(),
+            mod_revision: kv.mod_revision(),
+        }),
+    }
+}
+
+/// One gate request against etcd.
+async fn perform(
+    client: &Client,
+    key: &str,
+    identity: &str,
+    op: Op,
+    timeout: Duration,
+) -> Result<Outcome, RequestFailed> {
+    let failed = |what: &str, e: elect::ElectError| {
+        debug!(key, "gate {what} failed: {e}");
+        RequestFailed
+    };
+    let (compare, then) = match op {
+        Op::Read => {
+            let a = client
+                .get(key, None, timeout)
                 .await
-                .is_ok();
-            set(&status, |s| s.etcd_quorum = ok);
-            if ok == up {
-                streak = 0;
-                continue;
-            }
-            streak += 1;
-            if streak >= if ok { 2 } else { 6 } {
-                up = ok;
-                streak = 0;
-                if events.send(event(up)).await.is_err() {
-                    return;
-                }
-            }
+                .map_err(|e| failed("read", e))?;
+            let revision = a.header().map(|h| h.revision()).unwrap_or(0);
+            return Ok(Outcome::Read(key_state(revision, &a.value)));
         }
-    });
+        Op::Create => (
+            Compare::create_revision(key, CompareOp::Equal, 0),
+            TxnOp::put(key, identity, None),
+        ),
+        Op::Swap { expect } => (
+            Compare::mod_revision(key, CompareOp::Equal, expect),
+            TxnOp::put(key, identity, None),
+        ),
+        Op::Delete { expect } => (
+            Compare::mod_revision(key, CompareOp::Equal, expect),
+            TxnOp::delete(key, None),
+        ),
+    };
+    let txn = Txn::new()
+        .when([compare])
+        .and_then([then])
+        .or_else([TxnOp::get(key, None)]);
+    let a = client
+        .txn(txn, timeout)
+        .await
+        .map_err(|e| failed("transaction", e))?;
+    let revision = a.header().map(|h| h.revision()).unwrap_or(0);
+    if a.succeeded() {
+        return Ok(Outcome::Done { revision });
+    }
+    // The else branch read the key.
+    match a.op_responses().into_iter().next() {
+        Some(TxnOpResponse::Get(get)) => Ok(Outcome::Refused(key_state(revision, &get))),
+        _ => {
+            warn!(key, "a refused gate transaction came back without its read");
+            Err(RequestFailed)
+        }
+    }
 }

@@ -1,13 +1,13 @@
 //! The VRRP driver: carries the sans-IO router from the `vrrp` crate onto a real interface
 //! (raw sockets, netlink addresses, link state), and holds the VIP only while VRRP and the
-//! fence (if any) allow it.
+//! VIP gate (with `fencing: quorum`, crate `gate`, driven by `crate::fence`) allow it.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use config::{Cluster, Node, TrackScript, VrrpVersion};
-use tokio::sync::{mpsc, watch};
+use config::{Cluster, Fencing, Node, TrackScript, VrrpVersion};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 use vrrp::{Action, Incoming, Router, RouterConfig, TrackedCheck, Version};
 
@@ -19,12 +19,21 @@ use super::notify::Notifier;
 use super::router_status::{DriverFacts, router_status};
 use super::track::spawn_track_script;
 use super::vrrp_auth::{self, DiscardLog};
+use crate::fence::{GateDriver, VipAction};
 use crate::garp::Announcer;
 use crate::netlink::Netlink;
 use crate::status::{self, Hub};
 use crate::vrrp_io::VrrpSocket;
 
-/// The VRRP router settings for `node`, from the cluster file.
+/// The built-in check that puts the router in FAULT while the etcd quorum is out of reach.
+pub const QUORUM_CHECK: &str = "etcd-quorum";
+/// The built-in check that lowers the router's priority to 1 while another node holds the
+/// VIP's key (the gate defers), so VRRP keeps the holder master instead of this node.
+pub const DEFER_CHECK: &str = "gate-defer";
+
+/// The VRRP router settings for `node`, from the cluster file. With `fencing: quorum` the
+/// gate's two checks are part of it from the start ([`QUORUM_CHECK`], [`DEFER_CHECK`]),
+/// after the tracked scripts: there is no unfenced fallback if they cannot be added.
 pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
     let vip = &cluster.vip;
     let mut rc = RouterConfig::new(
@@ -58,7 +67,34 @@ pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
             weight: t.weight,
         })
         .collect();
+    if cluster.fencing() == Fencing::Quorum {
+        rc.tracked.push(TrackedCheck {
+            name: QUORUM_CHECK.into(),
+            weight: 0,
+        });
+        rc.tracked.push(TrackedCheck {
+            name: DEFER_CHECK.into(),
+            weight: -253,
+        });
+    }
     rc
+}
+
+/// How long the kernel keeps a VIP added with `secs` of valid lifetime: the kernel counts
+/// lifetimes in whole seconds and checks them with up to this much delay (measured 1–1.25 s
+/// for 1 s).
+const LIFETIME_SLACK: Duration = Duration::from_millis(250);
+
+/// The address lifetime (whole seconds) that makes the kernel remove the VIP no later than
+/// `until + stop_latency`; None when even one second would outlast it.
+fn lifetime_for(until: Instant, now: Instant, stop_latency: Duration) -> Option<u32> {
+    let left = (until.saturating_duration_since(now) + stop_latency).saturating_sub(LIFETIME_SLACK);
+    let secs = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
+    (secs >= 1).then_some(secs)
+}
+
+fn check_index(router: &Router, name: &str) -> Option<usize> {
+    router.config().tracked.iter().position(|t| t.name == name)
 }
 
 /// The interface's IPv6 link-local address, waiting up to 10 s for one to appear.
@@ -82,6 +118,16 @@ async fn link_local(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(DaemonError::NoLinkLocal(interface.to_string()))
+}
+
+/// Why the loop woke.
+enum Wake {
+    Maintenance(crate::maintenance::Command),
+    HandoverTimer,
+    Gate(crate::fence::Wake),
+    Packet(Result<crate::vrrp_io::Datagram, crate::vrrp_io::VrrpIoError>),
+    RouterTimer,
+    Event(Event),
 }
 
 pub(super) enum Event {
@@ -115,11 +161,16 @@ pub(super) struct VrrpRunner {
     ip_errors: u64,
     /// VRRP says we are master and want the VIP.
     want_vip: bool,
-    /// The VIP election's answer when fencing; None means plain VRRP.
-    fence: Option<crate::fence::Fence>,
-    grant: crate::fence::Grant,
-    quorum_check: Option<(usize, watch::Receiver<Option<elect::Client>>)>,
-    /// The lease deadline the VIP's lifetime was last refreshed for.
+    /// The VIP gate when fencing; None means plain VRRP.
+    gate: Option<GateDriver>,
+    /// What the gate allows: None nothing, Some(None) unfenced, Some(Some(t)) until t.
+    hold: Option<Option<Instant>>,
+    /// δ: how late after the hold deadline the kernel may stop answering.
+    stop_latency: Duration,
+    /// Indices of the gate's built-in checks in the router's config.
+    quorum_index: Option<usize>,
+    defer_index: Option<usize>,
+    /// The hold deadline the VIP's lifetime was last refreshed for.
     refreshed_for: Option<Instant>,
     /// Rate-limited log of discarded adverts.
     discard_log: DiscardLog,
@@ -188,6 +239,9 @@ impl VrrpRunner {
             }
         };
         let instance = router.config().name.clone();
+        let checks = router.config().tracked.len();
+        let quorum_index = check_index(&router, QUORUM_CHECK);
+        let defer_index = check_index(&router, DEFER_CHECK);
         Ok(VrrpRunner {
             node: node.name.clone(),
             node_address: node.address,
@@ -207,15 +261,17 @@ impl VrrpRunner {
             hub,
             fencing: format!("{:?}", cluster.fencing()).to_lowercase(),
             track: cluster.vip.track.clone(),
-            checks_up: vec![true; cluster.vip.track.len()],
+            checks_up: vec![true; checks],
             holds_vip: false,
             link_up: link.up,
             last_transition: status::unix_now(),
             ip_errors: 0,
             want_vip: false,
-            fence: None,
-            grant: crate::fence::Grant::Unfenced,
-            quorum_check: None,
+            gate: None,
+            hold: None,
+            stop_latency: cluster.vip.gate.stop_latency.get(),
+            quorum_index,
+            defer_index,
             refreshed_for: None,
             discard_log: DiscardLog::new(),
             auth_watch: None,
@@ -289,57 +345,109 @@ impl VrrpRunner {
                 *slot = up;
             }
             self.router.set_check(Instant::now(), index, up);
-            self.apply_actions().await;
+            self.settle().await;
             self.sync_vip().await;
         }
     }
 
-    /// Fence the VIP by etcd quorum: add the `etcd-quorum` check (weight 0: FAULT while the
-    /// quorum is out of reach) and hold the VIP only while the VIP election grants it.
-    pub(super) fn set_fence(
-        &mut self,
-        fence: crate::fence::Fence,
-        client: watch::Receiver<Option<elect::Client>>,
-    ) {
-        let mut rc = self.router.config().clone();
-        rc.tracked.push(TrackedCheck {
-            name: "etcd-quorum".into(),
-            weight: 0,
-        });
-        match Router::new(rc) {
-            Ok(router) => self.router = router,
-            Err(e) => {
-                error!(node = %self.node, "cannot add the etcd-quorum check, VIP not fenced: {e}");
+    /// Fence the VIP with the gate: hold it only while the gate allows, and let the gate's
+    /// quorum and deferral drive the built-in checks that `router_config` added.
+    pub(super) fn set_gate(&mut self, gate: GateDriver) {
+        if self.quorum_index.is_none() || self.defer_index.is_none() {
+            // router_config adds both whenever fencing is quorum, which is when a gate exists.
+            error!(node = %self.node, "the router has no {QUORUM_CHECK}/{DEFER_CHECK} checks; the gate cannot defer or fault");
+        }
+        self.gate = Some(gate);
+    }
+
+    /// Carry out the gate's VIP actions; true if there were any.
+    async fn apply_gate(&mut self) -> bool {
+        let mut any = false;
+        while let Some(action) = self.gate.as_mut().and_then(|g| g.next_action()) {
+            any = true;
+            let now = self.now();
+            match action {
+                VipAction::Hold(until) => {
+                    self.hold = Some(until);
+                    self.sync_vip().await;
+                }
+                VipAction::Release => {
+                    if self.holds_vip {
+                        let late = self
+                            .hold
+                            .flatten()
+                            .map(|u| now.saturating_duration_since(u));
+                        info!(node = %self.node, want = self.want_vip, ?late, "the gate releases the VIP");
+                    }
+                    self.hold = None;
+                    self.sync_vip().await;
+                }
+                VipAction::Defer(defer) => {
+                    if let Some(index) = self.defer_index {
+                        info!(node = %self.node, check = DEFER_CHECK, up = !defer,
+                            "tracked check changed (another node holds the VIP's key: {defer})");
+                        self.set_builtin_check(now, index, !defer);
+                    }
+                }
+                VipAction::Quorum(up) => {
+                    if let Some(index) = self.quorum_index {
+                        info!(node = %self.node, check = QUORUM_CHECK, up, "tracked check changed");
+                        self.set_builtin_check(now, index, up);
+                    }
+                }
+            }
+        }
+        any
+    }
+
+    fn set_builtin_check(&mut self, now: Instant, index: usize, up: bool) {
+        if let Some(slot) = self.checks_up.get_mut(index) {
+            *slot = up;
+        }
+        self.router.set_check(now, index, up);
+    }
+
+    /// Run the router's and the gate's actions until neither has any left (one feeds the
+    /// other: a deferral can make the router backup, which makes the gate release).
+    async fn settle(&mut self) {
+        for _ in 0..16 {
+            let router = self.apply_actions().await;
+            let gate = self.apply_gate().await;
+            if !router && !gate {
                 return;
             }
         }
-        self.quorum_check = Some((self.router.config().tracked.len() - 1, client));
-        self.checks_up.push(true);
-        self.grant = *fence.grant.borrow();
-        self.fence = Some(fence);
     }
 
-    /// Make the interface agree with "VRRP master, and the fence (if any) allows it".
+    /// Make the interface agree with "VRRP master, and the gate (if any) allows it".
     ///
-    /// While fenced, the VIP carries a 1 s valid lifetime refreshed at every lease renewal
-    /// (every TTL/3): if this process freezes or dies, the kernel drops the VIP within about
-    /// 1.25 s of the last renewal, before the deadline (TTL − margin) and well before the
-    /// server can expire the lease (TTL) and let another node add it.
+    /// While fenced, the VIP carries a valid lifetime refreshed at every renewal the gate
+    /// confirms (every `vip.gate.renewInterval`), chosen so the kernel removes it no later
+    /// than the hold deadline plus `stopLatency` even if this process freezes or dies: that
+    /// is the stop the takeover wait of the other nodes counts on (docs/elections.md).
     async fn sync_vip(&mut self) {
         let now = Instant::now();
-        let allowed = self.fence.is_none() || self.grant.allows(now);
-        let desired = self.want_vip && allowed;
-        let vips = self.router.config().virtual_addresses.clone();
-        let (lifetime, renewed) = match self.grant {
-            crate::fence::Grant::Until(d) if self.fence.is_some() => {
-                (Some(1), self.refreshed_for != Some(d))
-            }
-            _ => (None, false),
+        let allowed = match &self.gate {
+            None => Some(None),
+            Some(_) => self.hold,
         };
+        // Fenced: the lifetime that ends by the deadline; a deadline too close for one whole
+        // second of lifetime is not taken (the gate releases at the deadline anyway).
+        let lifetime = match allowed {
+            Some(Some(until)) => lifetime_for(until, now, self.stop_latency).map(Some),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let desired = self.want_vip && allowed.is_some();
+        let vips = self.router.config().virtual_addresses.clone();
+        let deadline = allowed.flatten();
+        let renewed = deadline.is_some() && self.refreshed_for != deadline;
         if desired && (!self.holds_vip || renewed) {
-            if let crate::fence::Grant::Until(d) = self.grant {
-                self.refreshed_for = Some(d);
-            }
+            let Some(lifetime) = lifetime else {
+                // Keep what the kernel has; its lifetime from the last refresh still ends in time.
+                return;
+            };
+            self.refreshed_for = deadline;
             let refresh = self.holds_vip;
             for addr in &vips {
                 let result = match lifetime {
@@ -357,7 +465,7 @@ impl VrrpRunner {
                 match result {
                     Ok(()) if refresh => {}
                     Ok(()) => {
-                        info!(node = %self.node, vip = %addr, interface = %self.interface, fence = ?self.grant, "VIP added")
+                        info!(node = %self.node, vip = %addr, interface = %self.interface, fenced = deadline.is_some(), "VIP added")
                     }
                     Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
                 }
@@ -383,12 +491,13 @@ impl VrrpRunner {
                     .await
                 {
                     Ok(()) => {
-                        info!(node = %self.node, vip = %addr, want = self.want_vip, fence = ?self.grant, "VIP removed")
+                        info!(node = %self.node, vip = %addr, want = self.want_vip, gate = ?self.hold, "VIP removed")
                     }
                     Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
                 }
             }
             self.holds_vip = false;
+            self.refreshed_for = None;
             if let Some(h) = self.handover.as_mut() {
                 h.after_release(now).await;
             }
@@ -425,14 +534,6 @@ impl VrrpRunner {
                 move |up| Event::Check { index, up },
             );
         }
-        if let (Some((index, client)), Some(fence)) = (self.quorum_check.clone(), &self.fence) {
-            crate::fence::spawn_quorum_probe(
-                client,
-                fence.status.clone(),
-                events_tx.clone(),
-                move |up| Event::Check { index, up },
-            );
-        }
         if let Some(path) = self.auth_watch.clone() {
             vrrp_auth::spawn_auth_watch(
                 path,
@@ -442,14 +543,16 @@ impl VrrpRunner {
                 Event::AuthHmac,
             );
         }
-        let mut grant_rx = self.fence.as_ref().map(|f| f.grant.clone());
         let mut maintenance_rx = self.handover.as_mut().and_then(|h| h.commands.take());
         let now = self.now();
         if !self.link_up {
             self.router.set_interface_up(now, false);
         }
+        // The gate's first word (deferral while it does not know the key yet) before the
+        // router's first advert.
+        self.apply_gate().await;
         self.router.start(now);
-        self.apply_actions().await;
+        self.settle().await;
         loop {
             self.publish();
             let deadline = self.router.poll_timeout();
@@ -459,25 +562,9 @@ impl VrrpRunner {
                     None => std::future::pending().await,
                 }
             };
-            // While we hold a fenced VIP, its lease deadline is a timer of its own.
-            let fence_deadline = match (self.holds_vip, self.grant) {
-                (true, crate::fence::Grant::Until(d)) => Some(d),
-                _ => None,
-            };
-            let fence_expiry = async {
-                match fence_deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let grant_changed = async {
-                match grant_rx.as_mut() {
-                    Some(rx) => {
-                        if rx.changed().await.is_err() {
-                            std::future::pending::<()>().await;
-                        }
-                        *rx.borrow_and_update()
-                    }
+            let gate_wake = async {
+                match self.gate.as_mut() {
+                    Some(g) => g.wait().await,
                     None => std::future::pending().await,
                 }
             };
@@ -494,46 +581,63 @@ impl VrrpRunner {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                Some(command) = maintenance_command => {
+            let wake = tokio::select! {
+                Some(command) = maintenance_command => Wake::Maintenance(command),
+                _ = handover_timer => Wake::HandoverTimer,
+                w = gate_wake => Wake::Gate(w),
+                packet = self.socket.recv() => Wake::Packet(packet),
+                _ = sleep => Wake::RouterTimer,
+                Some(event) = events.recv() => Wake::Event(event),
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            // The gate sees the clock first: after a freeze it defers (and drops a lapsed
+            // hold) before the router acts on its own late timer, so a thawed master does
+            // not knock the new holder off with a stale advert.
+            let now = self.now();
+            if let Some(g) = self.gate.as_mut() {
+                g.tick(now);
+            }
+            self.apply_gate().await;
+            match wake {
+                Wake::Maintenance(command) => {
                     if let Some(h) = self.handover.as_mut() {
                         h.on_command(Instant::now(), &self.router, command);
                     }
                 }
-                _ = handover_timer => {
+                Wake::HandoverTimer => {
                     if let Some(h) = self.handover.as_mut() {
                         h.core.handle_timeout(Instant::now());
                     }
                 }
-                grant = grant_changed => self.grant = grant,
-                _ = fence_expiry => warn!(node = %self.node, "VIP lease deadline passed without renewal; dropping the VIP"),
-                packet = self.socket.recv() => {
-                    match packet {
-                        Ok(d) => {
-                            self.on_datagram(&d);
-                            // Whatever else queued meanwhile, before the next status update.
-                            for _ in 0..256 {
-                                let Some(d) = self.socket.try_recv() else { break };
-                                self.on_datagram(&d);
-                            }
-                            if let Some(h) = self.handover.as_mut() {
-                                h.after_packet(Instant::now(), &self.router);
-                            }
-                        }
-                        Err(e) => {
-                            error!(node = %self.node, interface = %self.interface, "{e}");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
+                Wake::Gate(w) => {
+                    if let Some(g) = self.gate.as_mut() {
+                        g.handle(Instant::now(), w);
                     }
                 }
-                _ = sleep => {
+                Wake::Packet(Ok(d)) => {
+                    self.on_datagram(&d);
+                    // Whatever else queued meanwhile, before the next status update.
+                    for _ in 0..256 {
+                        let Some(d) = self.socket.try_recv() else {
+                            break;
+                        };
+                        self.on_datagram(&d);
+                    }
+                    if let Some(h) = self.handover.as_mut() {
+                        h.after_packet(Instant::now(), &self.router);
+                    }
+                }
+                Wake::Packet(Err(e)) => {
+                    error!(node = %self.node, interface = %self.interface, "{e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Wake::RouterTimer => {
                     let now = self.now();
                     self.router.handle_timeout(now);
                 }
-                Some(event) = events.recv() => self.on_event(event),
-                _ = stop.wait_for(|s| *s) => break,
+                Wake::Event(event) => self.on_event(event),
             }
-            self.apply_actions().await;
+            self.settle().await;
             self.sync_vip().await;
             self.discard_log.flush(&self.node, Instant::now());
             self.run_handover().await;
@@ -546,13 +650,12 @@ impl VrrpRunner {
         // Skew_Time instead of Master_Down_Interval, and the VIP leaves with us.
         let now = self.now();
         self.router.shutdown(now);
-        self.apply_actions().await;
+        self.settle().await;
         self.want_vip = false;
         self.sync_vip().await;
-        if let Some(fence) = self.fence.take() {
-            // Resign the VIP election so the next master need not wait for the lease to expire.
-            fence.stop(Duration::from_secs(5)).await;
-        }
+        // Hand the key back (the VIP is already gone) so the next master need not wait out
+        // our hold.
+        self.release_gate(Duration::from_secs(2)).await;
         if self.holds_vip {
             let vip = self.router.config().virtual_addresses.clone();
             for addr in vip {
@@ -567,6 +670,31 @@ impl VrrpRunner {
         // The STOP notification must not be lost to our exit: wait for it, within reason.
         self.notifier.finish(Duration::from_secs(5)).await;
         Ok(())
+    }
+
+    /// After `want(false)`: run the gate until it has deleted our key, at most `limit`.
+    async fn release_gate(&mut self, limit: Duration) {
+        let Some(g) = self.gate.as_mut() else {
+            return;
+        };
+        g.want(Instant::now(), false);
+        let end = tokio::time::Instant::now() + limit;
+        loop {
+            self.apply_gate().await;
+            let Some(g) = self.gate.as_mut() else {
+                return;
+            };
+            if g.is_released() {
+                return;
+            }
+            match tokio::time::timeout_at(end, g.wait()).await {
+                Ok(w) => g.handle(Instant::now(), w),
+                Err(_) => {
+                    warn!(node = %self.node, "the VIP's key was not handed back within {limit:?}; the next holder waits out our hold");
+                    return;
+                }
+            }
+        }
     }
 
     fn on_datagram(&mut self, datagram: &crate::vrrp_io::Datagram) {
@@ -648,8 +776,11 @@ impl VrrpRunner {
         }
     }
 
-    async fn apply_actions(&mut self) {
+    /// Carry out the router's actions; true if there were any.
+    async fn apply_actions(&mut self) -> bool {
+        let mut any = false;
         while let Some(action) = self.router.poll_action() {
+            any = true;
             match action {
                 Action::Send { dst, payload } => {
                     if let Err(e) = self.socket.send(dst, &payload).await {
@@ -659,15 +790,15 @@ impl VrrpRunner {
                 }
                 Action::AddVips(_) => {
                     self.want_vip = true;
-                    if let Some(f) = &self.fence {
-                        let _ = f.want.send(true);
+                    if let Some(g) = self.gate.as_mut() {
+                        g.want(Instant::now(), true);
                     }
                     self.sync_vip().await;
                 }
                 Action::RemoveVips(_) => {
                     self.want_vip = false;
-                    if let Some(f) = &self.fence {
-                        let _ = f.want.send(false);
+                    if let Some(g) = self.gate.as_mut() {
+                        g.want(Instant::now(), false);
                     }
                     self.sync_vip().await;
                 }
@@ -686,9 +817,13 @@ impl VrrpRunner {
                 }
             }
         }
+        any
     }
 
     fn publish(&self) {
+        if let Some(g) = &self.gate {
+            g.publish(Instant::now());
+        }
         let status = router_status(
             &self.router,
             DriverFacts {
