@@ -390,8 +390,7 @@ pub struct VipGate {
     #[serde(default = "default_gate_renew")]
     pub renew_interval: Dur,
     /// H: how long after sending a renewal that succeeded the holder may answer for the
-    /// VIP. Default 1500ms (the VIP's kernel lifetime, counted in whole seconds, is the
-    /// stop: it needs a hold of at least 1.2 s plus a round trip).
+    /// VIP. Default 600ms.
     #[serde(default = "default_gate_hold")]
     pub hold: Dur,
     /// ρ: bound on how much faster one node's monotonic clock runs than another's (0.01 =
@@ -408,7 +407,7 @@ fn default_gate_renew() -> Dur {
     Dur::from_millis(100)
 }
 fn default_gate_hold() -> Dur {
-    Dur::from_millis(1500)
+    Dur::from_millis(600)
 }
 fn default_gate_rate() -> f64 {
     0.01

@@ -280,10 +280,10 @@ fn an_empty_or_spaced_image_is_named_by_its_key() {
 }
 
 #[test]
-fn the_vip_gate_defaults_give_a_1500ms_hold_renewed_every_100ms() {
+fn the_vip_gate_defaults_give_a_600ms_hold_renewed_every_100ms() {
     let c = load(GOOD).unwrap();
     assert_eq!(c.vip.gate.renew_interval.to_string(), "100ms");
-    assert_eq!(c.vip.gate.hold.to_string(), "1500ms");
+    assert_eq!(c.vip.gate.hold.to_string(), "600ms");
     assert_eq!(c.vip.gate.clock_rate_bound, 0.01);
     assert_eq!(c.vip.gate.stop_latency.to_string(), "50ms");
     let g = c.vip.gate.gate_config("m1", c.vip.preempt);

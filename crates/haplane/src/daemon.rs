@@ -68,11 +68,14 @@ pub enum DaemonError {
         node: String,
         source: gate::ConfigError,
     },
-    /// The hold is too short for the kernel stop this node has.
+    /// The VIP's kernel fence (nftables) could not be installed: fencing fails closed.
     #[error(
-        "vip.gate.hold {hold:?} on node {node} is too short for the VIP's address lifetime (whole seconds, removed up to 1.25 s after a refresh): hold + stopLatency must be at least 1.3s"
+        "cannot install the VIP's kernel fence on node {node} (fencing: quorum needs nf_tables with the arp/ip6 families; or set vip.fencing: none): {source}"
     )]
-    GateStop { node: String, hold: Duration },
+    KernelFence {
+        node: String,
+        source: crate::nft::NftError,
+    },
     /// The status server could not start.
     #[error(transparent)]
     Status(#[from] status::StatusError),
@@ -211,15 +214,14 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     // combination stops the daemon instead of running unfenced.
     let gate = match &etcd_client {
         Some(client) if duties.fence => {
-            // The kernel stop is the VIP's address lifetime: whole seconds, checked up to
-            // 250 ms late, so the hold must leave one second of it plus a round trip.
-            let g = &cluster.vip.gate;
-            if g.hold.get() + g.stop_latency.get() < Duration::from_millis(1300) {
-                return Err(DaemonError::GateStop {
-                    node: node.name.clone(),
-                    hold: g.hold.get(),
-                });
-            }
+            // The kernel stop: closed until the gate first holds; no fencing without it.
+            let fence =
+                crate::nft::KernelFence::install(cluster.vip.address.addr).map_err(|source| {
+                    DaemonError::KernelFence {
+                        node: node.name.clone(),
+                        source,
+                    }
+                })?;
             let marker = cluster.state_dir.join(format!("fence-armed-{}", node.name));
             let gate = crate::fence::GateDriver::new(
                 cluster
@@ -229,7 +231,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
                 client.clone(),
                 crate::fence::gate_key(cluster.vip.vrid),
                 marker,
-                "address_lifetime",
+                "nftables",
             )
             .map_err(|source| DaemonError::Gate {
                 node: node.name.clone(),
@@ -242,7 +244,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
                     standalone: !duties.elections,
                 }),
             );
-            Some(gate)
+            Some((gate, fence))
         }
         _ => None,
     };
@@ -254,7 +256,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
                 &cluster,
                 &node,
                 client.clone(),
-                gate.as_ref().map(|g| g.status()),
+                gate.as_ref().map(|(g, _)| g.status()),
             );
             hub.add_section("elections", Arc::new(e.clone()));
             e
@@ -263,8 +265,8 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     if duties.vrrp {
         let mut runner = VrrpRunner::new(&cluster, &node, netlink, hub.clone()).await?;
         runner.watch_auth_hmac(opts.config.clone());
-        if let Some(g) = gate {
-            runner.set_gate(g);
+        if let Some((g, fence)) = gate {
+            runner.set_gate(g, fence);
         }
         if let Some(h) = handover {
             runner.set_handover(h);

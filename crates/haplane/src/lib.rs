@@ -15,6 +15,7 @@ pub mod fence;
 pub mod garp;
 pub mod maintenance;
 pub mod netlink;
+pub mod nft;
 pub mod status;
 #[allow(unsafe_code)]
 mod sys;

@@ -1,22 +1,29 @@
-//! The VIP fenced by etcd quorum (issue 4): three masters, each with a real etcd member and
-//! haplane. A holder cut off from the other masters (clients still reach everyone) never
-//! shares the VIP, sampled every 10 ms; a crashed holder is replaced within
-//! max(VRRP detection, lease TTL) + a little; a frozen holder loses the VIP by itself.
+//! The VIP fenced by the gate (issue 14; docs/elections.md "The fenced VIP"): three masters,
+//! each with a real etcd member and haplane, and a client host `c` that probes who answers ARP
+//! for the VIP every 10 ms. That is what clients reach, so "never two holders" is checked on
+//! answers; a node can keep the address while its kernel fence drops its ARP.
+//!
+//! Covered: a holder cut off from the other masters never shares the VIP and, healed, preempts
+//! back only once it can hold (preempt true); a crashed or frozen holder is replaced after the
+//! takeover wait; a thawed old holder goes backup under the new one (preempt false); the
+//! holder's own etcd member lost keeps the VIP where it is; SIGTERM hands over at once; with
+//! all of etcd gone nobody answers.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Cfg, Lab};
+use support::{Answers, Cfg, Lab, assert_never_two_answer, longest_silence};
 
 const MASTERS: [&str; 3] = ["m1", "m2", "m3"];
 
-fn fenced_lab() -> Lab {
+fn fenced_lab(preempt: bool) -> Lab {
     let mut cfg = Cfg::new(&[
         ("m1", "192.0.2.11", 150),
         ("m2", "192.0.2.12", 120),
         ("m3", "192.0.2.13", 100),
     ]);
+    cfg.preempt = preempt;
     cfg.extra_vip = "  fencing: quorum\n".into();
     let mut lab = Lab::new(&["m1", "m2", "m3", "c"]);
     lab.start_etcd(&MASTERS);
@@ -34,7 +41,8 @@ fn fenced_lab() -> Lab {
     for m in MASTERS {
         lab.start_haplane(m, &path);
     }
-    lab.wait_holders(&["m1"], Duration::from_secs(15));
+    // With preempt false whoever is master first keeps it; with preempt true it is m1.
+    let first = one_holder(&lab, Duration::from_secs(15));
     // Fencing is armed once each node has reached etcd.
     let deadline = Instant::now() + Duration::from_secs(15);
     while !MASTERS
@@ -48,130 +56,289 @@ fn fenced_lab() -> Lab {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    lab.wait_holders(&["m1"], Duration::from_secs(10));
+    if preempt {
+        lab.wait_holders(&["m1"], Duration::from_secs(10));
+    } else {
+        lab.wait_holders(&[first.as_str()], Duration::from_secs(10));
+    }
     lab
 }
 
-fn assert_never_two(samples: &[(Duration, Vec<String>)], lab: &Lab) {
-    let split: Vec<_> = samples.iter().filter(|(_, h)| h.len() > 1).collect();
+/// Wait until exactly one node has the VIP; its name.
+fn one_holder(lab: &Lab, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        if let [one] = lab.holders().as_slice() {
+            return one.clone();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "no single VIP holder after {limit:?}\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn state(lab: &Lab, m: &str) -> String {
+    lab.status(m)["vrrp"][0]["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn a_holder_partitioned_from_the_other_masters_never_shares_the_vip_and_healed_preempts_back_only_once_it_can_hold()
+ {
+    if support::skip() {
+        return;
+    }
+    let lab = fenced_lab(true);
+    let answers = Answers::new(&lab, "c");
+    answers.wait(&lab, &["m1"], Duration::from_secs(10));
+    assert_eq!(lab.status("m1")["fence"]["leader"], true, "{}", lab.logs());
+    let (healed_at, samples) = answers.sampling(&lab, || {
+        let m1 = lab.host("m1");
+        let rest = [lab.host("m2"), lab.host("m3")];
+        let partition = lab.topo.partition(&[m1], &rest).unwrap();
+        // m2 (next priority) must end up answering; m1 must have let go.
+        answers.wait(&lab, &["m2"], Duration::from_secs(15));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state(&lab, "m1") != "FAULT" {
+            assert!(
+                Instant::now() < deadline,
+                "m1 lost the etcd quorum but never went to FAULT\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let healed_at = Instant::now();
+        partition.heal().unwrap();
+        // m1 preempts back (preempt true) once it can hold: one graceful handover.
+        answers.wait(&lab, &["m1"], Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(500));
+        healed_at
+    });
+    assert_never_two_answer(&samples, &lab);
+    let after: Vec<_> = samples
+        .iter()
+        .filter(|s| s.when >= healed_at)
+        .cloned()
+        .collect();
+    let (at, silence) = longest_silence(&after);
+    eprintln!(
+        "after the heal the VIP went unanswered for at most {:.0} ms (at {:?}; issue 14 target 150 ms)",
+        silence.as_secs_f64() * 1e3,
+        at
+    );
+    // Before the gate: 3.6-5.1 s without a holder after a heal. A graceful handover is one
+    // delete plus one create; allow a loaded 2-core machine its scheduling.
     assert!(
-        split.is_empty(),
-        "{} of {} samples had two VIP holders, first at {:?}: {:?}\n{}",
-        split.len(),
-        samples.len(),
-        split[0].0,
-        split[0].1,
+        silence < Duration::from_millis(1000),
+        "the returning node knocked the holder off before it could hold: {silence:?} unanswered\n{}",
         lab.logs()
     );
 }
 
 #[test]
-fn a_holder_partitioned_from_the_other_masters_never_shares_the_vip() {
+fn a_crashed_holder_is_replaced_after_the_takeover_wait_and_the_time_is_reported() {
     if support::skip() {
         return;
     }
-    let lab = fenced_lab();
-    assert_eq!(lab.status("m1")["fence"]["leader"], true, "{}", lab.logs());
-    let ((), samples) = lab.sampling(|| {
-        let m1 = lab.host("m1");
-        let rest = [lab.host("m2"), lab.host("m3")];
-        let partition = lab.topo.partition(&[m1], &rest).unwrap();
-        // m2 (next priority) must end up holding it; m1 must have let go.
-        lab.wait_holders(&["m2"], Duration::from_secs(15));
-        lab.assert_holders_stay(&["m2"], Duration::from_secs(2));
-        assert_eq!(
-            lab.status("m1")["vrrp"][0]["state"],
-            "FAULT",
-            "m1 lost the etcd quorum"
-        );
-        partition.heal().unwrap();
-        // After healing exactly one node holds it (m1 preempts back once it has quorum again).
-        lab.wait_holders(&["m1"], Duration::from_secs(20));
-        lab.assert_holders_stay(&["m1"], Duration::from_secs(1));
-    });
-    assert_never_two(&samples, &lab);
-}
-
-#[test]
-fn a_crashed_holder_is_replaced_within_lease_ttl_plus_a_little_and_the_time_is_reported() {
-    if support::skip() {
-        return;
-    }
-    let lab = fenced_lab();
-    // Measure the fence, not an etcd raft election: when the crashed holder is also the etcd
-    // leader, the new raft leader renews every lease to a full TTL on promotion, which adds a
-    // raft election plus a TTL (docs/elections.md). Keep etcd's leader elsewhere.
+    let lab = fenced_lab(true);
+    let answers = Answers::new(&lab, "c");
+    answers.wait(&lab, &["m1"], Duration::from_secs(10));
+    // Measure the gate, not an etcd raft election (docs/elections.md): keep etcd's leader
+    // off the node that crashes.
     lab.move_etcd_leader_off("m1", &MASTERS);
-    let (took, samples) = lab.sampling(|| {
+    let (took, samples) = answers.sampling(&lab, || {
         // The holder crashes: every process on it dies and its link goes down.
         let start = Instant::now();
         lab.host("m1").link_down().unwrap();
         for d in lab.daemons.iter().filter(|d| d.name.ends_with("on m1")) {
             let _ = d.handle.kill();
         }
-        lab.wait_holders(&["m2"], Duration::from_secs(15));
+        answers.wait(&lab, &["m2"], Duration::from_secs(15));
         start.elapsed()
     });
-    assert_never_two(&samples, &lab);
-    // Goal (issue 4): max(VRRP detection = 3 × 100 ms + skew, lease TTL = 2 s) + 0.5 s.
+    assert_never_two_answer(&samples, &lab);
+    // The takeover wait is H·(1+ρ)+δ = 656 ms after m2 last saw the key change (up to R
+    // before the crash); VRRP detection (3 × 100 ms + skew) runs meanwhile.
     eprintln!(
-        "fenced failover after a holder crash: {:.0} ms (goal 2500 ms)",
+        "fenced failover after a holder crash: {:.0} ms (issue 14 target 1000 ms)",
         took.as_secs_f64() * 1e3
     );
     assert!(
-        took < Duration::from_millis(4000),
+        took < Duration::from_millis(2500),
         "fenced failover took {took:?}\n{}",
         lab.logs()
     );
 }
 
 #[test]
-fn a_frozen_holder_loses_the_vip_by_address_lifetime_before_another_node_takes_it() {
+fn a_frozen_holder_stops_answering_by_its_kernel_fence_before_another_node_takes_over() {
     if support::skip() {
         return;
     }
-    let lab = fenced_lab();
+    let lab = fenced_lab(true);
+    let answers = Answers::new(&lab, "c");
+    answers.wait(&lab, &["m1"], Duration::from_secs(10));
     let m1 = lab.haplane("m1");
-    let ((), samples) = lab.sampling(|| {
+    let ((), samples) = answers.sampling(&lab, || {
+        // Its kernel still runs: only the fence's timeout can stop it answering.
         m1.handle.freeze().unwrap();
-        lab.wait_holders(&["m2"], Duration::from_secs(15));
+        answers.wait(&lab, &["m2"], Duration::from_secs(15));
         m1.handle.thaw().unwrap();
-        lab.wait_holders(&["m1"], Duration::from_secs(20));
+        // preempt true: back to m1 once it can hold again.
+        answers.wait(&lab, &["m1"], Duration::from_secs(20));
     });
-    assert_never_two(&samples, &lab);
+    assert_never_two_answer(&samples, &lab);
+    let addressed_twice = samples.iter().filter(|s| s.addressed.len() > 1).count();
+    eprintln!(
+        "frozen holder: {addressed_twice} of {} samples had the address on two nodes, 0 answered twice",
+        samples.len()
+    );
 }
 
 #[test]
-fn sigterm_resigns_so_the_next_master_holds_the_vip_without_waiting_for_the_lease() {
+fn a_thawed_old_holder_goes_backup_under_the_new_one_instead_of_preempting() {
     if support::skip() {
         return;
     }
-    let lab = fenced_lab();
+    let lab = fenced_lab(false);
+    let answers = Answers::new(&lab, "c");
+    let old = one_holder(&lab, Duration::from_secs(5));
+    answers.wait(&lab, &[old.as_str()], Duration::from_secs(10));
+    let frozen = lab.haplane(&old);
+    let (new, samples) = answers.sampling(&lab, || {
+        frozen.handle.freeze().unwrap();
+        let start = Instant::now();
+        let new = loop {
+            match answers.now().as_slice() {
+                [one] if *one != old => break one.clone(),
+                _ => {}
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "nobody took over from the frozen {old}\n{}",
+                lab.logs()
+            );
+        };
+        answers.wait(&lab, &[new.as_str()], Duration::from_secs(5));
+        frozen.handle.thaw().unwrap();
+        // The old holder thaws still VRRP master, maybe at a higher priority than the new
+        // one; RFC 5798 §6.4.3 would have the new master yield to its next advert. The gate
+        // defers first (priority 1..3, below any base priority), so it goes backup.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state(&lab, &old) != "BACKUP" {
+            assert!(
+                Instant::now() < deadline,
+                "the thawed {old} never went backup\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        new
+    });
+    assert_never_two_answer(&samples, &lab);
+    // Knocked off would mean the old holder answering again, or a takeover's silence; one
+    // lost probe reply (a 40 ms sample) is not that.
+    let taken = samples
+        .iter()
+        .position(|s| s.answering == [new.clone()])
+        .unwrap_or(0);
+    let old_again: Vec<_> = samples[taken..]
+        .iter()
+        .filter(|s| s.answering.contains(&old))
+        .map(|s| s.at)
+        .collect();
+    let (at, silence) = longest_silence(&samples[taken..]);
+    assert!(
+        old_again.is_empty() && silence < Duration::from_millis(250),
+        "the new holder {new} was knocked off: {old} answered at {old_again:?}, nobody for {silence:?} at {at:?}\n{}",
+        lab.logs()
+    );
+    assert_eq!(state(&lab, &new), "MASTER");
+    let fence = &lab.status(&old)["fence"];
+    assert_eq!(fence["current_holder"], new.as_str(), "{fence}");
+    assert_eq!(fence["deferring"], true, "{fence}");
+}
+
+#[test]
+fn losing_the_holders_own_etcd_member_keeps_the_vip_where_it_is() {
+    if support::skip() {
+        return;
+    }
+    let lab = fenced_lab(true);
+    let answers = Answers::new(&lab, "c");
+    answers.wait(&lab, &["m1"], Duration::from_secs(10));
+    // The member on m1 stops answering (frozen: no refusal, only silence); its raft leader
+    // is elsewhere so the majority keeps committing (a raft election is etcd's own outage).
+    lab.move_etcd_leader_off("m1", &MASTERS);
+    let etcd_m1 = lab
+        .daemons
+        .iter()
+        .find(|d| d.name == "etcd on m1")
+        .expect("etcd on m1");
+    let ((), samples) = answers.sampling(&lab, || {
+        etcd_m1.handle.freeze().unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        etcd_m1.handle.thaw().unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    // Dropped would mean a silence of at least the time to re-acquire (or another node
+    // answering); one lost probe reply (a 40 ms sample) is not that.
+    let others: Vec<_> = samples
+        .iter()
+        .filter(|s| s.answering.iter().any(|h| h != "m1"))
+        .collect();
+    let (at, silence) = longest_silence(&samples);
+    assert!(
+        others.is_empty() && silence < Duration::from_millis(250),
+        "the VIP moved or dropped: other answers {:?}, nobody for {silence:?} at {at:?}\n{}",
+        others.first().map(|s| (s.at, &s.answering)),
+        lab.logs()
+    );
+    assert_eq!(lab.status("m1")["fence"]["leader"], true);
+}
+
+#[test]
+fn sigterm_releases_the_key_so_the_next_master_answers_without_waiting_out_the_hold() {
+    if support::skip() {
+        return;
+    }
+    let lab = fenced_lab(true);
+    let answers = Answers::new(&lab, "c");
+    answers.wait(&lab, &["m1"], Duration::from_secs(10));
     let m1 = lab.haplane("m1");
-    let (took, samples) = lab.sampling(|| {
+    let (took, samples) = answers.sampling(&lab, || {
         let start = Instant::now();
         m1.handle.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
-        lab.wait_holders(&["m2"], Duration::from_secs(10));
+        answers.wait(&lab, &["m2"], Duration::from_secs(10));
         start.elapsed()
     });
-    assert_never_two(&samples, &lab);
+    assert_never_two_answer(&samples, &lab);
     eprintln!(
-        "fenced graceful handover: {:.0} ms",
+        "fenced graceful handover: {:.0} ms (issue 14 target 150 ms)",
         took.as_secs_f64() * 1e3
     );
+    // The takeover wait would be 656 ms; a released key is taken at once.
     assert!(
-        took < Duration::from_secs(2),
-        "handover waited for the lease: {took:?}\n{}",
+        took < Duration::from_millis(600),
+        "handover waited out the hold: {took:?}\n{}",
         lab.logs()
     );
 }
 
 #[test]
-fn with_the_whole_etcd_cluster_unreachable_no_node_holds_the_vip_or_leads() {
+fn with_the_whole_etcd_cluster_unreachable_no_node_answers_for_the_vip_or_holds_the_key() {
     if support::skip() {
         return;
     }
-    let lab = fenced_lab();
+    let lab = fenced_lab(true);
+    let answers = Answers::new(&lab, "c");
+    answers.wait(&lab, &["m1"], Duration::from_secs(10));
     let etcds: Vec<&support::Daemon> = lab
         .daemons
         .iter()
@@ -180,13 +347,10 @@ fn with_the_whole_etcd_cluster_unreachable_no_node_holds_the_vip_or_leads() {
     for e in &etcds {
         e.handle.freeze().unwrap();
     }
-    // Safe state: the holder lets go at its lease deadline; every node goes to FAULT.
-    lab.wait_holders(&[], Duration::from_secs(5));
+    // Safe state: the holder lets go at its deadline; every node goes to FAULT.
+    answers.wait(&lab, &[], Duration::from_secs(5));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !MASTERS
-        .iter()
-        .all(|m| lab.status(m)["vrrp"][0]["state"] == "FAULT")
-    {
+    while !MASTERS.iter().all(|m| state(&lab, m) == "FAULT") {
         assert!(
             Instant::now() < deadline,
             "not every node went to FAULT\n{}",
@@ -199,10 +363,13 @@ fn with_the_whole_etcd_cluster_unreachable_no_node_holds_the_vip_or_leads() {
         assert_eq!(s["fence"]["leader"], false, "{m}: {s}");
         assert_eq!(s["fence"]["etcd_quorum"], false, "{m}: {s}");
     }
-    lab.assert_holders_stay(&[], Duration::from_secs(1));
-    // When etcd comes back, exactly one node holds the VIP again.
+    let stay = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < stay {
+        assert_eq!(answers.now(), Vec::<String>::new(), "{}", lab.logs());
+    }
+    // When etcd comes back, exactly one node answers again.
     for e in &etcds {
         e.handle.thaw().unwrap();
     }
-    lab.wait_holders(&["m1"], Duration::from_secs(20));
+    answers.wait(&lab, &["m1"], Duration::from_secs(20));
 }

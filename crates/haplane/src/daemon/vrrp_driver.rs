@@ -27,9 +27,23 @@ use crate::vrrp_io::VrrpSocket;
 
 /// The built-in check that puts the router in FAULT while the etcd quorum is out of reach.
 pub const QUORUM_CHECK: &str = "etcd-quorum";
-/// The built-in check that lowers the router's priority to 1 while another node holds the
-/// VIP's key (the gate defers), so VRRP keeps the holder master instead of this node.
+/// The built-in check that lowers the router's priority while another node holds the VIP's
+/// key (the gate defers), so VRRP keeps the holder master instead of this node.
 pub const DEFER_CHECK: &str = "gate-defer";
+
+/// The gate-defer check's weight for `node`: deferring, the VRRP nodes keep their order
+/// (by priority, then address, as RFC 5798 §6.4.3 breaks ties) at priorities 1, 2, 3, …, so
+/// they all stay below a holder's base priority, and when the holder is gone the best of
+/// them still wins the VRRP election as it would have without the gate.
+pub fn defer_weight(cluster: &Cluster, node: &Node) -> i16 {
+    let rank = cluster
+        .vrrp_nodes()
+        .filter(|n| (n.priority, n.address) < (node.priority, node.address))
+        .count();
+    let target = 1 + i16::try_from(rank).unwrap_or(i16::MAX - 1);
+    // Never 0 (that would mean FAULT) and never positive.
+    (target - i16::from(node.priority)).min(-1)
+}
 
 /// The VRRP router settings for `node`, from the cluster file. With `fencing: quorum` the
 /// gate's two checks are part of it from the start ([`QUORUM_CHECK`], [`DEFER_CHECK`]),
@@ -74,23 +88,19 @@ pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
         });
         rc.tracked.push(TrackedCheck {
             name: DEFER_CHECK.into(),
-            weight: -253,
+            weight: defer_weight(cluster, node),
         });
     }
     rc
 }
 
-/// How long the kernel keeps a VIP added with `secs` of valid lifetime: the kernel counts
-/// lifetimes in whole seconds and checks them with up to this much delay (measured 1–1.25 s
-/// for 1 s).
-const LIFETIME_SLACK: Duration = Duration::from_millis(250);
+/// The VIP's address lifetime while fenced, beyond the hold: not the stop (the kernel fence
+/// is), only so a crashed holder's address does not stay on its interface for good.
+const ADDRESS_BACKSTOP: Duration = Duration::from_secs(1);
 
-/// The address lifetime (whole seconds) that makes the kernel remove the VIP no later than
-/// `until + stop_latency`; None when even one second would outlast it.
-fn lifetime_for(until: Instant, now: Instant, stop_latency: Duration) -> Option<u32> {
-    let left = (until.saturating_duration_since(now) + stop_latency).saturating_sub(LIFETIME_SLACK);
-    let secs = u32::try_from(left.as_secs()).unwrap_or(u32::MAX);
-    (secs >= 1).then_some(secs)
+fn backstop_secs(until: Instant, now: Instant) -> u32 {
+    let left = until.saturating_duration_since(now) + ADDRESS_BACKSTOP;
+    u32::try_from(left.as_secs() + 1).unwrap_or(u32::MAX)
 }
 
 fn check_index(router: &Router, name: &str) -> Option<usize> {
@@ -165,8 +175,8 @@ pub(super) struct VrrpRunner {
     gate: Option<GateDriver>,
     /// What the gate allows: None nothing, Some(None) unfenced, Some(Some(t)) until t.
     hold: Option<Option<Instant>>,
-    /// δ: how late after the hold deadline the kernel may stop answering.
-    stop_latency: Duration,
+    /// The kernel stop (nftables), with the gate.
+    kernel_fence: Option<crate::nft::KernelFence>,
     /// Indices of the gate's built-in checks in the router's config.
     quorum_index: Option<usize>,
     defer_index: Option<usize>,
@@ -269,7 +279,7 @@ impl VrrpRunner {
             want_vip: false,
             gate: None,
             hold: None,
-            stop_latency: cluster.vip.gate.stop_latency.get(),
+            kernel_fence: None,
             quorum_index,
             defer_index,
             refreshed_for: None,
@@ -352,12 +362,13 @@ impl VrrpRunner {
 
     /// Fence the VIP with the gate: hold it only while the gate allows, and let the gate's
     /// quorum and deferral drive the built-in checks that `router_config` added.
-    pub(super) fn set_gate(&mut self, gate: GateDriver) {
+    pub(super) fn set_gate(&mut self, gate: GateDriver, fence: crate::nft::KernelFence) {
         if self.quorum_index.is_none() || self.defer_index.is_none() {
             // router_config adds both whenever fencing is quorum, which is when a gate exists.
             error!(node = %self.node, "the router has no {QUORUM_CHECK}/{DEFER_CHECK} checks; the gate cannot defer or fault");
         }
         self.gate = Some(gate);
+        self.kernel_fence = Some(fence);
     }
 
     /// Carry out the gate's VIP actions; true if there were any.
@@ -421,39 +432,47 @@ impl VrrpRunner {
 
     /// Make the interface agree with "VRRP master, and the gate (if any) allows it".
     ///
-    /// While fenced, the VIP carries a valid lifetime refreshed at every renewal the gate
-    /// confirms (every `vip.gate.renewInterval`), chosen so the kernel removes it no later
-    /// than the hold deadline plus `stopLatency` even if this process freezes or dies: that
-    /// is the stop the takeover wait of the other nodes counts on (docs/elections.md).
+    /// While fenced, the kernel fence (crate::nft) is opened until the hold deadline at every
+    /// renewal the gate confirms, *before* the address is added or refreshed, and closed
+    /// before it is removed: the kernel stops answering for the VIP at the deadline even if
+    /// this process freezes or dies, which is what the other nodes' takeover wait counts on
+    /// (docs/elections.md).
     async fn sync_vip(&mut self) {
         let now = Instant::now();
         let allowed = match &self.gate {
             None => Some(None),
             Some(_) => self.hold,
         };
-        // Fenced: the lifetime that ends by the deadline; a deadline too close for one whole
-        // second of lifetime is not taken (the gate releases at the deadline anyway).
-        let lifetime = match allowed {
-            Some(Some(until)) => lifetime_for(until, now, self.stop_latency).map(Some),
-            Some(None) => Some(None),
-            None => None,
-        };
         let desired = self.want_vip && allowed.is_some();
         let vips = self.router.config().virtual_addresses.clone();
         let deadline = allowed.flatten();
         let renewed = deadline.is_some() && self.refreshed_for != deadline;
         if desired && (!self.holds_vip || renewed) {
-            let Some(lifetime) = lifetime else {
-                // Keep what the kernel has; its lifetime from the last refresh still ends in time.
-                return;
-            };
+            if let Some(fence) = self.kernel_fence.as_mut() {
+                if let Some(until) = deadline
+                    && until <= now
+                {
+                    return;
+                }
+                if let Err(e) = fence.open(deadline.map(|u| u - now)) {
+                    // Fail closed: without the fence's element the VIP is not answered for,
+                    // so do not add it either; an earlier element still times out by itself.
+                    error!(node = %self.node, "cannot open the VIP's kernel fence: {e}");
+                    return;
+                }
+            }
             self.refreshed_for = deadline;
             let refresh = self.holds_vip;
             for addr in &vips {
-                let result = match lifetime {
-                    Some(secs) => {
+                let result = match deadline {
+                    Some(until) => {
                         self.netlink
-                            .add_address_for(self.ifindex, *addr, self.prefix, secs)
+                            .add_address_for(
+                                self.ifindex,
+                                *addr,
+                                self.prefix,
+                                backstop_secs(until, now),
+                            )
                             .await
                     }
                     None => {
@@ -481,6 +500,12 @@ impl VrrpRunner {
             }
         } else if !desired && self.holds_vip {
             self.garp.stop();
+            if let Some(fence) = self.kernel_fence.as_mut()
+                && let Err(e) = fence.close()
+            {
+                // Its element still times out at the deadline by itself.
+                error!(node = %self.node, "cannot close the VIP's kernel fence: {e}");
+            }
             if let Some(h) = self.handover.as_mut() {
                 h.before_release(now).await;
             }
@@ -665,6 +690,11 @@ impl VrrpRunner {
                     .await;
             }
             self.holds_vip = false;
+        }
+        if let Some(mut fence) = self.kernel_fence.take()
+            && let Err(e) = fence.remove()
+        {
+            warn!(node = %self.node, "cannot remove the VIP's kernel fence ({}): {e}", fence.describe());
         }
         self.publish();
         // The STOP notification must not be lost to our exit: wait for it, within reason.

@@ -50,6 +50,9 @@ pub struct Lab {
     pub topo: Topology,
     pub dir: tempfile::TempDir,
     pub daemons: Vec<Daemon>,
+    /// etcd's data, on tmpfs when there is one (as in `haplane lab`): a shared machine's slow
+    /// fsyncs would otherwise stall etcd for seconds and the tests would measure the disk.
+    pub etcd_dir: Option<tempfile::TempDir>,
 }
 
 impl Lab {
@@ -63,6 +66,7 @@ impl Lab {
             topo,
             dir: tempfile::tempdir().expect("tempdir"),
             daemons: Vec::new(),
+            etcd_dir: None,
         }
     }
 
@@ -160,6 +164,7 @@ impl Lab {
             topo: builder.build().expect("build topology"),
             dir: tempfile::tempdir().expect("tempdir"),
             daemons: Vec::new(),
+            etcd_dir: None,
         }
     }
 
@@ -204,7 +209,13 @@ impl Lab {
         let mut out = String::new();
         for d in &self.daemons {
             let text = d.log_text();
-            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            // Debug lines (every etcd request) would crowd out what explains a failure.
+            let tail: Vec<&str> = text
+                .lines()
+                .rev()
+                .filter(|l| !l.contains("DEBUG"))
+                .take(60)
+                .collect();
             out.push_str(&format!("----- {} (last lines) -----\n", d.name));
             for line in tail.into_iter().rev() {
                 out.push_str(line);
@@ -336,9 +347,16 @@ impl Lab {
             .iter()
             .map(|h| format!("{h}=http://{}:2380", self.host(h).address()))
             .collect();
+        let root = tempfile::Builder::new()
+            .prefix("haplane-test-etcd")
+            .tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .expect("etcd data dir");
+        let data_root = root.path().to_path_buf();
+        self.etcd_dir = Some(root);
         for h in hosts {
             let addr = self.host(h).address();
-            let data = self.dir.path().join(format!("etcd-{h}"));
+            let data = data_root.join(format!("etcd-{h}"));
             let log = self.dir.path().join(format!("{h}-etcd.log"));
             let mut cmd = self.host(h).command("etcd");
             cmd.args(["--name", h])
@@ -528,4 +546,159 @@ pub fn get(lab: &Lab, host: &str) -> Result<String, String> {
                 .ok_or_else(|| format!("no HTTP response: {out:?}"))
         })
         .unwrap()
+}
+
+/// Who *answers* ARP for the IPv4 VIP, as host `from` on the LAN sees it: with the VIP gate a
+/// node can keep the address while its kernel fence drops its ARP (frozen, crashed, or its
+/// hold lapsed), and clients reach whoever answers.
+pub struct Answers {
+    probe: lab::arp_probe::ArpProbe,
+    macs: Vec<(lab::arp_probe::Mac, String)>,
+}
+
+impl Answers {
+    pub fn new(lab: &Lab, from: &str) -> Answers {
+        let IpAddr::V4(vip) = lab.vip else {
+            panic!("ARP answers need an IPv4 VIP");
+        };
+        let probe = lab::arp_probe::ArpProbe::open(lab.host(from), vip).expect("ARP probe");
+        let macs = lab
+            .topo
+            .hosts()
+            .iter()
+            .filter(|h| h.name() != from)
+            .map(|h| {
+                (
+                    lab::arp_probe::interface_mac(h, h.ifname()).expect("host MAC"),
+                    h.name().to_string(),
+                )
+            })
+            .collect();
+        Answers { probe, macs }
+    }
+
+    /// The hosts that answered one probe (within 30 ms), sorted.
+    pub fn now(&self) -> Vec<String> {
+        let round = self
+            .probe
+            .probe(Duration::from_millis(30))
+            .expect("ARP probe");
+        let mut hosts: Vec<String> = round
+            .answers
+            .iter()
+            .map(|m| {
+                self.macs
+                    .iter()
+                    .find(|(mac, _)| mac == m)
+                    .map_or_else(|| format!("unknown {m}"), |(_, h)| h.clone())
+            })
+            .collect();
+        hosts.sort();
+        hosts
+    }
+
+    /// Wait until exactly `want` answer (two probes in a row, so one lost reply does not
+    /// count); the time it took, or a panic with every log.
+    pub fn wait(&self, lab: &Lab, want: &[&str], limit: Duration) -> Duration {
+        let start = Instant::now();
+        let mut streak = 0;
+        loop {
+            let now = self.now();
+            if now == want {
+                streak += 1;
+                if streak == 2 {
+                    return start.elapsed();
+                }
+            } else {
+                streak = 0;
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "after {limit:?} the hosts answering for the VIP are {now:?}, expected {want:?}\n{}",
+                    lab.logs()
+                );
+            }
+        }
+    }
+
+    /// Run `f` while a thread probes every 10 ms; returns f's result and the samples (time
+    /// since start, hosts that answered, hosts that had the address).
+    pub fn sampling<T>(&self, lab: &Lab, f: impl FnOnce() -> T) -> (T, Vec<Sample>) {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                let start = Instant::now();
+                let mut samples = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let at = start.elapsed();
+                    let answering = self.now();
+                    samples.push(Sample {
+                        when: start + at,
+                        at,
+                        answering,
+                        addressed: lab.holders(),
+                    });
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                samples
+            });
+            let guard = StopOnDrop(&stop);
+            let out = f();
+            drop(guard);
+            (out, sampler.join().unwrap())
+        })
+    }
+}
+
+/// One sample of [`Answers::sampling`].
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub at: Duration,
+    pub when: Instant,
+    pub answering: Vec<String>,
+    pub addressed: Vec<String>,
+}
+
+/// No sample saw two hosts answer ARP for the VIP (what clients see).
+pub fn assert_never_two_answer(samples: &[Sample], lab: &Lab) {
+    let split: Vec<_> = samples.iter().filter(|s| s.answering.len() > 1).collect();
+    assert!(
+        split.is_empty(),
+        "{} of {} samples had two hosts answering for the VIP, first at {:?}: {:?}\n{}",
+        split.len(),
+        samples.len(),
+        split[0].at,
+        split[0].answering,
+        lab.logs()
+    );
+}
+
+/// The longest run of samples in which nobody answered, as (start, length).
+pub fn longest_silence(samples: &[Sample]) -> (Duration, Duration) {
+    let mut best = (Duration::ZERO, Duration::ZERO);
+    let mut start: Option<Duration> = None;
+    for s in samples {
+        match (s.answering.is_empty(), start) {
+            (true, None) => start = Some(s.at),
+            (false, Some(t)) => {
+                if s.at - t > best.1 {
+                    best = (t, s.at - t);
+                }
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let (Some(t), Some(last)) = (start, samples.last())
+        && last.at - t > best.1
+    {
+        best = (t, last.at - t);
+    }
+    best
 }
