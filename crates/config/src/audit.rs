@@ -1,5 +1,5 @@
 //! Checks on the files that hold secrets, for `haplane check` and the daemon's start: key
-//! files that cannot be used are errors, secrets that other users can read are warnings.
+//! files that cannot be used are errors, secrets that anyone but their owner (group or others) can read are warnings.
 //! Findings name the file and the key, never the secret.
 
 use std::os::unix::fs::PermissionsExt;
@@ -24,8 +24,9 @@ fn mode(path: &Path) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o7777)
 }
 
+/// Anyone but the owner (root, who runs the daemon) can read it: its group or other users.
 fn others_can_read(mode: u32) -> bool {
-    mode & 0o004 != 0
+    mode & 0o044 != 0
 }
 
 /// Audit every secret of `cluster`, read from `cluster_file`.
@@ -53,7 +54,7 @@ pub fn audit_secret_files(cluster: &Cluster, cluster_file: &Path) -> Vec<Finding
                             Severity::Warning,
                             &at,
                             format!(
-                                "{} holds a VRRP key and is readable by other users (mode {m:04o}); chmod 600 it",
+                                "{} holds a VRRP key and is readable by its group or other users (mode {m:04o}); chmod 600 it",
                                 path.display()
                             ),
                         ));
@@ -71,7 +72,7 @@ pub fn audit_secret_files(cluster: &Cluster, cluster_file: &Path) -> Vec<Finding
                 Severity::Warning,
                 at,
                 format!(
-                    "{} holds this secret inline and is readable by other users (mode {m:04o}); chmod 600 it, or move the key to a file: of mode 600",
+                    "{} holds this secret inline and is readable by its group or other users (mode {m:04o}); chmod 600 it, or move the key to a file: of mode 600",
                     cluster_file.display()
                 ),
             ));
@@ -96,7 +97,7 @@ pub fn audit_secret_files(cluster: &Cluster, cluster_file: &Path) -> Vec<Finding
                 Severity::Warning,
                 at,
                 format!(
-                    "{} is a private key readable by other users (mode {m:04o}); chmod 600 it",
+                    "{} is a private key readable by its group or other users (mode {m:04o}); chmod 600 it",
                     path.display()
                 ),
             ));

@@ -25,6 +25,14 @@ pub enum DurationError {
 }
 
 impl Dur {
+    /// The longest duration the cluster file takes (10^15 ms, about 31 700 years); more is
+    /// a typo, and would not be written back as a number the parser reads.
+    pub const MAX: Dur = Dur(Duration::from_millis(1_000_000_000_000_000));
+
+    /// `d`, unless it is longer than [`Dur::MAX`].
+    pub fn checked(d: Duration) -> Option<Self> {
+        (d <= Self::MAX.0).then_some(Dur(d))
+    }
     pub const fn from_millis(ms: u64) -> Self {
         Dur(Duration::from_millis(ms))
     }
@@ -63,7 +71,8 @@ impl FromStr for Dur {
         }
         // Whole microseconds are plenty; rounding avoids 0.1s becoming 99.999ms.
         let micros = (value * scale_ms * 1_000.0).round() as u64;
-        Ok(Dur(Duration::from_micros(micros)))
+        Dur::checked(Duration::from_micros(micros))
+            .ok_or_else(|| DurationError::Number(text.to_string()))
     }
 }
 
@@ -71,7 +80,10 @@ impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
         if self.0.subsec_nanos() % 1_000_000 != 0 {
-            write!(f, "{}us", self.0.as_micros())
+            // A fraction of a millisecond, in the units the parser reads (`1.5ms`).
+            let us = self.0.as_micros();
+            let frac = format!("{:03}", us % 1_000);
+            write!(f, "{}.{}ms", us / 1_000, frac.trim_end_matches('0'))
         } else if ms == 0 {
             write!(f, "0s")
         } else if ms % 3_600_000 == 0 {
@@ -150,9 +162,27 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for text in ["10ms", "1s", "2m", "1h", "1500ms", "0s"] {
+        for text in ["10ms", "1s", "2m", "1h", "1500ms", "0s", "1.5ms", "0.001ms"] {
             let d: Dur = text.parse().unwrap();
             assert_eq!(d.to_string(), text);
         }
+    }
+
+    #[test]
+    fn every_duration_the_parser_reads_is_written_back_in_units_it_reads() {
+        // Found while fixing a keepalived-importer fuzz crash: sub-millisecond durations were
+        // written as `1500us`, a unit the parser does not read, so a rendered file was refused.
+        for text in ["0.0015s", "1.0005s", "0.000001h", "1000000000000000ms"] {
+            let d: Dur = text.parse().unwrap();
+            assert_eq!(d.to_string().parse::<Dur>().unwrap(), d, "{text} -> {d}");
+        }
+        assert!(
+            "1000000000000001ms".parse::<Dur>().is_err(),
+            "beyond Dur::MAX"
+        );
+        assert_eq!(
+            Dur::checked(Dur::MAX.0 + std::time::Duration::from_millis(1)),
+            None
+        );
     }
 }

@@ -47,6 +47,80 @@ pub enum ConfigError {
     },
 }
 
+/// A parse error with the line it points at and the two before it, each line that may hold a
+/// secret (`authPass`, `authHmac` and everything nested under them) shown as `<redacted>`.
+fn parse_message(e: &serde_saphyr::Error, text: &str) -> String {
+    let mut message = e.to_string();
+    let Some((at, col)) = e
+        .location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .filter(|&(l, _)| l > 0)
+    else {
+        return message;
+    };
+    // `MESSAGE at line L, column C` → `line L column C: MESSAGE`, as with the parser's snippet.
+    let suffix = format!(" at line {at}, column {col}");
+    if let Some(m) = message.strip_suffix(&suffix) {
+        message = format!("line {at} column {col}: {m}");
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let masked = secret_lines(&lines);
+    for n in at.saturating_sub(2).max(1)..=at.min(lines.len()) {
+        let line = if masked[n - 1] {
+            redact(lines[n - 1])
+        } else {
+            lines[n - 1].to_string()
+        };
+        message.push_str(&format!("\n  {n:>4} | {line}"));
+        if n == at && !masked[n - 1] && col > 0 {
+            message.push_str(&format!("\n       | {}^", " ".repeat(col - 1)));
+        }
+    }
+    message
+}
+
+/// Which lines may hold a secret: those naming `authPass` or `authHmac` (block or flow style),
+/// and every line nested deeper than such a line.
+fn secret_lines(lines: &[&str]) -> Vec<bool> {
+    let mut out = Vec::with_capacity(lines.len());
+    let mut block: Option<usize> = None;
+    for line in lines {
+        let indent = line.len() - line.trim_start().len();
+        if line.trim().is_empty() {
+            out.push(block.is_some());
+            continue;
+        }
+        if block.is_some_and(|b| indent <= b) {
+            block = None;
+        }
+        let names = line.contains("authPass") || line.contains("authHmac");
+        if names && block.is_none() {
+            block = Some(indent);
+        }
+        out.push(names || block.is_some());
+    }
+    out
+}
+
+/// `line` with everything after its key (or, without one, after its indentation) replaced.
+fn redact(line: &str) -> String {
+    let indent = line.len() - line.trim_start().len();
+    let body = &line[indent..];
+    let (dash, body) = match body.strip_prefix("- ") {
+        Some(b) => ("- ", b),
+        None => ("", body),
+    };
+    match body.split_once(':') {
+        Some((_, value)) if value.trim().is_empty() => line.to_string(),
+        Some((k, _))
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            format!("{}{dash}{k}: <redacted>", &line[..indent])
+        }
+        _ => format!("{}{dash}<redacted>", &line[..indent]),
+    }
+}
+
 fn render(findings: &[Finding]) -> String {
     findings
         .iter()
@@ -1087,10 +1161,14 @@ impl Default for Kubernetes {
 impl Cluster {
     /// Parse a cluster file and apply every rule; warnings are returned, errors fail.
     pub fn from_yaml(text: &str, path: &Path) -> Result<(Cluster, Vec<Finding>), ConfigError> {
-        let cluster: Cluster = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        // The parser's own snippet quotes the lines around an error, secrets included: render
+        // a snippet here instead, with the secret lines redacted.
+        let options = serde_saphyr::options! { with_snippet: false };
+        let cluster: Cluster =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: parse_message(&e, text),
+            })?;
         let findings = cluster.validate();
         if findings.iter().any(|f| f.severity == Severity::Error) {
             return Err(ConfigError::Invalid {

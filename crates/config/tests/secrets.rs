@@ -159,10 +159,10 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// `haplane check`: a key file or a cluster file with inline secrets that other users can
-/// read is a warning; a key file that cannot be used is an error. No finding shows a key.
+/// `haplane check`: a key file or a cluster file with inline secrets that its group or other
+/// users can read is a warning; a key file that cannot be used is an error. No finding shows a key.
 #[test]
-fn secret_files_readable_by_others_are_reported() {
+fn secret_files_readable_by_group_or_others_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("vrrp2.key");
     std::fs::write(&key, "haplane-fixture-rotation-key-number-two\n").unwrap();
@@ -188,8 +188,51 @@ fn secret_files_readable_by_others_are_reported() {
             "{f}"
         );
     }
-    chmod(&key, 0o600);
+    // Group-readable is readable by someone else too (the daemon runs as root).
+    chmod(&key, 0o640);
     chmod(&file, 0o640);
     let found = audit_secret_files(&c, &file);
+    let at = |p: &str| {
+        found
+            .iter()
+            .any(|f| f.path == p && f.severity == Severity::Warning)
+    };
+    assert!(
+        at("vip.authHmac.keys.1") && at("vip.authHmac.keys.2"),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|f| f.message.contains("mode 0640")),
+        "{found:#?}"
+    );
+    chmod(&key, 0o600);
+    chmod(&file, 0o600);
+    let found = audit_secret_files(&c, &file);
     assert_eq!(found.len(), 1, "only the missing file is left: {found:#?}");
+}
+
+/// The parser's snippet of the lines around a syntax error would quote a secret on one of
+/// them; the error shows those lines redacted, and still points at the line.
+#[test]
+fn a_parse_error_next_to_a_secret_does_not_quote_it() {
+    let block = cluster(&format!(
+        "  authPass: s3cr3tpw\n  authHmac:\n    keys:\n      1: \"{KEY1}\"\n  bogus: 1\n"
+    ));
+    let flow = "cluster: demo\nnodes:\n  - {name: m1, address: 192.0.2.11}\nvip: {address: 192.0.2.100/24, vrid: 51, authPass: s3cr3tpw, bogus: 1}\n";
+    // The error is in the secret itself: an invalid escape inside the quoted key.
+    let inside =
+        cluster("  authHmac:\n    keys:\n      1: \"s3cr3tpw-s3cr3tpw-s3cr3tpw-s3cr3tpw\\q\"\n");
+    for text in [block.as_str(), flow, inside.as_str()] {
+        let message = error_text(text);
+        assert!(
+            !message.contains("s3cr3tpw") && !message.contains("0102030405"),
+            "{message}"
+        );
+        assert!(message.contains("line "), "{message}");
+        assert!(message.contains("<redacted>"), "{message}");
+    }
+    assert!(
+        error_text(&block).contains("bogus: 1"),
+        "the error line itself is shown"
+    );
 }

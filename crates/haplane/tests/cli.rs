@@ -243,10 +243,10 @@ fn check_and_plan_agree_on_every_error() {
     }
 }
 
-/// `haplane check` audits the files that hold secrets: a key file other users can read is
-/// a warning, one that is missing is an error, and neither message shows a key.
+/// `haplane check` audits the files that hold secrets: a key file its group or other users
+/// can read is a warning, one that is missing is an error, and neither message shows a key.
 #[test]
-fn check_warns_about_secret_files_readable_by_others() {
+fn check_warns_about_secret_files_readable_by_group_or_others() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("vrrp.key");
@@ -272,14 +272,18 @@ fn check_warns_about_secret_files_readable_by_others() {
     assert_eq!(code, Some(0), "{out}");
     assert!(
         out.contains("warning: vip.authHmac.keys.1:")
-            && out.contains("readable by other users (mode 0644)"),
+            && out.contains("readable by its group or other users (mode 0644)"),
         "{out}"
     );
     assert!(!out.contains("cli-test-key"), "{out}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let (code, out) = run();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("(mode 0640)"), "{out}");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let (code, out) = run();
     assert_eq!(code, Some(0), "{out}");
-    assert!(!out.contains("readable by other users"), "{out}");
+    assert!(!out.contains("readable by"), "{out}");
     std::fs::remove_file(&key).unwrap();
     let (code, out) = run();
     assert_eq!(code, Some(1), "{out}");
