@@ -392,12 +392,24 @@ async fn handle(
     })
 }
 
+/// The status port serves the cluster's state (no secrets) to whoever reaches it: off
+/// loopback, say so in the log (`haplane check` says so too, as `status.listen`).
+fn warn_unless_loopback(local: SocketAddr) {
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            listen = %local,
+            "/status and /metrics listen on a non-loopback address: anyone who reaches it reads the cluster's state; firewall it or keep status.listen on 127.0.0.1"
+        );
+    }
+}
+
 /// Bind the status address now (so a clash fails start-up) and serve it in the background.
 pub async fn serve(addr: SocketAddr, hub: Arc<Hub>) -> Result<SocketAddr, StatusError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StatusError::Bind { addr, source })?;
     let local = listener.local_addr().unwrap_or(addr);
+    warn_unless_loopback(local);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -429,6 +441,62 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    /// A `MakeWriter` that keeps what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// What the status server logs about where it listens.
+    fn listen_log(addr: &str) -> String {
+        let out = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            warn_unless_loopback(addr.parse().unwrap())
+        });
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The status port stays on loopback by default (config: `127.0.0.1:9470`); bound
+    /// anywhere else (`serve` checks the address it bound) the daemon says so in its log,
+    /// naming the address.
+    #[test]
+    fn a_status_port_off_loopback_is_logged_as_a_warning() {
+        assert_eq!(
+            config::Status::default().listen.ip(),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        for quiet in ["127.0.0.1:9470", "[::1]:9470"] {
+            let log = listen_log(quiet);
+            assert!(log.is_empty(), "{quiet}: {log}");
+        }
+        for open in ["192.0.2.11:9470", "0.0.0.0:9470", "[::]:9470"] {
+            let log = listen_log(open);
+            assert!(
+                log.contains("WARN") && log.contains("non-loopback") && log.contains(open),
+                "{open}: {log}"
+            );
+        }
     }
 
     /// Least privilege: the status port changes nothing. Every method but GET/HEAD is
