@@ -99,7 +99,12 @@ const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The key of write `seq` on path `path` in run `run`.
 pub fn key(run: &str, path: &str, seq: u64) -> String {
-    format!("/haplane-drill/{run}/{path}/{seq:010}")
+    format!("{}{path}/{seq:010}", prefix(run))
+}
+
+/// The prefix of every key that run `run` writes.
+pub fn prefix(run: &str) -> String {
+    format!("/haplane-drill/{run}/")
 }
 
 fn verify_options() -> ConnectOptions {

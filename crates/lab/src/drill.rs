@@ -17,6 +17,7 @@ use crate::client::{self, Attempt, ClientOptions, Log};
 use crate::procs::{self, Kind};
 use crate::state::{LabState, NodeInfo};
 use crate::stats::{self, ScenarioStats};
+use crate::streams::{StreamProbe, StreamReport};
 use crate::timeline::{
     Segment, availability, changes, holder_names, longest_empty, longest_gap, longest_gap_within,
     segments,
@@ -44,11 +45,14 @@ pub enum Scenario {
     PartitionHeal,
     /// The holder crashes; once another master serves the VIP it reboots and returns.
     CrashRestart,
+    /// The holder is taken out for maintenance (`haplane maintenance enter`) while long-lived
+    /// streams and a loop of new connections run through the VIP, then put back (`exit`).
+    Maintenance,
 }
 
 impl Scenario {
     /// Every scenario, in order.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::HolderCrash,
         Scenario::ServiceDies,
         Scenario::GracefulShutdown,
@@ -57,6 +61,7 @@ impl Scenario {
         Scenario::HolderFreeze,
         Scenario::PartitionHeal,
         Scenario::CrashRestart,
+        Scenario::Maintenance,
     ];
 
     /// The name on the command line and in reports.
@@ -70,6 +75,7 @@ impl Scenario {
             Scenario::HolderFreeze => "holder-freeze",
             Scenario::PartitionHeal => "partition-heal",
             Scenario::CrashRestart => "crash-restart",
+            Scenario::Maintenance => "maintenance",
         }
     }
 
@@ -87,6 +93,9 @@ impl Scenario {
             Scenario::PartitionHeal => {
                 "the holder is partitioned until another master serves the VIP, then returns"
             }
+            Scenario::Maintenance => {
+                "the VIP holder enters maintenance under long-lived streams and new connections, then returns"
+            }
             Scenario::CrashRestart => {
                 "the holder crashes; once another master serves the VIP it reboots and returns"
             }
@@ -99,7 +108,7 @@ impl Scenario {
         match self {
             // Longer than the lease TTL plus detection, so fencing has to act.
             Scenario::HolderPartitioned | Scenario::HolderFreeze => Some(Duration::from_secs(6)),
-            Scenario::PartitionHeal | Scenario::CrashRestart => None,
+            Scenario::PartitionHeal | Scenario::CrashRestart | Scenario::Maintenance => None,
             _ => Some(Duration::from_secs(4)),
         }
     }
@@ -343,6 +352,9 @@ pub struct ScenarioResult {
     pub leader_changes: BTreeMap<String, u64>,
     /// Anything noteworthy (a step that failed, a lab that did not recover).
     pub notes: Vec<String>,
+    /// The `maintenance` scenario's long-lived streams and new-connection requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub streams: Option<StreamReport>,
     /// The timeline.
     pub timeline: Timeline,
 }
@@ -954,6 +966,7 @@ struct Run {
     recovery_ms: Option<u64>,
     markers: Vec<Marker>,
     notes: Vec<String>,
+    streams: Option<StreamReport>,
 }
 
 fn run_scenario(
@@ -1012,6 +1025,7 @@ fn run_scenario(
         recovery_ms: None,
         markers: Vec::new(),
         notes,
+        streams: None,
     };
     let (Some(h), Some(victim)) = (holder, victim) else {
         run.notes.push(
@@ -1044,9 +1058,26 @@ fn run_scenario(
         ));
     }
 
+    // The maintenance scenario's streams open before the fault and stay open across it.
+    let probe = (sc == Scenario::Maintenance).then(|| {
+        StreamProbe::start(
+            &st.workers[0].netns,
+            std::net::SocketAddr::from((st.vip, st.port)),
+            &client::prefix(run_id),
+            sh.origin,
+        )
+    });
     let fault_at = now_ms(sh);
     let mut partition = None;
-    let label = if sc.crashes() {
+    let label = if sc == Scenario::Maintenance {
+        match maintenance(st, &h, "enter") {
+            Ok(()) => format!("haplane maintenance enter --node {h}"),
+            Err(e) => {
+                run.notes.push(format!("maintenance enter: {e}"));
+                format!("haplane maintenance enter --node {h} failed")
+            }
+        }
+    } else if sc.crashes() {
         procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGKILL);
         let bit = st
             .vip_watch()
@@ -1119,6 +1150,12 @@ fn run_scenario(
             }
         }
     }
+    // When the VIP had moved (wait_taken_over waits 2 s past it): the streams must carry data
+    // after this, through the new holder's forwarding to the parked old one.
+    let moved_at = Instant::now();
+    if sc == Scenario::Maintenance {
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     let heal_at = now_ms(sh);
     let label = if sc.partitions() {
@@ -1144,6 +1181,11 @@ fn run_scenario(
     } else if sc == Scenario::HolderFreeze {
         procs::signal_all(&procs::pids_in(&node.netns), Signal::SIGCONT);
         "SIGCONT".to_string()
+    } else if sc == Scenario::Maintenance {
+        if let Err(e) = maintenance(st, &h, "exit") {
+            run.notes.push(format!("maintenance exit: {e}"));
+        }
+        format!("haplane maintenance exit --node {h}")
     } else {
         if let Err(e) = procs::ensure_running(st, &victim) {
             run.notes.push(format!("restart: {e}"));
@@ -1184,7 +1226,36 @@ fn run_scenario(
     }
     // A little after recovery, so the timeline shows the steady state again.
     std::thread::sleep(Duration::from_millis(500));
+    if let Some(p) = probe {
+        let r = p.finish(Some(moved_at));
+        if !r.clean() {
+            run.notes.push(format!(
+                "maintenance: {} of {} streams reset, {} alive after the move, {} of {} requests failed",
+                r.streams_reset.len(),
+                r.streams,
+                r.streams_alive_after_move,
+                r.requests_failed.len(),
+                r.requests
+            ));
+        }
+        run.streams = Some(r);
+    }
     finish(st, topo, sh, run_id, run)
+}
+
+/// `haplane maintenance enter|exit --node NODE` with the lab's cluster file, through the
+/// node's admin socket; `enter` returns once another router holds the VIP.
+fn maintenance(st: &LabState, node: &str, verb: &str) -> Result<(), String> {
+    let out = std::process::Command::new(&st.haplane)
+        .args(["maintenance", verb, "--node", node, "--config"])
+        .arg(&st.config)
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", st.haplane.display()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
 }
 
 fn finish(
@@ -1356,6 +1427,7 @@ fn finish(
         after_heal,
         leader_changes,
         notes: run.notes,
+        streams: run.streams,
         timeline: Timeline {
             duration_ms: dur,
             clients,
@@ -1373,7 +1445,7 @@ mod tests {
 
     #[test]
     fn scenario_names_parse_and_unknown_ones_are_rejected() {
-        assert_eq!(Scenario::parse_list("all").unwrap().len(), 8);
+        assert_eq!(Scenario::parse_list("all").unwrap().len(), 9);
         assert_eq!(
             Scenario::parse_list("holder-freeze,crash-restart").unwrap(),
             vec![Scenario::HolderFreeze, Scenario::CrashRestart]

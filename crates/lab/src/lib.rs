@@ -17,6 +17,7 @@ pub mod report;
 pub mod state;
 pub mod stats;
 pub mod status;
+pub mod streams;
 pub mod summary;
 #[allow(unsafe_code)]
 mod sys;
@@ -137,8 +138,8 @@ pub enum LabCommand {
         #[arg(long, default_value = "lab")]
         name: String,
         /// A scenario (holder-crash, service-dies, graceful-shutdown, holder-partitioned,
-        /// etcd-member-lost, holder-freeze, partition-heal, crash-restart), a comma-separated
-        /// list, or all.
+        /// etcd-member-lost, holder-freeze, partition-heal, crash-restart, maintenance), a
+        /// comma-separated list, or all.
         #[arg(long, default_value = "all")]
         scenario: String,
         /// Where etcd's raft leader is before each fault (moved with `etcdctl move-leader`):

@@ -172,6 +172,24 @@ pub fn text(r: &DrillResult) -> String {
         "\nlost acknowledged writes: {}; split-brain samples (two nodes answering, 10 ms): {}; address on two nodes: {}; all scenarios completed and recovered: {}",
         r.lost_writes, r.split_brain_samples, r.address_split_samples, r.all_completed
     );
+    for s in &r.scenarios {
+        if let Some(m) = &s.streams {
+            let _ = writeln!(
+                out,
+                "{} (run {}): {} long-lived streams through the VIP, {} reset, {} still carrying data after the move; {} requests on new connections, {} failed",
+                s.name,
+                s.run,
+                m.streams,
+                m.streams_reset.len(),
+                m.streams_alive_after_move,
+                m.requests,
+                m.requests_failed.len()
+            );
+            for why in m.streams_reset.iter().chain(&m.requests_failed).take(5) {
+                let _ = writeln!(out, "  {why}");
+            }
+        }
+    }
     for s in &r.skipped {
         let _ = writeln!(out, "skipped: {}: {}", s.name, s.reason);
     }

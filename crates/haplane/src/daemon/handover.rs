@@ -229,6 +229,14 @@ pub(crate) struct HandoverDriver {
     arp_pending: bool,
     /// Already on lo with its ARP rule (maintenance while holding).
     pre_parked: bool,
+    /// The pre-park (`nft`, then lo) running beside the VRRP loop: an `nft` run can take
+    /// hundreds of milliseconds on a loaded node, and a loop waiting for it sends no adverts,
+    /// so the backups would take over by Master_Down_Interval instead of the priority-0
+    /// handover, and not know to forward the parked sessions.
+    pub pre_park: Option<tokio::task::JoinHandle<bool>>,
+    /// The maintenance check's drop, held back until the pre-park is done (the VIP must be on
+    /// lo before it leaves eth0).
+    check_after_park: Option<bool>,
     /// Adverts discarded while inactive (FAULT) when maintenance began: more later means
     /// another router is master.
     inactive_at_enter: u64,
@@ -250,6 +258,8 @@ impl HandoverDriver {
             check_index: 0,
             arp_pending: false,
             pre_parked: false,
+            pre_park: None,
+            check_after_park: None,
             inactive_at_enter: 0,
             priority_zero_seen: 0,
         }
@@ -291,11 +301,19 @@ impl HandoverDriver {
         while let Some(action) = self.core.poll_action() {
             match action {
                 HandoverAction::PrePark => {
-                    if self.env.park_arp().await {
-                        let window = self.core.forward_window();
-                        self.env.park_lo(window).await;
-                        self.pre_parked = true;
-                    }
+                    let env = self.env.clone();
+                    let window = self.core.forward_window();
+                    self.pre_park = Some(tokio::spawn(async move {
+                        if env.park_arp().await {
+                            env.park_lo(window).await;
+                            true
+                        } else {
+                            false
+                        }
+                    }));
+                }
+                HandoverAction::SetMaintenanceCheck { up } if self.pre_park.is_some() => {
+                    self.check_after_park = Some(up)
                 }
                 HandoverAction::SetMaintenanceCheck { up } => check = Some(up),
                 HandoverAction::Unpark { close_sessions } => {
@@ -308,6 +326,14 @@ impl HandoverDriver {
             }
         }
         check
+    }
+
+    /// The pre-park finished (`parked`: the VIP is on lo with its ARP rules); returns the
+    /// maintenance check it held back.
+    pub fn pre_park_done(&mut self, parked: bool) -> Option<bool> {
+        self.pre_park = None;
+        self.pre_parked = parked;
+        self.check_after_park.take()
     }
 
     /// The VIP is about to leave the interface: park it if this is a graceful departure.

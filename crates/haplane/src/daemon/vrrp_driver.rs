@@ -133,6 +133,8 @@ async fn link_local(
 /// Why the loop woke.
 enum Wake {
     Maintenance(crate::maintenance::Command),
+    /// The maintenance pre-park finished (true: parked on lo with its ARP rules).
+    PreParked(bool),
     HandoverTimer,
     Gate(crate::fence::Wake),
     Packet(Result<crate::vrrp_io::Datagram, crate::vrrp_io::VrrpIoError>),
@@ -463,6 +465,13 @@ impl VrrpRunner {
             }
             self.refreshed_for = deadline;
             let refresh = self.holds_vip;
+            if !refresh && let Some(h) = self.handover.as_mut() {
+                // Before the address: forward the old holder's sessions back to it, or end our
+                // own park. Once the VIP is on eth0 the kernel answers ARP for it (a client's
+                // re-ARP, not only our gratuitous ARP, moves its packets here), and a packet of
+                // a session this node does not know would be answered with a reset.
+                h.before_hold(now).await;
+            }
             for addr in &vips {
                 let result = match deadline {
                     Some(until) => {
@@ -490,11 +499,6 @@ impl VrrpRunner {
                 }
             }
             if !refresh {
-                // Before the gratuitous ARP sends the old holder's clients here: forward their
-                // sessions back to it, or end our own park.
-                if let Some(h) = self.handover.as_mut() {
-                    h.before_hold(now).await;
-                }
                 self.holds_vip = true;
                 self.garp.start(vips);
             }
@@ -606,8 +610,15 @@ impl VrrpRunner {
                     None => std::future::pending().await,
                 }
             };
+            let pre_park = async {
+                match self.handover.as_mut().and_then(|h| h.pre_park.as_mut()) {
+                    Some(task) => task.await.unwrap_or(false),
+                    None => std::future::pending().await,
+                }
+            };
             let wake = tokio::select! {
                 Some(command) = maintenance_command => Wake::Maintenance(command),
+                parked = pre_park => Wake::PreParked(parked),
                 _ = handover_timer => Wake::HandoverTimer,
                 w = gate_wake => Wake::Gate(w),
                 packet = self.socket.recv() => Wake::Packet(packet),
@@ -627,6 +638,17 @@ impl VrrpRunner {
                 Wake::Maintenance(command) => {
                     if let Some(h) = self.handover.as_mut() {
                         h.on_command(Instant::now(), &self.router, command);
+                    }
+                }
+                Wake::PreParked(parked) => {
+                    let check = self.handover.as_mut().and_then(|h| h.pre_park_done(parked));
+                    if let (Some(up), Some(index)) =
+                        (check, self.handover.as_ref().map(|h| h.check_index))
+                    {
+                        if let Some(slot) = self.checks_up.get_mut(index) {
+                            *slot = up;
+                        }
+                        self.router.set_check(Instant::now(), index, up);
                     }
                 }
                 Wake::HandoverTimer => {
