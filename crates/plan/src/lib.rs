@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use config::{Cluster, Finding, Severity};
 
 pub use config::CONTROL_PLANE_PORTS;
-pub use import::{ImportError, ImportResult, Origin, Rejection, Unmapped, import};
+pub use import::{
+    ImportError, ImportResult, Origin, Rejection, Resolver, Text, Unmapped, import, import_text,
+};
 pub use preflight::{CheckResult, CheckStatus, PreflightOptions, preflight};
 pub use render::{KubeadmApi, Plan, PlanFile, PlanOptions, render};
 pub use validate::validate;

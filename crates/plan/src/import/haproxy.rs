@@ -45,6 +45,15 @@ pub struct Haproxy {
     pending_mode: Option<Origin>,
     /// Resolve server names to IPv4 (else IPv6) addresses first: the VIP's family.
     v4: bool,
+    /// How server names are resolved (`None`: by this host, as haproxy does).
+    resolve: Option<Resolver>,
+}
+
+/// Resolves a host name and port (a haproxy `server` address) to socket addresses.
+pub type Resolver = fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>;
+
+fn system_resolver(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
 }
 
 /// haproxy time: a number with an optional unit (default milliseconds).
@@ -53,15 +62,15 @@ fn time(s: &str) -> Option<Dur> {
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().ok()?;
     let ms = match unit {
-        "" | "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        "d" => n * 86_400_000,
-        "us" => n / 1000,
+        "" | "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        "d" => n.checked_mul(86_400_000),
+        "us" => Some(n / 1000),
         _ => return None,
-    };
-    Some(Dur(Duration::from_millis(ms)))
+    }?;
+    Dur::checked(Duration::from_millis(ms))
 }
 
 fn strip_comment(line: &str) -> &str {
@@ -106,14 +115,24 @@ fn split_host_port(addr: &str) -> (&str, Option<u16>) {
     }
 }
 
-/// Read a haproxy.cfg. Sections other than the one backend the frontend uses are reported.
+/// Read a haproxy.cfg (or `text` given for `path`). Sections other than the one backend the
+/// frontend uses are reported.
 ///
 /// Server names are resolved here, preferring addresses of the VIP's family (`v4`).
-pub fn read(path: &Path, v4: bool, report: &mut Report) -> Result<Haproxy, ImportError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+pub fn read(
+    path: &Path,
+    text: Option<&str>,
+    v4: bool,
+    resolve: Option<Resolver>,
+    report: &mut Report,
+) -> Result<Haproxy, ImportError> {
+    let text = match text {
+        Some(t) => t.to_string(),
+        None => std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    };
     struct Line {
         no: usize,
         raw: String,
@@ -149,6 +168,7 @@ pub fn read(path: &Path, v4: bool, report: &mut Report) -> Result<Haproxy, Impor
     let mut h = Haproxy {
         file: path.to_path_buf(),
         v4,
+        resolve,
         ..Haproxy::default()
     };
     // Which backend carries the apiservers: the frontends' default_backend, else the first.
@@ -390,12 +410,8 @@ fn server(h: &mut Haproxy, path: &Path, w: &[String], no: usize, raw: &str, repo
         Err(_) => {
             // haproxy resolves server names when it starts (and `haproxy -c` does too), so a
             // file it accepts has names this host resolves: do the same, and say so.
-            match (host, port.unwrap_or(0)).to_socket_addrs() {
-                Ok(found) => match found
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .min_by_key(|a| a.is_ipv4() != h.v4)
-                {
+            match h.resolve.unwrap_or(system_resolver)(host, port.unwrap_or(0)) {
+                Ok(found) => match found.into_iter().min_by_key(|a| a.is_ipv4() != h.v4) {
                     Some(a) => {
                         report.note(
                             path,

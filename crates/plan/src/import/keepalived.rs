@@ -174,9 +174,32 @@ fn lex(
         path: path.to_path_buf(),
         source,
     })?;
+    lex_text(path, &text, Some(depth), seq, toks, lines, report)
+}
+
+/// Tokenize `text`, read from `path`; includes are followed at `depth` (`None`: the text was
+/// given in memory, its includes are reported, not read).
+fn lex_text(
+    path: &Path,
+    text: &str,
+    depth: Option<usize>,
+    seq: &mut usize,
+    toks: &mut Vec<Tok>,
+    lines: &mut Vec<String>,
+    report: &mut Report,
+) -> Result<(), ImportError> {
     for (i, raw) in text.lines().enumerate() {
         let words = tokenize_line(strip_comment(raw));
         if words.first().map(|w| w.0.starts_with("include")) == Some(true) && !words[0].1 {
+            let Some(depth) = depth else {
+                report.unmapped(
+                    path,
+                    i + 1,
+                    raw,
+                    "the file was given as text; its includes are not read",
+                );
+                continue;
+            };
             // include FILE (and includer/includem/...): relative to the including file.
             for (w, _) in &words[1..] {
                 let base = path.parent().unwrap_or(Path::new("."));
@@ -267,19 +290,30 @@ fn parse_block(
     Ok(items)
 }
 
-/// Parse a file (following includes) into items.
-pub(crate) fn parse_file(path: &Path, report: &mut Report) -> Result<Vec<Item>, ImportError> {
+/// Parse a file (following includes), or `text` given for `path` (not following them), into
+/// items.
+pub(crate) fn parse_file(
+    path: &Path,
+    text: Option<&str>,
+    report: &mut Report,
+) -> Result<Vec<Item>, ImportError> {
     let mut toks = Vec::new();
     let mut lines = Vec::new();
     let mut seq = 0;
-    lex(path, 0, &mut seq, &mut toks, &mut lines, report)?;
+    match text {
+        None => lex(path, 0, &mut seq, &mut toks, &mut lines, report)?,
+        Some(text) => lex_text(path, text, None, &mut seq, &mut toks, &mut lines, report)?,
+    }
     let mut i = 0;
     parse_block(&toks, &mut i, &lines, false)
 }
 
 fn secs(s: &str) -> Option<Dur> {
     let v: f64 = s.parse().ok()?;
-    (v.is_finite() && v >= 0.0).then(|| Dur(Duration::from_millis((v * 1000.0).round() as u64)))
+    if !(v.is_finite() && v >= 0.0 && v * 1000.0 <= Dur::MAX.0.as_millis() as f64) {
+        return None;
+    }
+    Dur::checked(Duration::from_millis((v * 1000.0).round() as u64))
 }
 
 /// Split a keepalived script string into arguments; single quotes keep spaces.
@@ -316,9 +350,13 @@ fn templated(item: &Item) -> bool {
     item.args.iter().any(|a| a.contains('$'))
 }
 
-/// Read a keepalived.conf and pick out the first vrrp_instance.
-pub fn read(path: &Path, report: &mut Report) -> Result<Keepalived, ImportError> {
-    let items = parse_file(path, report)?;
+/// Read a keepalived.conf (or `text` given for `path`) and pick out the first vrrp_instance.
+pub fn read(
+    path: &Path,
+    text: Option<&str>,
+    report: &mut Report,
+) -> Result<Keepalived, ImportError> {
+    let items = parse_file(path, text, report)?;
     let mut router_id = None;
     let mut version = None;
     let mut origins: Vec<(String, Origin)> = Vec::new();

@@ -15,7 +15,7 @@ use config::{
 };
 use serde::Serialize;
 
-pub use haproxy::Haproxy;
+pub use haproxy::{Haproxy, Resolver};
 pub use keepalived::{InitialState, Keepalived};
 
 /// Why an import failed outright.
@@ -222,11 +222,57 @@ impl Origins {
 /// the import fails with [`ImportError::Rejected`], naming each source line and the reason.
 pub fn import(keepalived: &Path, haproxy: Option<&Path>) -> Result<ImportResult, ImportError> {
     let mut report = Report::default();
-    let k = keepalived::read(keepalived, &mut report)?;
+    let k = keepalived::read(keepalived, None, &mut report)?;
     let h = match haproxy {
-        Some(p) => Some(haproxy::read(p, k.vip.addr.is_ipv4(), &mut report)?),
+        Some(p) => Some(haproxy::read(
+            p,
+            None,
+            k.vip.addr.is_ipv4(),
+            None,
+            &mut report,
+        )?),
         None => None,
     };
+    finish(k, h, report)
+}
+
+/// One input file given as text: the name it is reported under, and its contents.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a> {
+    /// The name errors and unmapped lines are reported under.
+    pub path: &'a Path,
+    /// The file's contents.
+    pub text: &'a str,
+}
+
+/// [`import`] from text in memory (fuzzing, tests): keepalived `include`s are reported as
+/// unmapped, not read, and haproxy server names are resolved by `resolve`, not by this host.
+pub fn import_text(
+    keepalived: Text<'_>,
+    haproxy: Option<Text<'_>>,
+    resolve: Resolver,
+) -> Result<ImportResult, ImportError> {
+    let mut report = Report::default();
+    let k = keepalived::read(keepalived.path, Some(keepalived.text), &mut report)?;
+    let h = match haproxy {
+        Some(t) => Some(haproxy::read(
+            t.path,
+            Some(t.text),
+            k.vip.addr.is_ipv4(),
+            Some(resolve),
+            &mut report,
+        )?),
+        None => None,
+    };
+    finish(k, h, report)
+}
+
+/// Build the cluster from what the files say, apply its rules and render the cluster file.
+fn finish(
+    k: Keepalived,
+    h: Option<Haproxy>,
+    mut report: Report,
+) -> Result<ImportResult, ImportError> {
     let (cluster, origins) = build(&k, h.as_ref(), &mut report);
     let findings = cluster.validate();
     let fallback = Origin {
@@ -253,19 +299,19 @@ pub fn import(keepalived: &Path, haproxy: Option<&Path>) -> Result<ImportResult,
     if !report.notes.is_empty() {
         yaml.push_str("#\n# Assumed (check these):\n");
         for n in &report.notes {
-            yaml.push_str(&format!("#   {n}\n"));
+            yaml.push_str(&comment(&n.to_string()));
         }
     }
     if !report.unmapped.is_empty() {
         yaml.push_str("#\n# Not carried over:\n");
         for u in &report.unmapped {
-            yaml.push_str(&format!("#   {u}\n"));
+            yaml.push_str(&comment(&u.to_string()));
         }
     }
     if !findings.is_empty() {
         yaml.push_str("#\n# Warnings (haplane check prints them too):\n");
         for f in &findings {
-            yaml.push_str(&format!("#   {f}\n"));
+            yaml.push_str(&comment(&f.to_string()));
         }
     }
     yaml.push_str(&cluster.to_yaml());
@@ -276,6 +322,26 @@ pub fn import(keepalived: &Path, haproxy: Option<&Path>) -> Result<ImportResult,
         notes: report.notes,
         warnings: findings,
     })
+}
+
+/// One `#   text` comment line of the imported file. The text quotes the source files, so
+/// what YAML does not allow in a comment (YAML 1.2 §5.1: only printable characters; §5.4: CR
+/// and LF end the line, so one would let a quoted line add keys) is escaped (`\u{18}`).
+fn comment(text: &str) -> String {
+    let printable = |c: char| {
+        matches!(c, '\t' | ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+            && c != '\u{feff}'
+    };
+    let mut line = String::from("#   ");
+    for c in text.chars() {
+        if printable(c) {
+            line.push(c);
+        } else {
+            line.extend(c.escape_unicode());
+        }
+    }
+    line.push('\n');
+    line
 }
 
 /// A node named by the files, before its roles are known.
