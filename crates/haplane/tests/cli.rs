@@ -309,3 +309,46 @@ fn the_packaged_example_config_passes_check() {
         "the example must not teach a warning: {all}"
     );
 }
+
+#[test]
+fn lab_chaos_dry_run_prints_the_same_schedule_for_the_same_seed_and_names_bad_kinds() {
+    let run = |seed: &str| {
+        let out = haplane(&[
+            "lab",
+            "chaos",
+            "--dry-run",
+            "--json",
+            "--seed",
+            seed,
+            "--duration",
+            "30s",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let a = run("11");
+    assert_eq!(a, run("11"), "the seed alone reproduces the schedule");
+    assert_ne!(a, run("12"));
+    let v: serde_json::Value = serde_json::from_str(&a).unwrap();
+    assert_eq!(v["seed"], 11);
+    assert!(!v["faults"].as_array().unwrap().is_empty());
+
+    let text = haplane(&[
+        "lab",
+        "chaos",
+        "--dry-run",
+        "--seed",
+        "11",
+        "--faults",
+        "loss",
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("seed 11") && text.contains("loss"), "{text}");
+    assert!(!text.contains("partition"), "only loss: {text}");
+
+    let bad = haplane(&["lab", "chaos", "--dry-run", "--faults", "meteor"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(err.contains("meteor") && err.contains("kill-node"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -130,7 +130,8 @@ elections:
     for e in &st.elections {
         let _ = writeln!(
             y,
-            "  - {{name: {e}, exec: {{command: [sleep, infinity], grace: 1s}}}}"
+            // `exec -a`: the singleton's process names its election (lab chaos counts them).
+            "  - {{name: {e}, exec: {{command: [bash, -c, 'exec -a haplane-singleton-{e} sleep infinity'], grace: 1s}}}}"
         );
     }
     y

@@ -50,9 +50,18 @@ struct ChaosArgs {
     /// Workers of the lab the dry run draws for.
     #[arg(long, default_value_t = 1, requires = "dry_run")]
     workers: usize,
-    /// Print JSON.
+    /// Print JSON (the schedule with --dry-run, else the whole result).
     #[arg(long)]
     json: bool,
+    /// Write a self-contained HTML report: the summary and the timeline with the schedule.
+    #[arg(long, value_name = "FILE")]
+    report: Option<std::path::PathBuf>,
+    /// Each client write fails when not acknowledged this long after it started.
+    #[arg(long, default_value = "200ms", value_name = "DURATION")]
+    request_timeout: config::Dur,
+    /// While a client has no connection it sends a new SYN this often.
+    #[arg(long, default_value = "50ms", value_name = "DURATION")]
+    connect_retry: config::Dur,
 }
 
 /// Runs `haplane lab ...`; `exe` is the binary started on each node.
@@ -81,24 +90,71 @@ fn chaos_command(a: ChaosArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let seed = a.seed.unwrap_or_else(clock_seed);
-    if !a.dry_run {
-        anyhow::bail!(
-            "haplane lab chaos runs only with --dry-run in this version (the injector is not in yet)"
+    if a.dry_run {
+        if a.masters == 0 {
+            anyhow::bail!("--masters must be at least 1");
+        }
+        let s = chaos::schedule::generate(
+            seed,
+            duration_ms,
+            &kinds,
+            &Nodes::standard(a.masters, a.workers),
+        );
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        } else {
+            print!("{}", chaos::schedule::text(&s));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let st = lab::LabState::load(&a.name)?;
+    let nodes = Nodes {
+        masters: st.masters.iter().map(|n| n.name.clone()).collect(),
+        workers: st.workers.iter().map(|n| n.name.clone()).collect(),
+    };
+    let schedule = chaos::schedule::generate(seed, duration_ms, &kinds, &nodes);
+    let opts = chaos::ChaosOptions {
+        client: lab::client::ClientOptions {
+            request_timeout: a.request_timeout.get(),
+            connect_retry: a.connect_retry.get(),
+        },
+    };
+    // The seed first, so a run cut short still names it.
+    eprintln!(
+        "lab chaos: seed {seed}, {} faults over {:.1} s on lab {}",
+        schedule.faults.len(),
+        duration_ms as f64 / 1000.0,
+        st.name
+    );
+    if !a.json {
+        print!("{}", chaos::schedule::text(&schedule));
+    }
+    let r = chaos::run::run(&st, &schedule, &opts)?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, chaos::report::html(&r))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("\n{}", chaos::report::text(&r));
+        if let Some(path) = &a.report {
+            println!("report: {}", path.display());
+        }
+    }
+    if !r.passed() {
+        let v = &r.violations[0];
+        eprintln!(
+            "lab chaos: seed {seed}: {} violation(s), the first {} at {:.2}..{:.2} s",
+            r.violations.len(),
+            v.invariant.name(),
+            v.from_ms as f64 / 1000.0,
+            v.to_ms as f64 / 1000.0
         );
     }
-    if a.masters == 0 {
-        anyhow::bail!("--masters must be at least 1");
-    }
-    let s = chaos::schedule::generate(
-        seed,
-        duration_ms,
-        &kinds,
-        &Nodes::standard(a.masters, a.workers),
-    );
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+    Ok(if r.passed() {
+        ExitCode::SUCCESS
     } else {
-        print!("{}", chaos::schedule::text(&s));
-    }
-    Ok(ExitCode::SUCCESS)
+        ExitCode::from(1)
+    })
 }
