@@ -144,6 +144,29 @@ pub fn text(r: &ChaosResult) -> String {
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
+    for v in &r.relapses {
+        let _ = writeln!(
+            out,
+            "after recovery, {}..{}: {}",
+            secs(v.from_ms),
+            secs(v.to_ms),
+            v.detail
+        );
+    }
+    if !r.address_on_two.is_empty() {
+        let ms: u64 = r.address_on_two.iter().map(|v| v.to_ms - v.from_ms).sum();
+        let _ = writeln!(
+            out,
+            "address on two nodes behind the kernel gate (not answered, no violation): {} stretches, {} ms in all, the longest {} ms",
+            r.address_on_two.len(),
+            ms,
+            r.address_on_two
+                .iter()
+                .map(|v| v.to_ms - v.from_ms)
+                .max()
+                .unwrap_or(0)
+        );
+    }
     for s in &r.skipped {
         let _ = writeln!(out, "skipped #{}: {}", s.id, s.reason);
     }
