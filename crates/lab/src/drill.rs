@@ -1523,6 +1523,7 @@ mod tests {
                 ("holder-freeze", "as-found"),
                 ("partition-heal", "as-found"),
                 ("crash-restart", "as-found"),
+                ("maintenance", "as-found"),
             ]
         );
         assert_eq!(notes.len(), 1, "{notes:?}");
