@@ -2,6 +2,7 @@
 //! concurrently and a slow backend never delays another's verdict.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -154,29 +155,54 @@ async fn http_get<S: AsyncRead + AsyncWrite + Unpin>(
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let code = parse_status(&buf)
-        .ok_or_else(|| CheckFailure::Unreachable("no http status line".to_string()))?;
-    if h.expect_status.contains(&code) {
-        Ok(())
-    } else {
-        Err(CheckFailure::NotReady(format!("status {code}")))
+    match judge_http_answer(&buf, &h.expect_status) {
+        HttpAnswer::Ready(_) => Ok(()),
+        HttpAnswer::NotReady(code) => Err(CheckFailure::NotReady(format!("status {code}"))),
+        HttpAnswer::NoStatusLine => {
+            Err(CheckFailure::Unreachable("no http status line".to_string()))
+        }
     }
 }
 
-/// Status code of `HTTP/1.x NNN reason` (RFC 9112 §4: status-line = HTTP-version SP status-code SP [reason]).
+/// What a backend's answer to the HTTP check says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAnswer {
+    /// A status line whose status is in the expected range: ready.
+    Ready(u16),
+    /// A status line with another status: the backend answers but is not ready (draining).
+    NotReady(u16),
+    /// The answer does not start with an HTTP/1.x status line: no answer (dead).
+    NoStatusLine,
+}
+
+/// Judge the first bytes of a backend's answer to the check's request against `expect`.
+/// Only the status line is read (everything after its line end is ignored).
+pub fn judge_http_answer(answer: &[u8], expect: &RangeInclusive<u16>) -> HttpAnswer {
+    match parse_status(answer) {
+        Some(code) if expect.contains(&code) => HttpAnswer::Ready(code),
+        Some(code) => HttpAnswer::NotReady(code),
+        None => HttpAnswer::NoStatusLine,
+    }
+}
+
+/// Status code of an HTTP/1.x status line (RFC 9112 §4: `status-line = HTTP-version SP
+/// status-code SP [ reason-phrase ]`, `HTTP-version = "HTTP/" DIGIT "." DIGIT` (§2.3),
+/// `status-code = 3DIGIT`). The reason phrase may hold any octet but CR and LF (obs-text is
+/// allowed), so it is not read as UTF-8; a missing SP after the code is tolerated.
 fn parse_status(buf: &[u8]) -> Option<u16> {
     let line = buf.split(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let version = parts.next()?;
-    if !version.starts_with("HTTP/1.") {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = line.strip_prefix(b"HTTP/1.")?;
+    let (&minor, rest) = rest.split_first()?;
+    let rest = rest.strip_prefix(b" ")?;
+    let (code, after) = rest.split_at_checked(3)?;
+    if !minor.is_ascii_digit() || !code.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let code = parts.next()?;
-    if code.len() != 3 {
+    if !(after.is_empty() || after[0] == b' ') {
         return None;
     }
-    code.parse().ok()
+    Some(code.iter().fold(0, |n, d| n * 10 + u16::from(d - b'0')))
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -289,6 +315,28 @@ mod tests {
         assert_eq!(parse_status(b"HTTP/1.1 204\r\n"), Some(204));
         assert_eq!(parse_status(b"SSH-2.0-OpenSSH\r\n"), None);
         assert_eq!(parse_status(b"HTTP/1.1 2000 OK\r\n"), None);
+        assert_eq!(
+            parse_status(b"HTTP/1.1 +20 OK\r\n"),
+            None,
+            "3DIGIT, no sign"
+        );
+        assert_eq!(
+            parse_status(b"HTTP/1.x 200 OK\r\n"),
+            None,
+            "HTTP-version has a digit"
+        );
+        assert_eq!(
+            parse_status(b"HTTP/1.1 200\r\n"),
+            Some(200),
+            "reason-phrase is optional"
+        );
+        assert_eq!(parse_status(b"HTTP/1.1 200"), Some(200), "no line end yet");
+        assert_eq!(parse_status(b"HTTP/1.1  200 OK\r\n"), None);
+        assert_eq!(
+            parse_status(b"HTTP/1.1 200 Gr\xfc\xdf Gott\r\n"),
+            Some(200),
+            "reason-phrase may hold obs-text (%x80-FF)"
+        );
         assert_eq!(parse_status(b""), None);
     }
 

@@ -22,4 +22,5 @@ pub use config::{
     Policy, TlsCheck,
 };
 pub use error::LbError;
+pub use health::{HttpAnswer, judge_http_answer};
 pub use status::{Admin, BackendStatus, Health, LbStatus};
