@@ -779,8 +779,13 @@ fn https_check_verifies_the_ca_presents_a_client_cert_or_runs_insecure() {
     });
 }
 
+/// Tests that start dedicated data-path threads run one at a time: the first counts the
+/// process's `haplane-lb-*` threads, which would include another test's.
+static DEDICATED_THREADS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn dedicated_threads_share_the_listener_and_drain_cleanly() {
+    let _one = DEDICATED_THREADS.lock().unwrap_or_else(|e| e.into_inner());
     in_netns(|| async {
         let n = Nginx::start().await;
         let mut cfg = lb_config(&[n.addr()]);
@@ -818,6 +823,7 @@ fn dedicated_threads_share_the_listener_and_drain_cleanly() {
 fn a_port_someone_else_listens_on_is_refused_even_with_several_threads() {
     // SO_REUSEPORT would otherwise let the balancer silently share 6443 with a haproxy left
     // running (haproxy sets SO_REUSEPORT by default).
+    let _one = DEDICATED_THREADS.lock().unwrap_or_else(|e| e.into_inner());
     in_netns(|| async {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sock = socket2::SockRef::from(&taken);
@@ -837,6 +843,7 @@ fn a_port_someone_else_listens_on_is_refused_even_with_several_threads() {
 fn drain_listening_serves_late_clients_then_stops() {
     // The daemon's SIGTERM path while the VIP is parked on lo: a client whose ARP cache still
     // points here must be served, not refused.
+    let _one = DEDICATED_THREADS.lock().unwrap_or_else(|e| e.into_inner());
     in_netns(|| async {
         let n = Nginx::start().await;
         let mut cfg = lb_config(&[n.addr()]);
