@@ -337,15 +337,16 @@ impl HandoverDriver {
     }
 
     /// The VIP is about to leave the interface: park it if this is a graceful departure.
-    /// Maintenance parked it already; a shutdown adds it to lo now (fast) and stops ARP right
-    /// after the release, so the priority-0 handover is not delayed by `nft`.
+    /// Maintenance parked it already. A shutdown stops ARP for it first and only then adds it
+    /// to lo: Linux answers ARP for an address on lo from eth0, so the other order let two
+    /// nodes answer for the VIP until the rule landed (`lab chaos` seed 2, docs/lab.md). The
+    /// priority-0 advert has gone out before this, and the VIP stays on eth0 meanwhile.
     pub async fn before_release(&mut self, now: Instant) {
         if self.core.should_park(now)
             && let Some((reason, until)) = self.core.parked()
         {
-            if !std::mem::take(&mut self.pre_parked) {
+            if !std::mem::take(&mut self.pre_parked) && self.env.park_arp().await {
                 self.env.park_lo(until.saturating_duration_since(now)).await;
-                self.arp_pending = true;
             }
             if reason == ParkReason::Shutdown {
                 info!(node = %self.env.node, "shutting down: the VIP stays parked while the balancer drains");
