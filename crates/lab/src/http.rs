@@ -34,7 +34,13 @@ pub fn request(
     s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw);
+    parse_response(&raw)
+}
+
+/// Reads a whole HTTP/1.0 response (status line, headers, body up to the end of the stream):
+/// the status code is the status line's second word; the body is lossily decoded.
+pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
         .split_whitespace()

@@ -145,17 +145,23 @@ fn hex_id(v: &Value) -> Option<String> {
 }
 
 fn etcd_view(t: &Target<'_>, addr: SocketAddr) -> EtcdView {
-    let healthy = (t.fetch)(addr, "GET", "/health", None)
-        .map(|r| {
-            r.status == 200
-                && serde_json::from_str::<Value>(&r.body)
-                    .ok()
-                    .and_then(|v| v.get("health").cloned())
-                    == Some(Value::String("true".into()))
-        })
-        .unwrap_or(false);
+    let health = (t.fetch)(addr, "GET", "/health", None);
     // The v3 JSON gateway (etcd 3.4 serves /v3/...): Maintenance.Status.
-    let st = (t.fetch)(addr, "POST", "/v3/maintenance/status", Some("{}"))
+    let status = (t.fetch)(addr, "POST", "/v3/maintenance/status", Some("{}"));
+    read_etcd(health.as_ref(), status.as_ref())
+}
+
+/// etcd as one member's answers show it: `health` to `GET /health`, `status` to `POST
+/// /v3/maintenance/status` (None: no answer).
+pub fn read_etcd(health: Option<&Response>, status: Option<&Response>) -> EtcdView {
+    let healthy = health.is_some_and(|r| {
+        r.status == 200
+            && serde_json::from_str::<Value>(&r.body)
+                .ok()
+                .and_then(|v| v.get("health").cloned())
+                == Some(Value::String("true".into()))
+    });
+    let st = status
         .filter(|r| r.status == 200)
         .and_then(|r| serde_json::from_str::<Value>(&r.body).ok());
     let member_id = st
@@ -172,6 +178,67 @@ fn etcd_view(t: &Target<'_>, addr: SocketAddr) -> EtcdView {
         member_id,
         leader_id,
     }
+}
+
+/// What one daemon's `/status` says, as `haplane status` shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DaemonStatus {
+    /// Its `runs` section (which parts it runs), as it is.
+    pub runs: Option<Value>,
+    /// The first VRRP router's state (MASTER, BACKUP, FAULT, ...).
+    pub vrrp_state: Option<String>,
+    /// Its effective priority.
+    pub priority: Option<u64>,
+    /// It says it holds the VIP.
+    pub holds_vip: bool,
+    /// Balancer backends (up, configured).
+    pub lb: Option<(usize, usize)>,
+    /// Elections this node leads.
+    pub leads: Vec<String>,
+    /// Every election's leader as this node sees it (the VIP fence's holder as `vip-fence`).
+    pub leaders: Vec<(String, String)>,
+    /// The VIP fence section, as it is.
+    pub fence: Option<Value>,
+    /// Its etcd client's view of the members.
+    pub etcd_client: Option<EtcdClientView>,
+}
+
+/// Read a daemon's answer to `GET /status`; None when it is not a 200 with a JSON body (the
+/// node is shown as unreachable). Fields it lacks or has in another shape are left empty.
+pub fn read_daemon_status(answer: &Response) -> Option<DaemonStatus> {
+    if answer.status != 200 {
+        return None;
+    }
+    let st: Value = serde_json::from_str(&answer.body).ok()?;
+    let router = st.pointer("/vrrp/0");
+    let (leads, mut leaders) = elections(&st);
+    // The fenced VIP's election is an election too: its holder as this node sees it.
+    if let Some(h) = st
+        .pointer("/fence/current_holder")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty())
+    {
+        leaders.push(("vip-fence".to_string(), h.to_string()));
+    }
+    Some(DaemonStatus {
+        runs: st.get("runs").cloned(),
+        vrrp_state: router
+            .and_then(|r| r.get("state"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        priority: router
+            .and_then(|r| r.get("effective_priority"))
+            .and_then(Value::as_u64),
+        holds_vip: router
+            .and_then(|r| r.get("holds_vip"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        lb: st.get("load_balancer").and_then(lb_counts),
+        leads,
+        leaders,
+        fence: st.get("fence").cloned(),
+        etcd_client: st.get("etcd").and_then(etcd_client),
+    })
 }
 
 /// Counts (up, total) backends in the balancer's /status section (tolerant of its shape).
@@ -251,25 +318,11 @@ pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView
     let mut leaders_seen: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for t in targets {
         let st = (t.fetch)(t.status_addr, "GET", "/status", None)
-            .filter(|r| r.status == 200)
-            .and_then(|r| serde_json::from_str::<Value>(&r.body).ok());
-        let router = st.as_ref().and_then(|s| s.pointer("/vrrp/0"));
-        let (lb_up, lb_total) = st
             .as_ref()
-            .and_then(|s| s.get("load_balancer"))
-            .and_then(lb_counts)
-            .map_or((None, None), |(u, t)| (Some(u), Some(t)));
-        let (leads, mut leaders) = st.as_ref().map(elections).unwrap_or_default();
-        // The fenced VIP's election is an election too: its holder as this node sees it.
-        if let Some(h) = st
-            .as_ref()
-            .and_then(|s| s.pointer("/fence/current_holder"))
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty())
-        {
-            leaders.push(("vip-fence".to_string(), h.to_string()));
-        }
-        for (name, leader) in leaders {
+            .and_then(read_daemon_status);
+        let reachable = st.is_some();
+        let d = st.unwrap_or_default();
+        for (name, leader) in d.leaders {
             *leaders_seen
                 .entry(name)
                 .or_default()
@@ -280,29 +333,18 @@ pub fn gather(cluster: &str, vip: IpAddr, targets: &[Target<'_>]) -> ClusterView
             name: t.name.clone(),
             address: t.address,
             role: t.role.clone(),
-            runs: st.as_ref().and_then(|s| s.get("runs")).cloned(),
-            reachable: st.is_some(),
-            vrrp_state: router
-                .and_then(|r| r.get("state"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            priority: router
-                .and_then(|r| r.get("effective_priority"))
-                .and_then(Value::as_u64),
-            holds_vip: router
-                .and_then(|r| r.get("holds_vip"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            runs: d.runs,
+            reachable,
+            vrrp_state: d.vrrp_state,
+            priority: d.priority,
+            holds_vip: d.holds_vip,
             vip_present: t.vip_present,
-            lb_up,
-            lb_total,
-            leads,
-            fence: st.as_ref().and_then(|s| s.get("fence")).cloned(),
+            lb_up: d.lb.map(|(u, _)| u),
+            lb_total: d.lb.map(|(_, t)| t),
+            leads: d.leads,
+            fence: d.fence,
             etcd: t.etcd_addr.map(|a| etcd_view(t, a)),
-            etcd_client: st
-                .as_ref()
-                .and_then(|s| s.get("etcd"))
-                .and_then(etcd_client),
+            etcd_client: d.etcd_client,
             etcd_leader: false,
         });
     }
@@ -411,7 +453,7 @@ pub fn render_table(v: &ClusterView) -> String {
         if show_etcd {
             row.push(etcd);
         }
-        rows.push(row);
+        rows.push(row.iter().map(|c| printable(c)).collect());
     }
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
@@ -428,21 +470,44 @@ pub fn render_table(v: &ClusterView) -> String {
     let holders = if v.vip_holders.is_empty() {
         "nobody".to_string()
     } else {
-        v.vip_holders.join(" AND ")
+        printable(&v.vip_holders.join(" AND "))
     };
     let _ = write!(out, "\nVIP {} held by {holders}", v.vip);
     if v.nodes.iter().any(|n| n.etcd.is_some()) {
         let _ = write!(
             out,
             "; etcd leader: {}",
-            v.etcd_leader.as_deref().unwrap_or("none")
+            printable(v.etcd_leader.as_deref().unwrap_or("none"))
         );
     }
     let _ = writeln!(out);
     for (name, leader) in &v.election_leaders {
-        let _ = writeln!(out, "election {name}: leader {leader}");
+        let _ = writeln!(
+            out,
+            "election {}: leader {}",
+            printable(name),
+            printable(leader)
+        );
     }
     out
+}
+
+/// `s` with control characters escaped (`\u{1b}`, `\n`): names and states come from other
+/// nodes' answers, and one must not move the cursor, recolour or add rows in the operator's
+/// terminal.
+fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Whether `ip` is an address of this machine (binding to it succeeds only then).
