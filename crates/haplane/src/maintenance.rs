@@ -31,7 +31,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// How recent a priority-0 advert must be for the next takeover to count as a handover from
-/// its sender: Skew_Time is under one advert interval, but a fenced VIP waits for the election.
+/// its sender: Skew_Time is under one advert interval, plus the gate's key hand-back when fenced.
 pub const HANDOVER_RECENT: Duration = Duration::from_secs(10);
 
 /// What the daemon must do.

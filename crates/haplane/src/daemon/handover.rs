@@ -426,13 +426,15 @@ pub(crate) async fn for_master(
     };
     // A crashed run may have left a parked VIP or forwarding rules behind.
     env.clear().await;
-    // Another router takes over within Skew_Time of our priority-0 advert; a fenced VIP
-    // waits for the election as well.
+    // Another router takes over within Skew_Time of our priority-0 advert; a fenced VIP's
+    // key is handed back at once, or taken after the gate's takeover wait if that failed.
     let mut takeover = Duration::from_secs(3) + 4 * cluster.vip.advert_interval.get();
-    if cluster.fencing() == config::Fencing::Quorum
-        && let Some(etcd) = &cluster.etcd
-    {
-        takeover += etcd.lease_ttl.get();
+    if cluster.fencing() == config::Fencing::Quorum {
+        takeover += cluster
+            .vip
+            .gate
+            .gate_config(&node.name, cluster.vip.preempt)
+            .takeover_wait();
     }
     let (maintenance, commands, report) =
         crate::maintenance::Maintenance::channel(&node.name, takeover);
