@@ -280,7 +280,8 @@ impl std::fmt::Debug for KernelFence {
 }
 
 impl KernelFence {
-    /// Replace any table left by an earlier run with a fresh one whose fence is closed.
+    /// Replace any table left by an earlier run with a fresh one whose fence is closed, in one
+    /// transaction, so the node never runs without a fence in between.
     pub fn install(vip: IpAddr) -> Result<KernelFence, NftError> {
         let sock = socket(
             AddressFamily::Netlink,
@@ -303,8 +304,7 @@ impl KernelFence {
             family_name,
             key,
         };
-        fence.remove()?;
-        fence.create()?;
+        fence.replace()?;
         Ok(fence)
     }
 
@@ -313,13 +313,36 @@ impl KernelFence {
         format!("nftables {} {TABLE}", self.family_name)
     }
 
-    fn create(&mut self) -> Result<(), NftError> {
+    /// Replace whatever table is there with a fresh, closed one in one transaction: the
+    /// kernel commits the whole batch or none of it, so there is no moment without a fence
+    /// (a restarted daemon's predecessor may have left the VIP on the interface; soak seed
+    /// 30, docs/lab.md "Chaos", answered ARP for it between a delete and a create).
+    fn replace(&mut self) -> Result<(), NftError> {
         let (family, key) = (self.family, self.key.clone());
         let v4 = family == NFPROTO_ARP;
         self.transact(|b| {
+            // Creating it first makes the delete succeed whether or not it existed.
             b.msg("the table", NFT_MSG_NEWTABLE, NLM_F_CREATE, family, |a| {
                 a.str(NFTA_TABLE_NAME, TABLE);
             });
+            b.msg(
+                "the old table's removal",
+                NFT_MSG_DELTABLE,
+                0,
+                family,
+                |a| {
+                    a.str(NFTA_TABLE_NAME, TABLE);
+                },
+            );
+            b.msg(
+                "the new table",
+                NFT_MSG_NEWTABLE,
+                NLM_F_CREATE,
+                family,
+                |a| {
+                    a.str(NFTA_TABLE_NAME, TABLE);
+                },
+            );
             b.msg("the set", NFT_MSG_NEWSET, NLM_F_CREATE, family, |a| {
                 a.str(NFTA_SET_TABLE, TABLE)
                     .str(NFTA_SET_NAME, SET)
@@ -449,7 +472,7 @@ impl KernelFence {
         self.transact(|b| flush(b, family))
     }
 
-    /// Remove the table (at exit; also whatever an earlier run left).
+    /// Remove the table (at exit).
     pub fn remove(&mut self) -> Result<(), NftError> {
         let family = self.family;
         // Creating it first makes the delete succeed whether or not it existed.

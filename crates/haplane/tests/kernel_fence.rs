@@ -83,3 +83,46 @@ fn the_vip_is_answered_only_while_the_fence_element_lives_and_the_element_expire
         String::from_utf8_lossy(&tables.stdout)
     );
 }
+
+#[test]
+fn a_restarted_daemon_replaces_the_old_fence_in_one_transaction_so_it_is_never_open_between() {
+    // Soak seed 30 (docs/lab.md "Chaos"): a daemon restarted after SIGKILL replaced its
+    // predecessor's table by deleting it and creating a new one in two transactions. In
+    // between there was no fence, the leftover VIP was still on eth0, and the node answered
+    // ARP for it beside the real holder. Whatever the scheduler does between two syscalls,
+    // no committed ruleset may lack the fence once there is one.
+    if support::skip() {
+        return;
+    }
+    let topo = Topology::builder()
+        .hosts(["h", "c"])
+        .extra_address("h", "192.0.2.100/24")
+        .build()
+        .unwrap();
+    let (h, c) = (topo.host("h").unwrap(), topo.host("c").unwrap());
+    let probe = ArpProbe::open(c, VIP).unwrap();
+    let monitor = support::NftMonitor::start(h);
+    let _old = h
+        .enter(|| KernelFence::install(IpAddr::V4(VIP)))
+        .unwrap()
+        .unwrap();
+    // The predecessor is killed (its table stays); the new daemon installs its own.
+    let _new = h
+        .enter(|| KernelFence::install(IpAddr::V4(VIP)))
+        .unwrap()
+        .unwrap();
+    let generations = support::fence_generations(&monitor.finish(h), false);
+    let first = generations
+        .iter()
+        .position(|e| *e)
+        .expect("the first install committed the table");
+    assert!(
+        generations.len() > first + 1,
+        "the second install committed nothing: {generations:?}"
+    );
+    assert!(
+        generations[first..].iter().all(|e| *e),
+        "a generation without the fence was committed during the reinstall: {generations:?}"
+    );
+    assert!(silent(&probe), "the reinstalled fence is closed");
+}

@@ -702,3 +702,102 @@ pub fn longest_silence(samples: &[Sample]) -> (Duration, Duration) {
     }
     best
 }
+
+/// `nft monitor` in a host's namespace: what the kernel commits to its ruleset, line by line
+/// ("add table arp …", "# new generation N by process …").
+pub struct NftMonitor {
+    handle: ProcessHandle,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+const NFT_MARKER: &str = "haplane_test_marker";
+
+impl NftMonitor {
+    /// Start it and wait until it reports (a marker table, added and deleted).
+    pub fn start(host: &Host) -> NftMonitor {
+        use std::io::{BufRead, BufReader};
+        let mut cmd = host.command("nft");
+        cmd.arg("monitor").stdout(Stdio::piped());
+        let handle = host.spawn(cmd).expect("spawn nft monitor");
+        let stdout = handle.take_stdout().expect("nft monitor's stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let monitor = NftMonitor { handle, lines };
+        let start = Instant::now();
+        loop {
+            nft_marker(host, "add");
+            nft_marker(host, "delete");
+            let seen = monitor.until(
+                &format!("delete table arp {NFT_MARKER}"),
+                Duration::from_millis(500),
+            );
+            if seen.is_some() {
+                // Its generation line, so the marker is not counted later.
+                let _ = monitor.until("# new generation", Duration::from_secs(5));
+                return monitor;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "nft monitor never reported the marker table"
+            );
+        }
+    }
+
+    fn until(&self, text: &str, limit: Duration) -> Option<Vec<String>> {
+        let end = Instant::now() + limit;
+        let mut seen = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(end.saturating_duration_since(Instant::now()))
+        {
+            if line.contains(text) {
+                return Some(seen);
+            }
+            seen.push(line);
+        }
+        None
+    }
+
+    /// Everything it reported since `start`, up to a final marker (so nothing is missed).
+    pub fn finish(self, host: &Host) -> Vec<String> {
+        nft_marker(host, "add");
+        let seen = self
+            .until(
+                &format!("add table arp {NFT_MARKER}"),
+                Duration::from_secs(10),
+            )
+            .expect("nft monitor reported the final marker");
+        nft_marker(host, "delete");
+        let _ = self.handle.kill();
+        seen
+    }
+}
+
+fn nft_marker(host: &Host, what: &str) {
+    host.run(&["nft", what, "table", "arp", NFT_MARKER])
+        .expect("nft marker table");
+}
+
+/// For each ruleset generation in `lines` (from [`NftMonitor`]), whether the VIP's kernel
+/// fence (table `arp haplane_gate`) exists at its end; `initially`: before the first.
+pub fn fence_generations(lines: &[String], initially: bool) -> Vec<bool> {
+    let table = format!("table arp {}", haplane::nft::TABLE);
+    let mut exists = initially;
+    let mut out = Vec::new();
+    for line in lines {
+        if line.starts_with("# new generation") {
+            out.push(exists);
+        } else if line.starts_with(&format!("add {table}")) {
+            exists = true;
+        } else if line.starts_with(&format!("delete {table}")) {
+            exists = false;
+        }
+    }
+    out
+}
