@@ -84,13 +84,30 @@ pub enum Action {
     /// Stop answering for the VIP now (close the fence, remove the address). Done before
     /// any request that follows it is sent.
     Release,
-    /// True while this node should not take VRRP mastership: another node holds the key
-    /// and this node cannot (yet) take it over gracefully. Lower the router's priority.
-    Defer(bool),
+    /// Whether, and how far, to lower the router's priority so that this node does not
+    /// take VRRP mastership it cannot use ([`Defer`]).
+    Defer(Defer),
     /// The etcd-quorum check's state changed.
     Quorum(bool),
     /// Fencing just armed (first contact with etcd): persist it.
     Arm,
+}
+
+/// How far VRRP must lower this node's priority ([`Action::Defer`]). Deferring nodes sit
+/// below every holder's base priority; among them a node whose own key went unconfirmed
+/// ranks above the nodes that defer to a holder, so a holder that stalled (frozen, starved
+/// of CPU) past its hold but was not replaced stays master instead of yielding to a backup
+/// that defers to it and handing it the VIP (chaos seed 3, issue 11: with preempt false).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Defer {
+    /// Not deferring: this node may be master.
+    No,
+    /// Another node holds the key (or this node does not know the key yet) and this node
+    /// cannot take it over gracefully yet.
+    ToHolder,
+    /// The key was this node's, but this node was not running for a while and etcd has not
+    /// confirmed the key since: it may have been taken over, so stay below any holder.
+    OwnKeyUnconfirmed,
 }
 
 /// Why this node does or does not hold the VIP.
@@ -219,7 +236,7 @@ pub struct Gate {
     stalled_at: Option<Instant>,
     /// What the I/O side was last told about the VIP: None off, Some(until) on.
     vip: Option<Option<Instant>>,
-    deferring: bool,
+    defer: Defer,
     wake: Option<Instant>,
     actions: VecDeque<Action>,
     renewals: u64,
@@ -253,7 +270,7 @@ impl Gate {
             confirmed: false,
             stalled_at: None,
             vip: None,
-            deferring: false,
+            defer: Defer::No,
             wake: None,
             actions: VecDeque::new(),
             renewals: 0,
@@ -399,7 +416,7 @@ impl Gate {
                 .map(|k| k.holder_since),
             takeover_at: other.map(|k| k.learned + self.wait),
             quorum: self.quorum,
-            deferring: self.deferring,
+            deferring: self.defer != Defer::No,
             reason: self.reason(now),
             renewals: self.renewals,
             failures: self.failures,
@@ -589,23 +606,31 @@ impl Gate {
                 .is_some_and(|s| now < s + self.cfg.renew_interval * 3)
     }
 
-    fn should_defer(&self, now: Instant) -> bool {
+    fn defer(&self, now: Instant) -> Defer {
         if !self.armed || self.vip.is_some() {
-            return false;
+            return Defer::No;
         }
         if !self.confirmed {
-            return true;
+            return if self.mine.is_some() {
+                Defer::OwnKeyUnconfirmed
+            } else {
+                Defer::ToHolder
+            };
         }
         if self.mine.is_some() {
-            return false;
+            return Defer::No;
         }
         match &self.known {
-            None => true,
-            Some(Known { value: None, .. }) => false,
+            None => Defer::ToHolder,
+            Some(Known { value: None, .. }) => Defer::No,
             Some(k) => {
                 let can_hold = self.can_hold(now);
                 let ended = can_hold && now >= k.learned + self.wait;
-                !(ended || (self.cfg.preempt && can_hold))
+                if ended || (self.cfg.preempt && can_hold) {
+                    Defer::No
+                } else {
+                    Defer::ToHolder
+                }
             }
         }
     }
@@ -658,9 +683,9 @@ impl Gate {
             self.vip = desired;
         }
 
-        let defer = self.should_defer(now);
-        if defer != self.deferring {
-            self.deferring = defer;
+        let defer = self.defer(now);
+        if defer != self.defer {
+            self.defer = defer;
             self.actions.push_back(Action::Defer(defer));
         }
 

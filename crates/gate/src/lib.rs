@@ -25,5 +25,5 @@ pub mod sim;
 
 pub use config::{ConfigError, GateConfig};
 pub use gate::{
-    Action, Gate, GateStatus, Held, KeyState, Op, Outcome, Reason, RequestFailed, RequestId,
+    Action, Defer, Gate, GateStatus, Held, KeyState, Op, Outcome, Reason, RequestFailed, RequestId,
 };

@@ -429,7 +429,7 @@ impl Sim {
                     n.vip = false;
                     n.fence_until = None;
                 }
-                Action::Defer(d) => self.nodes[i].deferring = d,
+                Action::Defer(d) => self.nodes[i].deferring = d != crate::Defer::No,
                 Action::Quorum(_) | Action::Arm => {}
             }
         }

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use gate::{Action, ConfigError, Gate, GateConfig, Held, KeyState, Op, Outcome, RequestFailed};
+use gate::{
+    Action, ConfigError, Defer, Gate, GateConfig, Held, KeyState, Op, Outcome, RequestFailed,
+};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -175,16 +177,61 @@ fn a_thawed_holder_defers_until_etcd_answers_a_request_sent_after_the_thaw() {
     g.handle_timeout(thaw);
     let actions = drain(&mut g);
     assert!(actions.contains(&Action::Release), "{actions:?}");
-    assert!(actions.contains(&Action::Defer(true)), "{actions:?}");
+    assert!(
+        actions.contains(&Action::Defer(Defer::OwnKeyUnconfirmed)),
+        "{actions:?}"
+    );
     let (id, op) = sent(&actions).unwrap();
     assert_eq!(op, Op::Swap { expect: 6 });
     // etcd: another node took over meanwhile.
     g.handle_response(thaw + ms(2), id, Ok(Outcome::Refused(held_by("b", 9))));
-    assert_eq!(g.status(thaw).key_holder.as_deref(), Some("b"));
+    let actions = drain(&mut g);
     assert!(
-        g.status(thaw + ms(2)).deferring,
-        "without preempt it keeps deferring to b"
+        actions.contains(&Action::Defer(Defer::ToHolder)),
+        "without preempt it defers to b, at the rank of any node deferring to a holder: {actions:?}"
     );
+    assert_eq!(g.status(thaw).key_holder.as_deref(), Some("b"));
+    assert!(g.status(thaw + ms(2)).deferring);
+}
+
+#[test]
+fn a_holder_stalled_past_its_hold_but_not_replaced_outranks_the_nodes_deferring_to_it_and_holds_again()
+ {
+    // Chaos seed 3 (issue 11): a stalled holder that deferred at the rank of the nodes
+    // deferring to it yielded VRRP mastership to one of them and handed it the VIP, with
+    // preempt false. While its own key is unconfirmed it defers above them (still below
+    // any holder), and the first renewal that succeeds ends the deferral.
+    let t0 = Instant::now();
+    let mut cfg = GateConfig::new("a");
+    cfg.preempt = false;
+    let mut g = Gate::new(cfg, t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Read(held_by("a", 5))));
+    g.handle_want(t0, true);
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Done { revision: 6 }));
+    drain(&mut g);
+    // Starved for 1 s: past the hold (600 ms), short of anyone's takeover wait.
+    let late = t0 + Duration::from_secs(1);
+    g.handle_timeout(late);
+    let actions = drain(&mut g);
+    assert!(actions.contains(&Action::Release), "{actions:?}");
+    assert!(
+        actions.contains(&Action::Defer(Defer::OwnKeyUnconfirmed)),
+        "{actions:?}"
+    );
+    let (id, op) = sent(&actions).unwrap();
+    assert_eq!(op, Op::Swap { expect: 6 }, "it renews at once");
+    g.handle_response(late + ms(3), id, Ok(Outcome::Done { revision: 7 }));
+    let actions = drain(&mut g);
+    assert!(
+        actions.contains(&Action::Hold {
+            until: Some(late + GateConfig::new("a").hold)
+        }),
+        "{actions:?}"
+    );
+    assert!(actions.contains(&Action::Defer(Defer::No)), "{actions:?}");
+    assert!(!g.status(late + ms(3)).deferring);
 }
 
 #[test]

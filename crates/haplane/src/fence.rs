@@ -37,9 +37,9 @@ pub enum VipAction {
     Hold(Option<Instant>),
     /// Stop answering for the VIP now and remove it.
     Release,
-    /// True: another node holds the key; lower this router's priority so VRRP makes the
-    /// holder master instead of this node.
-    Defer(bool),
+    /// Lower this router's priority (or not) so VRRP makes the holder master instead of
+    /// this node ([`gate::Defer`]).
+    Defer(gate::Defer),
     /// The etcd-quorum check went up (true) or down.
     Quorum(bool),
 }

@@ -18,13 +18,19 @@ use support::{Answers, Cfg, Lab, assert_never_two_answer, longest_silence};
 const MASTERS: [&str; 3] = ["m1", "m2", "m3"];
 
 fn fenced_lab(preempt: bool) -> Lab {
+    let (lab, path) = fenced_lab_config(preempt, "");
+    start_fenced(lab, &path, &MASTERS, preempt)
+}
+
+/// The lab with etcd running and the cluster file written (`extra_vip`: more `vip:` keys).
+fn fenced_lab_config(preempt: bool, extra_vip: &str) -> (Lab, std::path::PathBuf) {
     let mut cfg = Cfg::new(&[
         ("m1", "192.0.2.11", 150),
         ("m2", "192.0.2.12", 120),
         ("m3", "192.0.2.13", 100),
     ]);
     cfg.preempt = preempt;
-    cfg.extra_vip = "  fencing: quorum\n".into();
+    cfg.extra_vip = format!("  fencing: quorum\n{extra_vip}");
     let mut lab = Lab::new(&["m1", "m2", "m3", "c"]);
     lab.start_etcd(&MASTERS);
     let text = format!(
@@ -38,14 +44,19 @@ fn fenced_lab(preempt: bool) -> Lab {
         lab.dir.path().join("state").display()
     );
     let path = lab.write("cluster.yaml", &text);
-    for m in MASTERS {
-        lab.start_haplane(m, &path);
+    (lab, path)
+}
+
+/// Start haplane on `nodes` and wait until one holds the VIP and every one is armed.
+fn start_fenced(mut lab: Lab, path: &std::path::Path, nodes: &[&str], preempt: bool) -> Lab {
+    for m in nodes {
+        lab.start_haplane(m, path);
     }
     // With preempt false whoever is master first keeps it; with preempt true it is m1.
     let first = one_holder(&lab, Duration::from_secs(15));
     // Fencing is armed once each node has reached etcd.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while !MASTERS
+    while !nodes
         .iter()
         .all(|m| lab.status(m)["fence"]["armed"] == true)
     {
@@ -56,7 +67,7 @@ fn fenced_lab(preempt: bool) -> Lab {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    if preempt {
+    if preempt && nodes.contains(&"m1") {
         lab.wait_holders(&["m1"], Duration::from_secs(10));
     } else {
         lab.wait_holders(&[first.as_str()], Duration::from_secs(10));
@@ -537,6 +548,82 @@ fn a_holder_daemon_restarted_after_sigkill_never_answers_for_the_vip_it_left_on_
         split.len(),
         old_again.len(),
         old_again.first(),
+        lab.logs()
+    );
+}
+
+#[test]
+fn a_holder_stalled_past_its_hold_but_not_replaced_stays_the_holder_with_preempt_false() {
+    // Chaos seed 3 (issue 11, docs/lab.md): after the final heal the VIP moved from m2 to
+    // m1 although the lab runs preempt false. The holder's daemon stalled (a loaded 2-core
+    // machine) past its hold but not past the others' takeover wait: VRRP made the best
+    // backup, m1, master at its deferring priority (3); the thawed m2 deferred too, as
+    // every stalled gate does until etcd answers, at its own rank (2), so it went backup
+    // under m1 and handed its key over. A holder whose key nobody took must stay master.
+    // A long stopLatency stretches the takeover wait (H·(1+ρ)+δ = 3.66 s) so the stall
+    // fits between the hold and the takeover on any machine.
+    if support::skip() {
+        return;
+    }
+    let (lab, path) = fenced_lab_config(false, "  gate: {stopLatency: 3s}\n");
+    // m2 first, so the holder is not the highest priority; then m1 joins as its only
+    // backup (haplane does not run on m3, so the backup that becomes master ranks above m2).
+    let mut lab = start_fenced(lab, &path, &["m2"], false);
+    lab.wait_holders(&["m2"], Duration::from_secs(10));
+    lab.start_haplane("m1", &path);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !(lab.status("m1")["fence"]["armed"] == true
+        && lab.status("m1")["fence"]["current_holder"] == "m2"
+        && state(&lab, "m1") == "BACKUP")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "m1 never settled as a backup under m2\n{}",
+            lab.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answers = Answers::new(&lab, "c");
+    answers.wait(&lab, &["m2"], Duration::from_secs(10));
+    let m2 = lab.haplane("m2");
+    let ((), samples) = answers.sampling(&lab, || {
+        let frozen = Instant::now();
+        m2.handle.freeze().unwrap();
+        // m2's adverts stop: the best backup becomes master, deferring to m2's key.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while state(&lab, "m1") != "MASTER" {
+            assert!(
+                Instant::now() < deadline,
+                "m1 never became VRRP master while m2 was frozen\n{}",
+                lab.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Past m2's hold (600 ms), well before anyone may take its key over.
+        std::thread::sleep(
+            (frozen + Duration::from_millis(1200)).saturating_duration_since(Instant::now()),
+        );
+        assert_eq!(
+            lab.status("m1")["fence"]["current_holder"],
+            "m2",
+            "m1 took the key over during the stall: the test shows nothing\n{}",
+            lab.logs()
+        );
+        m2.handle.thaw().unwrap();
+        answers.wait(&lab, &["m2"], Duration::from_secs(5));
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    assert_never_two_answer(&samples, &lab);
+    let others: Vec<_> = samples
+        .iter()
+        .filter(|s| s.answering.iter().any(|h| h != "m2"))
+        .map(|s| (s.at, s.answering.clone()))
+        .collect();
+    assert!(
+        others.is_empty() && lab.holders() == ["m2"] && state(&lab, "m2") == "MASTER",
+        "the VIP moved away from the stalled holder m2 (preempt false): {:?}; holders now {:?}\n{}",
+        others.first(),
+        lab.holders(),
         lab.logs()
     );
 }

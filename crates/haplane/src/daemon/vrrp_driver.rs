@@ -31,6 +31,11 @@ pub const QUORUM_CHECK: &str = "etcd-quorum";
 /// key (the gate defers), so VRRP keeps the holder master instead of this node.
 pub const DEFER_CHECK: &str = "gate-defer";
 
+/// The built-in check that lowers the router's priority while the key was this node's but
+/// etcd has not confirmed it since the node stalled (frozen, starved): just above the nodes
+/// that defer to it, below any holder.
+pub const UNCONFIRMED_CHECK: &str = "gate-unconfirmed";
+
 /// The gate-defer check's weight for `node`: deferring, the VRRP nodes keep their order
 /// (by priority, then address, as RFC 5798 §6.4.3 breaks ties) at priorities 1, 2, 3, …, so
 /// they all stay below a holder's base priority, and when the holder is gone the best of
@@ -41,12 +46,28 @@ pub fn defer_weight(cluster: &Cluster, node: &Node) -> i16 {
         .filter(|n| (n.priority, n.address) < (node.priority, node.address))
         .count();
     let target = 1 + i16::try_from(rank).unwrap_or(i16::MAX - 1);
-    // Never 0 (that would mean FAULT) and never positive.
+    weight_to(node, target)
+}
+
+/// The gate-unconfirmed check's weight for `node`: priority N + 1 with N VRRP nodes, above
+/// every node deferring to a holder (1..=N), so a holder that stalled past its hold but
+/// was not replaced stays master instead of yielding to one of them (chaos seed 3, issue
+/// 11), and below any holder's base priority, so a stale one still goes backup under a
+/// new holder.
+pub fn unconfirmed_weight(cluster: &Cluster, node: &Node) -> i16 {
+    let n = cluster.vrrp_nodes().count();
+    weight_to(node, i16::try_from(n).unwrap_or(i16::MAX - 1) + 1)
+}
+
+/// The weight that takes `node`'s base priority to `target`: never 0 (that would mean
+/// FAULT) and never positive.
+fn weight_to(node: &Node, target: i16) -> i16 {
     (target - i16::from(node.priority)).min(-1)
 }
 
 /// The VRRP router settings for `node`, from the cluster file. With `fencing: quorum` the
-/// gate's two checks are part of it from the start ([`QUORUM_CHECK`], [`DEFER_CHECK`]),
+/// gate's checks are part of it from the start ([`QUORUM_CHECK`], [`DEFER_CHECK`],
+/// [`UNCONFIRMED_CHECK`]),
 /// after the tracked scripts: there is no unfenced fallback if they cannot be added.
 pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
     let vip = &cluster.vip;
@@ -89,6 +110,10 @@ pub fn router_config(cluster: &Cluster, node: &Node) -> RouterConfig {
         rc.tracked.push(TrackedCheck {
             name: DEFER_CHECK.into(),
             weight: defer_weight(cluster, node),
+        });
+        rc.tracked.push(TrackedCheck {
+            name: UNCONFIRMED_CHECK.into(),
+            weight: unconfirmed_weight(cluster, node),
         });
     }
     rc
@@ -182,6 +207,7 @@ pub(super) struct VrrpRunner {
     /// Indices of the gate's built-in checks in the router's config.
     quorum_index: Option<usize>,
     defer_index: Option<usize>,
+    unconfirmed_index: Option<usize>,
     /// The hold deadline the VIP's lifetime was last refreshed for.
     refreshed_for: Option<Instant>,
     /// Rate-limited log of discarded adverts.
@@ -254,6 +280,7 @@ impl VrrpRunner {
         let checks = router.config().tracked.len();
         let quorum_index = check_index(&router, QUORUM_CHECK);
         let defer_index = check_index(&router, DEFER_CHECK);
+        let unconfirmed_index = check_index(&router, UNCONFIRMED_CHECK);
         Ok(VrrpRunner {
             node: node.name.clone(),
             node_address: node.address,
@@ -284,6 +311,7 @@ impl VrrpRunner {
             kernel_fence: None,
             quorum_index,
             defer_index,
+            unconfirmed_index,
             refreshed_for: None,
             discard_log: DiscardLog::new(),
             auth_watch: None,
@@ -365,9 +393,12 @@ impl VrrpRunner {
     /// Fence the VIP with the gate: hold it only while the gate allows, and let the gate's
     /// quorum and deferral drive the built-in checks that `router_config` added.
     pub(super) fn set_gate(&mut self, gate: GateDriver, fence: crate::nft::KernelFence) {
-        if self.quorum_index.is_none() || self.defer_index.is_none() {
-            // router_config adds both whenever fencing is quorum, which is when a gate exists.
-            error!(node = %self.node, "the router has no {QUORUM_CHECK}/{DEFER_CHECK} checks; the gate cannot defer or fault");
+        if self.quorum_index.is_none()
+            || self.defer_index.is_none()
+            || self.unconfirmed_index.is_none()
+        {
+            // router_config adds them whenever fencing is quorum, which is when a gate exists.
+            error!(node = %self.node, "the router has no {QUORUM_CHECK}/{DEFER_CHECK}/{UNCONFIRMED_CHECK} checks; the gate cannot defer or fault");
         }
         self.gate = Some(gate);
         self.kernel_fence = Some(fence);
@@ -396,10 +427,29 @@ impl VrrpRunner {
                     self.sync_vip().await;
                 }
                 VipAction::Defer(defer) => {
-                    if let Some(index) = self.defer_index {
-                        info!(node = %self.node, check = DEFER_CHECK, up = !defer,
-                            "tracked check changed (another node holds the VIP's key: {defer})");
-                        self.set_builtin_check(now, index, !defer);
+                    // At most one of the two is down, each with its weight. Lower first,
+                    // then raise, so no step in between shows the base priority.
+                    let want = [
+                        (
+                            self.defer_index,
+                            DEFER_CHECK,
+                            defer != gate::Defer::ToHolder,
+                        ),
+                        (
+                            self.unconfirmed_index,
+                            UNCONFIRMED_CHECK,
+                            defer != gate::Defer::OwnKeyUnconfirmed,
+                        ),
+                    ];
+                    for raise in [false, true] {
+                        for (index, name, up) in want {
+                            let Some(index) = index else { continue };
+                            if up == raise && self.checks_up.get(index) != Some(&up) {
+                                info!(node = %self.node, check = name, up, ?defer,
+                                    "tracked check changed (the VIP gate defers: {defer:?})");
+                                self.set_builtin_check(now, index, up);
+                            }
+                        }
                     }
                 }
                 VipAction::Quorum(up) => {
