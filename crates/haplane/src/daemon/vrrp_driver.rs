@@ -679,18 +679,33 @@ impl VrrpRunner {
             // The gate sees the clock first: after a freeze it defers (and drops a lapsed
             // hold) before the router acts on its own late timer, so a thawed master does
             // not knock the new holder off with a stale advert.
+            // An etcd answer goes in at once, as the gate looks at the clock first there too:
+            // a tick first would release a hold that the answer, read late, extends.
             let now = self.now();
-            if let Some(g) = self.gate.as_mut() {
-                g.tick(now);
-            }
+            let wake = match wake {
+                Wake::Gate(w) => {
+                    if let Some(g) = self.gate.as_mut() {
+                        g.handle(now, w);
+                    }
+                    None
+                }
+                wake => {
+                    if let Some(g) = self.gate.as_mut() {
+                        g.tick(now);
+                    }
+                    Some(wake)
+                }
+            };
             self.apply_gate().await;
             match wake {
-                Wake::Maintenance(command) => {
+                // Handled above.
+                None | Some(Wake::Gate(_)) => {}
+                Some(Wake::Maintenance(command)) => {
                     if let Some(h) = self.handover.as_mut() {
                         h.on_command(Instant::now(), &self.router, command);
                     }
                 }
-                Wake::PreParked(parked) => {
+                Some(Wake::PreParked(parked)) => {
                     let check = self.handover.as_mut().and_then(|h| h.pre_park_done(parked));
                     if let (Some(up), Some(index)) =
                         (check, self.handover.as_ref().map(|h| h.check_index))
@@ -701,17 +716,12 @@ impl VrrpRunner {
                         self.router.set_check(Instant::now(), index, up);
                     }
                 }
-                Wake::HandoverTimer => {
+                Some(Wake::HandoverTimer) => {
                     if let Some(h) = self.handover.as_mut() {
                         h.core.handle_timeout(Instant::now());
                     }
                 }
-                Wake::Gate(w) => {
-                    if let Some(g) = self.gate.as_mut() {
-                        g.handle(Instant::now(), w);
-                    }
-                }
-                Wake::Packet(Ok(d)) => {
+                Some(Wake::Packet(Ok(d))) => {
                     self.on_datagram(&d);
                     // Whatever else queued meanwhile, before the next status update.
                     for _ in 0..256 {
@@ -724,15 +734,15 @@ impl VrrpRunner {
                         h.after_packet(Instant::now(), &self.router);
                     }
                 }
-                Wake::Packet(Err(e)) => {
+                Some(Wake::Packet(Err(e))) => {
                     error!(node = %self.node, interface = %self.interface, "{e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Wake::RouterTimer => {
+                Some(Wake::RouterTimer) => {
                     let now = self.now();
                     self.router.handle_timeout(now);
                 }
-                Wake::Event(event) => self.on_event(event),
+                Some(Wake::Event(event)) => self.on_event(event),
             }
             self.settle().await;
             self.sync_vip().await;
