@@ -291,8 +291,9 @@ fn clock_ticks() -> f64 {
 /// m1's captured adverts (spoofing m1's address) within the window and after it, then floods
 /// 10 000 forged adverts per second (each costs the receivers an HMAC: the timestamp is
 /// fresh). With auth_hmac enforced the VIP never leaves m1, every forgery is counted by
-/// reason, the log stays at a few lines, and the daemons' CPU is printed (measured under
-/// `flock /tmp/haplane-measure.lock` with HAPLANE_FLOOD_SECS=30 for the report).
+/// reason, the log stays at a few lines, and the daemons' CPU is printed
+/// (`bench/vrrp/flood.sh` runs this on a release build with a 30 s flood under the
+/// measurement lock; docs/vrrp.md has the figures).
 #[test]
 fn a_hostile_peer_never_moves_the_vip() {
     if support::skip() {
