@@ -128,6 +128,25 @@ fn backstop_secs(until: Instant, now: Instant) -> u32 {
     u32::try_from(left.as_secs() + 1).unwrap_or(u32::MAX)
 }
 
+/// Taken off the address's lifetime when estimating when the kernel removes it: its expiry
+/// check is fuzzed by up to HZ/50 (20 ms) towards earlier.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(100);
+
+/// When the kernel removes an address added at `now` with a lifetime of `secs`, at the
+/// earliest.
+fn address_expiry(now: Instant, secs: u32) -> Instant {
+    now + Duration::from_secs(u64::from(secs)).saturating_sub(EXPIRY_MARGIN)
+}
+
+/// Whether a renewal that extends the hold to `until` must also re-add the address: only
+/// when its lifetime (ending at `expires`) no longer outlasts the hold by the backstop.
+/// Each renewal moves the deadline by about R, so the address is refreshed every few
+/// renewals instead of at each one: fewer netlink round trips in the VRRP loop, whose
+/// adverts and gate answers would wait behind them on a busy machine (issue 14).
+fn address_refresh_due(expires: Option<Instant>, until: Instant) -> bool {
+    expires.is_none_or(|e| e < until + ADDRESS_BACKSTOP)
+}
+
 fn check_index(router: &Router, name: &str) -> Option<usize> {
     router.config().tracked.iter().position(|t| t.name == name)
 }
@@ -210,6 +229,9 @@ pub(super) struct VrrpRunner {
     unconfirmed_index: Option<usize>,
     /// The hold deadline the VIP's lifetime was last refreshed for.
     refreshed_for: Option<Instant>,
+    /// When the kernel removes the VIP's address at the earliest (None: no lifetime, or
+    /// not added).
+    address_expires: Option<Instant>,
     /// Rate-limited log of discarded adverts.
     discard_log: DiscardLog,
     /// The cluster file to watch for auth_hmac changes.
@@ -313,6 +335,7 @@ impl VrrpRunner {
             defer_index,
             unconfirmed_index,
             refreshed_for: None,
+            address_expires: None,
             discard_log: DiscardLog::new(),
             auth_watch: None,
             handover: None,
@@ -522,16 +545,17 @@ impl VrrpRunner {
                 // a session this node does not know would be answered with a reset.
                 h.before_hold(now).await;
             }
-            for addr in &vips {
-                let result = match deadline {
-                    Some(until) => {
+            let readd = match deadline {
+                Some(until) => !refresh || address_refresh_due(self.address_expires, until),
+                None => true,
+            };
+            let secs = deadline.map(|until| backstop_secs(until, now));
+            let mut all_added = true;
+            for addr in vips.iter().filter(|_| readd) {
+                let result = match secs {
+                    Some(secs) => {
                         self.netlink
-                            .add_address_for(
-                                self.ifindex,
-                                *addr,
-                                self.prefix,
-                                backstop_secs(until, now),
-                            )
+                            .add_address_for(self.ifindex, *addr, self.prefix, secs)
                             .await
                     }
                     None => {
@@ -545,8 +569,17 @@ impl VrrpRunner {
                     Ok(()) => {
                         info!(node = %self.node, vip = %addr, interface = %self.interface, fenced = deadline.is_some(), "VIP added")
                     }
-                    Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                    Err(e) => {
+                        all_added = false;
+                        error!(node = %self.node, vip = %addr, "{e}")
+                    }
                 }
+            }
+            if readd {
+                // A failed add is retried at the next renewal.
+                self.address_expires = secs
+                    .filter(|_| all_added)
+                    .map(|secs| address_expiry(now, secs));
             }
             if !refresh {
                 self.holds_vip = true;
@@ -577,6 +610,7 @@ impl VrrpRunner {
             }
             self.holds_vip = false;
             self.refreshed_for = None;
+            self.address_expires = None;
             if let Some(h) = self.handover.as_mut() {
                 h.after_release(now).await;
             }
@@ -953,5 +987,38 @@ impl VrrpRunner {
         if let Some(h) = &self.handover {
             h.publish(&self.router, self.holds_vip);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_re_adds_the_address_only_when_its_lifetime_would_not_outlast_the_hold() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        // Added for a hold until now + 600 ms: 1.6 s left with the backstop, so 2 s.
+        let until = now + ms(600);
+        let secs = backstop_secs(until, now);
+        assert_eq!(secs, 2);
+        let expires = address_expiry(now, secs);
+        assert!(
+            expires >= until + ADDRESS_BACKSTOP,
+            "it outlasts the hold it was added for"
+        );
+        // The next renewals move the deadline by R = 100 ms each.
+        assert!(!address_refresh_due(Some(expires), until + ms(100)));
+        assert!(!address_refresh_due(Some(expires), until + ms(300)));
+        // Once the lifetime no longer covers deadline + backstop, the address is re-added.
+        assert!(address_refresh_due(Some(expires), until + ms(400)));
+        assert!(
+            address_refresh_due(None, until),
+            "not added yet, or without a lifetime"
+        );
+        // A re-add then covers the new deadline again.
+        let later = now + ms(400);
+        let e2 = address_expiry(later, backstop_secs(until + ms(400), later));
+        assert!(e2 >= until + ms(400) + ADDRESS_BACKSTOP);
     }
 }
