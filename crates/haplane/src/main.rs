@@ -133,6 +133,17 @@ enum KubeadmApiArg {
 }
 
 fn main() -> ExitCode {
+    // `exec` elections run their commands under this same binary as the lease guard
+    // (elect::action::guard): handled before clap, it is no subcommand anyone types.
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(elect::action::guard::SUBCOMMAND)) {
+        return elect::action::guard::main(&args.collect::<Vec<_>>());
+    }
+    // /proc/self/exe in the child is this binary, even after an upgrade replaced the file.
+    elect::action::guard::install(vec![
+        "/proc/self/exe".into(),
+        elect::action::guard::SUBCOMMAND.into(),
+    ]);
     // The hidden `generate` subcommand is added here, not in `Command`, so the man pages and
     // completions it writes from `Cli::command()` do not offer it.
     let matches = Cli::command()

@@ -14,13 +14,15 @@ use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
+use super::guard;
 use crate::Role;
 
 /// A run this long counts as healthy and resets the restart backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(10);
 const SETPRIV: &str = "/usr/bin/setpriv";
 
-/// Lease guard run by bash between us and the command. It reads "seconds left on the
+/// The fallback lease guard, when no kernel-timer guard is installed (guard.rs): run by bash
+/// between us and the command. It reads "seconds left on the
 /// lease" lines from its stdin (we write one per renewal); when none arrives in time (we are
 /// frozen by SIGSTOP, hung, or dead: EOF) it sends SIGTERM, then SIGKILL after the fence
 /// grace, to the command. So the command cannot outlive our deadline even when this process
@@ -55,20 +57,28 @@ impl Drop for Running {
 }
 
 fn start(command: &[String], left: Duration, fence_grace: Duration) -> std::io::Result<Running> {
-    let mut argv: Vec<String> = Vec::new();
-    // setpriv --pdeathsig: if this process dies, the kernel kills the guard at once and the
-    // guard's EOF on stdin stops the command.
-    if Path::new(SETPRIV).exists() {
-        argv.extend([SETPRIV, "--pdeathsig", "KILL", "--"].map(String::from));
-    }
-    let guarded = Path::new(BASH).exists();
-    if guarded {
-        argv.extend([BASH, "-c", GUARD, "haplane-lease-guard"].map(String::from));
-    }
-    argv.extend(command.iter().cloned());
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    let guarded = if guard::usable() {
+        // The kernel-timer guard (guard.rs): fences even when the whole node is frozen.
+        argv.extend(guard::installed().unwrap_or_default().iter().cloned());
+        true
+    } else {
+        // setpriv --pdeathsig: if this process dies, the kernel kills the guard at once and
+        // the guard's EOF on stdin stops the command.
+        if Path::new(SETPRIV).exists() {
+            argv.extend([SETPRIV, "--pdeathsig", "KILL", "--"].map(Into::into));
+        }
+        let bash = Path::new(BASH).exists();
+        if bash {
+            argv.extend([BASH, "-c", GUARD, "haplane-lease-guard"].map(Into::into));
+        }
+        bash
+    };
+    argv.extend(command.iter().map(Into::into));
     // Our own pipe: tokio's piped stdin would hand the guard a non-blocking fd, on which
-    // bash's `read -t` fails at once. Only our end is made non-blocking.
-    let (reader, writer) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    // bash's `read -t` fails at once. Only our end is made non-blocking. Close-on-exec, so
+    // no other child inherits the writing end and the guard sees EOF when we are gone.
+    let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
     let fd = writer.as_fd();
     let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
     fcntl(
@@ -78,9 +88,9 @@ fn start(command: &[String], left: Duration, fence_grace: Duration) -> std::io::
     .map_err(std::io::Error::from)?;
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
-        .env("HAPLANE_LEASE_LEFT", format!("{:.3}", left.as_secs_f64()))
+        .env(guard::ENV_LEASE_LEFT, format!("{:.3}", left.as_secs_f64()))
         .env(
-            "HAPLANE_FENCE_GRACE",
+            guard::ENV_FENCE_GRACE,
             format!("{:.3}", fence_grace.as_secs_f64()),
         )
         .process_group(0)

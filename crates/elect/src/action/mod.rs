@@ -1,6 +1,7 @@
 //! What a leader does: keep a manifest in place, or run a command.
 
 mod exec;
+pub mod guard;
 mod manifest;
 
 pub(crate) use manifest::fsync_dir;
