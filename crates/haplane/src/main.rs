@@ -135,9 +135,9 @@ enum KubeadmApiArg {
 fn main() -> ExitCode {
     // `exec` elections run their commands under this same binary as the lease guard
     // (elect::action::guard): handled before clap, it is no subcommand anyone types.
-    let mut args = std::env::args_os();
-    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(elect::action::guard::SUBCOMMAND)) {
-        return elect::action::guard::main(&args.collect::<Vec<_>>());
+    if let Some(code) = elect::action::guard::run_if_asked(&std::env::args_os().collect::<Vec<_>>())
+    {
+        return code;
     }
     // /proc/self/exe in the child is this binary, even after an upgrade replaced the file.
     elect::action::guard::install(vec![

@@ -4,7 +4,8 @@
 //! haplane writes "seconds left on the lease" lines to the guard's stdin, one per renewal. The
 //! guard re-arms a POSIX timer (`timer_create`, CLOCK_BOOTTIME) that delivers SIGKILL to the
 //! guard itself at `left + fence grace`; the command runs with a parent-death signal of
-//! SIGKILL (`setpriv --pdeathsig KILL`). Both signals are SIGKILL, which the kernel delivers
+//! SIGKILL (set by the same binary, `__lease-guard-exec`, just before it execs the command, so
+//! the image needs no setpriv). Both signals are SIGKILL, which the kernel delivers
 //! to stopped processes too: when the whole node is frozen (every process SIGSTOPped, as `lab
 //! chaos` `stop-node` does, or a cgroup freeze), the timer still fires, the guard dies, and
 //! the command dies with it, all inside the kernel, before the lease can expire on the etcd
@@ -20,7 +21,6 @@
 
 use std::ffi::OsString;
 use std::io::BufRead;
-use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 use std::sync::mpsc;
@@ -38,13 +38,17 @@ pub const SUBCOMMAND: &str = "__lease-guard";
 pub const ENV_LEASE_LEFT: &str = "HAPLANE_LEASE_LEFT";
 /// Environment: seconds between the SIGTERM at the deadline and the kernel's SIGKILL.
 pub const ENV_FENCE_GRACE: &str = "HAPLANE_FENCE_GRACE";
-const SETPRIV: &str = "/usr/bin/setpriv";
+/// The argument that makes the binary set a parent-death signal and exec the command.
+pub const EXEC_SUBCOMMAND: &str = "__lease-guard-exec";
+/// Environment of the exec half: the guard's pid, to tell whether it died before the
+/// parent-death signal was set.
+const ENV_GUARD_PID: &str = "HAPLANE_LEASE_GUARD_PID";
 
 static PROGRAM: OnceLock<Vec<OsString>> = OnceLock::new();
 
 /// Makes `exec` actions start their commands under this guard, run as `argv` followed by the
 /// command (e.g. `["/proc/self/exe", "__lease-guard"]` for a binary whose `main` calls
-/// [`main`] on that argument). Without it they use the bash guard, which fences only once it
+/// [`run_if_asked`] first). Without it they use the bash guard, which fences only once it
 /// can run. The first call wins.
 pub fn install(argv: Vec<OsString>) {
     let _ = PROGRAM.set(argv);
@@ -55,10 +59,65 @@ pub(crate) fn installed() -> Option<&'static [OsString]> {
     PROGRAM.get().map(|v| v.as_slice())
 }
 
-/// Whether the kernel parent-death wrapper is there (without it the guard cannot fence a
-/// frozen command and the bash guard is used instead).
+/// Whether the kernel-timer guard is installed (otherwise the bash guard is used).
 pub(crate) fn usable() -> bool {
-    installed().is_some() && Path::new(SETPRIV).exists()
+    installed().is_some()
+}
+
+/// For a binary's `main`: runs the guard or its exec half when `argv[1]` asks for one
+/// ([`SUBCOMMAND`], [`EXEC_SUBCOMMAND`]); `None` otherwise.
+pub fn run_if_asked(argv: &[OsString]) -> Option<ExitCode> {
+    let rest = argv.get(2..).unwrap_or_default();
+    match argv.get(1)?.to_str()? {
+        SUBCOMMAND => Some(main(rest)),
+        EXEC_SUBCOMMAND => Some(exec_main(rest)),
+        _ => None,
+    }
+}
+
+/// The guard's child: dies with the guard (SIGKILL, even while stopped), then becomes the
+/// command. Returns only when that fails.
+fn exec_main(command: &[OsString]) -> ExitCode {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let fail = |what: String| {
+        eprintln!("haplane lease guard: {what}");
+        ExitCode::from(127)
+    };
+    if command.is_empty() {
+        return fail("no command given".into());
+    }
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
+        return fail(format!("setting the parent-death signal: {e}"));
+    }
+    // A guard that died before the line above sent no signal: nothing would fence us.
+    let guard = std::env::var(ENV_GUARD_PID)
+        .ok()
+        .and_then(|p| p.parse().ok());
+    if guard != Some(nix::unistd::getppid().as_raw()) {
+        return fail("the lease guard is gone".into());
+    }
+    let cstr = |o: &std::ffi::OsStr| CString::new(o.as_bytes());
+    let Ok(args) = command
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return fail("an argument holds a NUL byte".into());
+    };
+    let env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != ENV_GUARD_PID)
+        .filter_map(|(k, v)| {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            CString::new(kv).ok()
+        })
+        .collect();
+    match nix::unistd::execvpe(&args[0], &args, &env) {
+        Err(e) => fail(format!("running {:?}: {e}", command[0])),
+        Ok(never) => match never {},
+    }
 }
 
 enum Event {
@@ -79,7 +138,7 @@ fn env_seconds(name: &str) -> Result<Duration, String> {
 
 /// Runs `command` under the guard and returns its exit status (128 + signal if a signal
 /// ended it). `command` is what follows [`SUBCOMMAND`] on the command line.
-pub fn main(command: &[OsString]) -> ExitCode {
+fn main(command: &[OsString]) -> ExitCode {
     match run(command) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -117,14 +176,16 @@ fn run(command: &[OsString]) -> Result<u8, String> {
     arm(left + grace)?;
     // Spawned from this (the main) thread, which lives until the guard exits: the parent-death
     // signal follows the thread that forked, not the process.
-    let mut child = Command::new(SETPRIV)
-        .args(["--pdeathsig", "KILL", "--"])
+    // This process is the binary that handles EXEC_SUBCOMMAND.
+    let mut child = Command::new("/proc/self/exe")
+        .arg(EXEC_SUBCOMMAND)
         .args(command)
         .env_remove(ENV_LEASE_LEFT)
         .env_remove(ENV_FENCE_GRACE)
+        .env(ENV_GUARD_PID, std::process::id().to_string())
         .stdin(Stdio::null())
         .spawn()
-        .map_err(|e| format!("starting {SETPRIV} for {:?}: {e}", command[0]))?;
+        .map_err(|e| format!("starting {:?}: {e}", command[0]))?;
     let pid = Pid::from_raw(child.id() as i32);
     // Blocked after the spawn (a child inherits the mask through exec) and before any other
     // thread starts (they inherit it too). A SIGTERM before this line ends the guard, and the
