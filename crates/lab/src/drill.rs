@@ -880,22 +880,42 @@ fn move_etcd_leader(
 }
 
 /// Puts etcd's raft leader where `placement` wants it relative to `target`; returns a note
-/// when something was moved or could not be.
+/// when something was moved or could not be. A loaded etcd sometimes ignores a
+/// `move-leader` (the transfer times out inside raft), so it is tried up to three times.
 fn place_etcd_leader(
     st: &LabState,
     topo: &netlab::Topology,
     placement: Placement,
     target: &str,
 ) -> Option<String> {
+    let mut last = None;
+    for _ in 0..3 {
+        match place_etcd_leader_once(st, topo, placement, target) {
+            Ok(note) => return note,
+            Err(note) => last = Some(note),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    last
+}
+
+/// One try of [`place_etcd_leader`]: `Ok(None)` when the leader is already in place,
+/// `Ok(Some(note))` when it was moved, `Err(note)` when it could not be.
+fn place_etcd_leader_once(
+    st: &LabState,
+    topo: &netlab::Topology,
+    placement: Placement,
+    target: &str,
+) -> Result<Option<String>, String> {
     let view = up::lab_view(st, topo);
     let Some(leader) = view.etcd_leader.clone() else {
-        return Some("no etcd leader to place".into());
+        return Err("no etcd leader to place".into());
     };
     let to = match placement {
-        Placement::AsFound => return None,
-        Placement::Target if leader == target => return None,
+        Placement::AsFound => return Ok(None),
+        Placement::Target if leader == target => return Ok(None),
         Placement::Target => target.to_string(),
-        Placement::Elsewhere if leader != target => return None,
+        Placement::Elsewhere if leader != target => return Ok(None),
         Placement::Elsewhere => {
             let other = view.nodes.iter().find(|n| {
                 n.has_role("master")
@@ -904,13 +924,11 @@ fn place_etcd_leader(
             });
             match other {
                 Some(n) => n.name.clone(),
-                None => return Some(format!("no healthy etcd member but {target} to lead")),
+                None => return Err(format!("no healthy etcd member but {target} to lead")),
             }
         }
     };
-    Some(match move_etcd_leader(st, topo, &view, &leader, &to) {
-        Ok(n) | Err(n) => n,
-    })
+    move_etcd_leader(st, topo, &view, &leader, &to).map(Some)
 }
 
 /// The etcd member `etcd-member-lost` kills: with a placement, the first master that does

@@ -187,15 +187,18 @@ fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
         "one row per scenario and placement"
     );
     assert_eq!(r.lost_writes, 0);
-    // Issue 6 and 10: with the service dying on the holder, no new connection through the VIP
-    // fails (one request in flight at the kill may) and the gap stays under 1 s. A write that
-    // only timed out (200 ms) reached a live member that answered late: etcd's latency on a
-    // loaded machine, not a connection to the dead backend, which is refused at once.
+    // Issue 6 and 10: with the service dying on the holder, the balancer hides the dead
+    // backend from new connections (a refused connect moves on to the next backend, so the
+    // client never sees "refused") and the gap stays under 1 s. What can fail is what was in
+    // flight while the process died: the request on the keep-alive session to it, and one
+    // connection the kernel accepted into the dying process's backlog before its listener
+    // closed (SIGKILL of a many-threaded etcd is not instantaneous). A write that only timed
+    // out (200 ms) reached a live member that answered late: etcd's latency, not the balancer.
     let dies = &r.scenarios[1];
-    let not_timeouts =
-        dies.paths[0].failed - dies.paths[0].errors.get("timeout").copied().unwrap_or(0);
+    let errors = &dies.paths[0].errors;
+    let not_timeouts = dies.paths[0].failed - errors.get("timeout").copied().unwrap_or(0);
     assert!(
-        not_timeouts <= 1,
+        not_timeouts <= 2 && !errors.contains_key("refused"),
         "service-dies via VIP: {:?}",
         dies.paths[0]
     );
