@@ -31,6 +31,21 @@ fn held_by(holder: &str, rev: i64) -> KeyState {
     }
 }
 
+/// Node "a", preempt false, holding its key (revision 6) at `t0`, its actions drained.
+fn holding_its_key_without_preempt() -> (Gate, Instant) {
+    let t0 = Instant::now();
+    let mut cfg = GateConfig::new("a");
+    cfg.preempt = false;
+    let mut g = Gate::new(cfg, t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Read(held_by("a", 5))));
+    g.handle_want(t0, true);
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Done { revision: 6 }));
+    drain(&mut g);
+    (g, t0)
+}
+
 #[test]
 fn a_challenger_swaps_only_after_hold_times_one_plus_rho_plus_delta_from_when_it_learned() {
     let t0 = Instant::now();
@@ -162,16 +177,7 @@ fn a_holder_whose_renewals_fail_drops_the_vip_at_its_deadline_and_keeps_its_key(
 
 #[test]
 fn a_thawed_holder_defers_until_etcd_answers_a_request_sent_after_the_thaw() {
-    let t0 = Instant::now();
-    let mut cfg = GateConfig::new("a");
-    cfg.preempt = false;
-    let mut g = Gate::new(cfg, t0).unwrap();
-    let (id, _) = sent(&drain(&mut g)).unwrap();
-    g.handle_response(t0, id, Ok(Outcome::Read(held_by("a", 5))));
-    g.handle_want(t0, true);
-    let (id, _) = sent(&drain(&mut g)).unwrap();
-    g.handle_response(t0, id, Ok(Outcome::Done { revision: 6 }));
-    drain(&mut g);
+    let (mut g, t0) = holding_its_key_without_preempt();
     // Frozen for 5 s: the first call after that is long past the requested wake-up.
     let thaw = t0 + Duration::from_secs(5);
     g.handle_timeout(thaw);
@@ -201,16 +207,7 @@ fn a_holder_stalled_past_its_hold_but_not_replaced_outranks_the_nodes_deferring_
     // deferring to it yielded VRRP mastership to one of them and handed it the VIP, with
     // preempt false. While its own key is unconfirmed it defers above them (still below
     // any holder), and the first renewal that succeeds ends the deferral.
-    let t0 = Instant::now();
-    let mut cfg = GateConfig::new("a");
-    cfg.preempt = false;
-    let mut g = Gate::new(cfg, t0).unwrap();
-    let (id, _) = sent(&drain(&mut g)).unwrap();
-    g.handle_response(t0, id, Ok(Outcome::Read(held_by("a", 5))));
-    g.handle_want(t0, true);
-    let (id, _) = sent(&drain(&mut g)).unwrap();
-    g.handle_response(t0, id, Ok(Outcome::Done { revision: 6 }));
-    drain(&mut g);
+    let (mut g, t0) = holding_its_key_without_preempt();
     // Starved for 1 s: past the hold (600 ms), short of anyone's takeover wait.
     let late = t0 + Duration::from_secs(1);
     g.handle_timeout(late);

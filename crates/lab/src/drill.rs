@@ -888,15 +888,15 @@ fn place_etcd_leader(
     placement: Placement,
     target: &str,
 ) -> Option<String> {
-    let mut last = None;
-    for _ in 0..3 {
+    let mut tries = 0;
+    loop {
+        tries += 1;
         match place_etcd_leader_once(st, topo, placement, target) {
             Ok(note) => return note,
-            Err(note) => last = Some(note),
+            Err(note) if tries == 3 => return Some(note),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
         }
-        std::thread::sleep(Duration::from_millis(500));
     }
-    last
 }
 
 /// One try of [`place_etcd_leader`]: `Ok(None)` when the leader is already in place,

@@ -58,9 +58,9 @@ impl Drop for Running {
 
 fn start(command: &[String], left: Duration, fence_grace: Duration) -> std::io::Result<Running> {
     let mut argv: Vec<std::ffi::OsString> = Vec::new();
-    let guarded = if guard::usable() {
+    let guarded = if let Some(prefix) = guard::installed() {
         // The kernel-timer guard (guard.rs): fences even when the whole node is frozen.
-        argv.extend(guard::installed().unwrap_or_default().iter().cloned());
+        argv.extend(prefix.iter().cloned());
         true
     } else {
         // setpriv --pdeathsig: if this process dies, the kernel kills the guard at once and

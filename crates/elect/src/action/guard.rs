@@ -54,14 +54,9 @@ pub fn install(argv: Vec<OsString>) {
     let _ = PROGRAM.set(argv);
 }
 
-/// The installed guard's argv prefix, if any.
+/// The installed guard's argv prefix; None: the bash guard is used.
 pub(crate) fn installed() -> Option<&'static [OsString]> {
     PROGRAM.get().map(|v| v.as_slice())
-}
-
-/// Whether the kernel-timer guard is installed (otherwise the bash guard is used).
-pub(crate) fn usable() -> bool {
-    installed().is_some()
 }
 
 /// For a binary's `main`: runs the guard or its exec half when `argv[1]` asks for one
