@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::netns::*;
@@ -23,6 +23,17 @@ const RENEW: Duration = Duration::from_millis(100); // TTL/20
 const ATTEMPT: Duration = elect::DEFAULT_ATTEMPT_TIMEOUT;
 /// Scheduling allowance on a loaded 2-core machine for a handful of task wake-ups.
 const SCHED: Duration = Duration::from_millis(100);
+
+/// These tests bound takeover times to a few hundred milliseconds while they freeze, cut and
+/// kill etcd members; run side by side on two cores, one test's three members and their raft
+/// elections starve another's (a leader missed its renewals under the full suite's load and
+/// lost its lead before the step the test measures). So they run one at a time.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -147,6 +158,7 @@ fn run(c: &Arc<Cluster>, host: &str, body: impl std::future::Future<Output = ()>
 #[test]
 fn a_leader_rides_through_the_loss_of_its_own_etcd_member_frozen_cut_off_or_killed() {
     netlab::require_root!();
+    let _serial = one_at_a_time();
     let c = Cluster::start();
     let cc = c.clone();
     run(&c, "c1", async move {
@@ -186,6 +198,7 @@ fn a_leader_rides_through_the_loss_of_its_own_etcd_member_frozen_cut_off_or_kill
 fn a_holder_cut_off_with_the_etcd_raft_leader_stops_by_cut_plus_hold_and_the_majority_takes_over_after()
  {
     netlab::require_root!();
+    let _serial = one_at_a_time();
     let c = Cluster::start();
     c.move_leader_to(0);
     let name = unique("isolated");
@@ -262,6 +275,7 @@ fn a_holder_cut_off_with_the_etcd_raft_leader_stops_by_cut_plus_hold_and_the_maj
 fn a_follower_takes_over_at_once_when_the_leader_resigns_while_a_member_is_frozen_cut_off_or_killed()
  {
     netlab::require_root!();
+    let _serial = one_at_a_time();
     let c = Cluster::start();
     let cc = c.clone();
     run(&c, "c1", async move {
@@ -289,7 +303,19 @@ fn a_follower_takes_over_at_once_when_the_leader_resigns_while_a_member_is_froze
             a.resign().await;
             let revoked = Instant::now();
             wait_leader(&b, Duration::from_secs(10)).await;
-            let led = b_tl.led_at(resign_started).expect("b led");
+            let led = b_tl.led_at(resign_started).unwrap_or_else(|| {
+                panic!(
+                    "{fault:?}: b did not take over after the resign; its roles, from the resign: {:?}",
+                    b_tl.events()
+                        .into_iter()
+                        .map(|(t, role)| {
+                            let sign = if t < resign_started { "-" } else { "+" };
+                            let off = t.max(resign_started) - t.min(resign_started);
+                            format!("{sign}{off:?} {role:?}")
+                        })
+                        .collect::<Vec<_>>()
+                )
+            });
             undo(&c, u).await;
             let took = led.saturating_duration_since(revoked);
             eprintln!(
@@ -317,6 +343,7 @@ fn a_follower_takes_over_at_once_when_the_leader_resigns_while_a_member_is_froze
 #[test]
 fn a_revoke_refused_while_etcd_has_no_leader_lands_as_soon_as_etcd_answers_again() {
     netlab::require_root!();
+    let _serial = one_at_a_time();
     let c = Cluster::start();
     let cc = c.clone();
     run(&c, "c1", async move {
@@ -392,6 +419,7 @@ fn a_revoke_refused_while_etcd_has_no_leader_lands_as_soon_as_etcd_answers_again
 #[test]
 fn a_leader_that_stepped_down_during_an_etcd_outage_leads_again_with_the_same_key() {
     netlab::require_root!();
+    let _serial = one_at_a_time();
     let c = Cluster::start();
     let cc = c.clone();
     run(&c, "c1", async move {
@@ -457,6 +485,7 @@ fn a_leader_that_stepped_down_during_an_etcd_outage_leads_again_with_the_same_ke
 #[test]
 fn a_leader_with_a_4s_lease_rides_through_an_etcd_raft_election() {
     netlab::require_root!();
+    let _serial = one_at_a_time();
     let c = Cluster::start();
     let cc = c.clone();
     run(&c, "c1", async move {
