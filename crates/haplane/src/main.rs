@@ -1,9 +1,7 @@
 //! The haplane command line.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cli;
@@ -24,6 +22,15 @@ struct Cli {
     /// Log filter (RUST_LOG syntax), e.g. debug or haplane=debug.
     #[arg(long, global = true, env = "HAPLANE_LOG", default_value = "info")]
     log: String,
+    /// Log lines as text (colour only on a terminal) or as JSON objects (journald, shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "HAPLANE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: cli::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,71 +38,24 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon for this node until SIGTERM or SIGINT.
-    Run {
-        /// The cluster file (the same on every node).
-        #[arg(long, short)]
-        config: PathBuf,
-        /// This node's name; by default the node whose address is on this host.
-        #[arg(long)]
-        node: Option<String>,
-    },
+    Run(cli::run::RunArgs),
     /// Validate a cluster file and print every problem with the path of its key.
-    Check {
-        /// The cluster file.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
+    Check(cli::check::CheckArgs),
     /// Validate the inventory and render kubeadm, etcd, haplane, keepalived and haproxy files
     /// plus a runbook for every node into a directory.
-    Plan {
-        /// The cluster file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Output directory (created; files are overwritten).
-        #[arg(long, short)]
-        out: PathBuf,
-        /// kubeadm API version of the rendered configs.
-        #[arg(long, value_enum, default_value = "v1beta4")]
-        kubeadm_api: KubeadmApiArg,
-    },
+    Plan(cli::plan::PlanArgs),
     /// Check this host before kubeadm init/join: ports, directories, swap, kernel settings,
     /// hostname, firewall, SELinux, time sync, runtime, VIP interface, VRID in use.
-    Preflight {
-        /// The cluster file.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// This node's name; by default the node whose address is on this host.
-        #[arg(long)]
-        node: Option<String>,
-        /// Print JSON instead of PASS/WARN/FAIL lines.
-        #[arg(long)]
-        json: bool,
-        /// Look for /etc/kubernetes and /var/lib/etcd under this directory.
-        #[arg(long, default_value = "/")]
-        root: PathBuf,
-        /// How long to listen for another VRRP router using our VRID (0s skips).
-        #[arg(long, default_value = "3s")]
-        vrrp_listen: config::Dur,
-    },
+    Preflight(cli::preflight::PreflightArgs),
     /// Write a haplane cluster file to stdout from an existing keepalived.conf (and haproxy.cfg).
-    Import {
-        /// keepalived.conf to read (includes are followed).
-        #[arg(long)]
-        keepalived: PathBuf,
-        /// haproxy.cfg to read.
-        #[arg(long)]
-        haproxy: Option<PathBuf>,
-    },
+    Import(cli::import::ImportArgs),
     /// etcd maintenance.
-    Etcd {
-        #[command(subcommand)]
-        command: EtcdCommand,
-    },
+    Etcd(cli::etcd::EtcdArgs),
     /// A local HA control plane in network namespaces: masters with etcd and haplane, workers
     /// with the node-local balancer; break it and measure what clients feel (needs root).
-    Lab(cli::chaos::LabArgs),
+    Lab(cli::lab::LabArgs),
     /// One table for the cluster: VRRP state, VIP, balancer backends, elections, etcd health.
-    Status(lab::StatusArgs),
+    Status(cli::status::StatusArgs),
     /// A backend's admin state on this node's balancer: drain (no new sessions, established
     /// ones continue), enable, or show them all (through the root-only admin socket).
     Lb(cli::lb::LbArgs),
@@ -103,33 +63,7 @@ enum Command {
     Maintenance(cli::maintenance::MaintenanceArgs),
     /// The README's first command: lab up, drill every scenario with an HTML report, print the
     /// summary, lab down (needs root). With --vrrp: a two-node VRRP failover demo only.
-    Demo {
-        /// Only the two-node VRRP demo (elect, fail over, preempt, hand over).
-        #[arg(long)]
-        vrrp: bool,
-        /// VRRP advert interval for the --vrrp demo.
-        #[arg(long, default_value = "100ms", requires = "vrrp")]
-        advert: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum EtcdCommand {
-    /// Stream a snapshot through the maintenance API, verify its hash and write it atomically.
-    Snapshot {
-        /// The cluster file (its etcd section says how to connect).
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Where to write the snapshot.
-        #[arg(long, short)]
-        out: PathBuf,
-    },
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum KubeadmApiArg {
-    V1beta4,
-    V1beta3,
+    Demo(cli::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -159,13 +93,7 @@ fn main() -> ExitCode {
         };
     }
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log)
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    cli::logging::init(&cli.log, cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -191,200 +119,16 @@ fn describe(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config, node } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            rt.block_on(haplane::daemon::run(haplane::daemon::RunOptions {
-                config,
-                node,
-            }))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Check { config } => match config::Cluster::load(&config) {
-            Ok((cluster, mut warnings)) => {
-                // Key files that cannot be used, secrets other users can read.
-                let (errors, audit): (Vec<_>, Vec<_>) =
-                    config::audit_secret_files(&cluster, &config)
-                        .into_iter()
-                        .partition(|f| f.severity == config::Severity::Error);
-                warnings.extend(audit);
-                for w in &warnings {
-                    println!("{w}");
-                }
-                if !errors.is_empty() {
-                    for e in &errors {
-                        eprintln!("{e}");
-                    }
-                    eprintln!("{}: {} error(s)", config.display(), errors.len());
-                    return Ok(ExitCode::from(1));
-                }
-                println!(
-                    "{}: ok ({} nodes, VIP {}, VRID {}, {} warning(s))",
-                    config.display(),
-                    cluster.nodes.len(),
-                    cluster.vip.address,
-                    cluster.vip.vrid,
-                    warnings.len()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::from(1))
-            }
-        },
-        Command::Plan {
-            config,
-            out,
-            kubeadm_api,
-        } => {
-            let cluster = match plan::parse(
-                &std::fs::read_to_string(&config)
-                    .with_context(|| format!("cannot read {}", config.display()))?,
-                &config,
-            ) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            let findings = plan::validate(&cluster);
-            for f in &findings {
-                eprintln!("{f}");
-            }
-            if findings
-                .iter()
-                .any(|f| f.severity == config::Severity::Error)
-            {
-                eprintln!("{}: not rendered; fix the errors above", config.display());
-                return Ok(ExitCode::from(1));
-            }
-            let options = plan::PlanOptions {
-                kubeadm_api: match kubeadm_api {
-                    KubeadmApiArg::V1beta4 => plan::KubeadmApi::V1beta4,
-                    KubeadmApiArg::V1beta3 => plan::KubeadmApi::V1beta3,
-                },
-                ..plan::PlanOptions::default()
-            };
-            let rendered = plan::render(&cluster, &options)?;
-            plan::write_plan(&rendered, &out)?;
-            println!(
-                "wrote {} files to {}; start with {}/README.md",
-                rendered.files.len(),
-                out.display(),
-                out.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Preflight {
-            config,
-            node,
-            json,
-            root,
-            vrrp_listen,
-        } => {
-            let (cluster, _) = match config::Cluster::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            let local: Vec<std::net::IpAddr> = nix::ifaddrs::getifaddrs()
-                .context("cannot list this host's addresses")?
-                .filter_map(|i| i.address)
-                .filter_map(|a| {
-                    a.as_sockaddr_in()
-                        .map(|v4| std::net::IpAddr::V4(v4.ip()))
-                        .or_else(|| a.as_sockaddr_in6().map(|v6| std::net::IpAddr::V6(v6.ip())))
-                })
-                .collect();
-            let me = cluster.find_node(node.as_deref(), &local)?.clone();
-            let options = plan::PreflightOptions {
-                root,
-                vrrp_listen: vrrp_listen.get(),
-                ..plan::PreflightOptions::default()
-            };
-            let results = plan::preflight(&cluster, &me, &options);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
-            } else {
-                for r in &results {
-                    println!("{r}");
-                }
-            }
-            let failed = results
-                .iter()
-                .filter(|r| r.status == plan::CheckStatus::Fail)
-                .count();
-            if failed > 0 {
-                eprintln!("preflight: {failed} check(s) failed on node {}", me.name);
-                return Ok(ExitCode::from(1));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Import {
-            keepalived,
-            haproxy,
-        } => {
-            let result = plan::import(&keepalived, haproxy.as_deref())?;
-            print!("{}", result.cluster_yaml);
-            for u in &result.unmapped {
-                eprintln!(
-                    "not mapped: {}:{}: {} ({})",
-                    u.file.display(),
-                    u.line,
-                    u.text,
-                    u.reason
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Etcd {
-            command: EtcdCommand::Snapshot { config, out },
-        } => {
-            let (cluster, _) = config::Cluster::load(&config)?;
-            let etcd = haplane::etcd::etcd_config(&cluster)?;
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot start the async runtime")?;
-            let info = rt.block_on(async {
-                let client = elect::connect(&etcd).await?;
-                elect::snapshot(&client, &out).await
-            })?;
-            println!(
-                "snapshot {} ({} bytes, revision {}, sha256 {})",
-                info.path.display(),
-                info.size,
-                info.revision
-                    .map_or("unknown".to_string(), |r| r.to_string()),
-                info.sha256
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Lab(args) => {
-            let exe = std::env::current_exe().context("cannot find the haplane binary")?;
-            cli::chaos::run(args, &exe)
-        }
-        Command::Status(args) => Ok(lab::run_status(args)?),
+        Command::Run(args) => cli::run::run(args),
+        Command::Check(args) => cli::check::run(args),
+        Command::Plan(args) => cli::plan::run(args),
+        Command::Preflight(args) => cli::preflight::run(args),
+        Command::Import(args) => cli::import::run(args),
+        Command::Etcd(args) => cli::etcd::run(args),
+        Command::Lab(args) => cli::lab::run(args),
+        Command::Status(args) => cli::status::run(args),
         Command::Lb(args) => cli::lb::run(args),
         Command::Maintenance(args) => cli::maintenance::run(args),
-        Command::Demo { vrrp: false, .. } => {
-            let exe = std::env::current_exe().context("cannot find the haplane binary")?;
-            Ok(lab::demo(&exe)?)
-        }
-        Command::Demo { vrrp: true, advert } => {
-            let exe = std::env::current_exe().context("cannot find the haplane binary")?;
-            let logs = std::env::temp_dir().join(format!("haplane-demo-{}", std::process::id()));
-            std::fs::create_dir_all(&logs)
-                .with_context(|| format!("cannot create {}", logs.display()))?;
-            haplane::demo::run(&exe, &advert, &logs)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Demo(args) => cli::demo::run(args),
     }
 }

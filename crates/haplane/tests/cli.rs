@@ -352,3 +352,49 @@ fn lab_chaos_dry_run_prints_the_same_schedule_for_the_same_seed_and_names_bad_ki
     assert!(err.contains("meteor") && err.contains("kill-node"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Issue 13: logs an SRE can ship. A bad `--log` filter is said (not silently replaced), as
+/// one JSON object per line with `--log-format json`, and as plain text without escape
+/// sequences when stderr is not a terminal (a redirected demo was full of them).
+#[test]
+fn log_lines_are_json_objects_with_log_format_json_and_plain_text_when_redirected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, GOOD).unwrap();
+    let config = path.to_str().unwrap();
+
+    let json = haplane(&[
+        "--log",
+        "[bad",
+        "--log-format",
+        "json",
+        "check",
+        "-c",
+        config,
+    ]);
+    assert!(json.status.success(), "{json:?}");
+    let stderr = String::from_utf8_lossy(&json.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty(), "the bad filter is reported");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON object ({e}): {line}"));
+        assert_eq!(v["level"], "WARN", "{line}");
+        assert!(
+            v["message"].as_str().unwrap_or("").contains("[bad"),
+            "{line}"
+        );
+    }
+
+    let text = haplane(&["--log", "[bad", "check", "-c", config]);
+    let stderr = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        stderr.contains("WARN") && stderr.contains("[bad"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "escape sequences: {stderr:?}");
+
+    let bad = haplane(&["--log-format", "xml", "check", "-c", config]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: text, json"));
+}

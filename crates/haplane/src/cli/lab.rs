@@ -1,7 +1,7 @@
 //! `haplane lab ...`: the lab crate's subcommands plus `lab chaos` (seeded overlapping faults
 //! and a checker, see docs/lab.md).
 
-use std::path::Path;
+use anyhow::Context;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
@@ -65,9 +65,12 @@ struct ChaosArgs {
 }
 
 /// Runs `haplane lab ...`; `exe` is the binary started on each node.
-pub fn run(args: LabArgs, exe: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        LabCommand::Lab(command) => Ok(lab::run_lab(lab::LabArgs { command }, exe)?),
+        LabCommand::Lab(command) => {
+            let exe = std::env::current_exe().context("cannot find the haplane binary")?;
+            Ok(lab::run_lab(lab::LabArgs { command }, &exe)?)
+        }
         LabCommand::Chaos(a) => chaos_command(a),
     }
 }
