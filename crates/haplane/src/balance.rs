@@ -20,25 +20,8 @@ pub fn missing_ca(cluster: &Cluster) -> Option<std::path::PathBuf> {
     }
 }
 
-/// Where a node's balancer listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BalancerPlace {
-    /// `loadBalancer.listen` (the VIP): the nodes that run VRRP for it.
-    Vip,
-    /// `loadBalancer.nodeLocalListen` (127.0.0.1): workers.
-    NodeLocal,
-}
-
-impl BalancerPlace {
-    /// The name in /status.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BalancerPlace::Vip => "vip",
-            BalancerPlace::NodeLocal => "node-local",
-        }
-    }
-}
+/// Where a node's balancer listens (part of the /status contract).
+pub use status_api::BalancerPlace;
 
 /// Where `node`'s balancer listens: on the VIP's listen addresses when it runs VRRP for the
 /// VIP (the masters, or the `lb` nodes when there are any), node-local on a worker, else

@@ -71,10 +71,26 @@ pub struct EtcdSection(pub tokio::sync::watch::Receiver<Option<elect::Client>>);
 
 impl Section for EtcdSection {
     fn json(&self) -> serde_json::Value {
-        match &*self.0.borrow() {
-            Some(c) => serde_json::json!({ "connected": true, "members": c.members() }),
-            None => serde_json::json!({ "connected": false, "members": [] }),
-        }
+        let client = self.0.borrow();
+        let section = status_api::EtcdClient {
+            connected: client.is_some(),
+            members: client
+                .as_ref()
+                .map(|c| c.members())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|m| status_api::EtcdMember {
+                    endpoint: m.endpoint,
+                    index: m.health.index,
+                    up: m.health.up,
+                    preferred: m.health.preferred,
+                    failures: m.health.failures,
+                    rtt_us: m.health.rtt_us,
+                    last_error: m.health.last_error,
+                })
+                .collect(),
+        };
+        serde_json::to_value(section).unwrap_or_default()
     }
 
     fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {

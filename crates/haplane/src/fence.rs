@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use elect::Client;
 use elect::etcd::{Compare, CompareOp, GetResponse, Txn, TxnOp, TxnOpResponse};
 use gate::{Action, Gate, GateConfig, Held, KeyState, Op, Outcome, RequestFailed, RequestId};
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -44,46 +43,8 @@ pub enum VipAction {
     Quorum(bool),
 }
 
-/// The fence as shown in /status (`fence`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FenceStatus {
-    /// Always "quorum" (the `vip.fencing` mode).
-    pub mode: &'static str,
-    /// Fencing is armed (this node has reached etcd).
-    pub armed: bool,
-    /// The etcd key the gate renews.
-    pub key: String,
-    /// VRRP makes this node master, so it wants the VIP.
-    pub want: bool,
-    /// This node holds the VIP under the gate now.
-    pub leader: bool,
-    /// The key's holder as this node last learned it (None: the key is absent).
-    pub current_holder: Option<String>,
-    /// The key's mod revision as last learned.
-    pub key_mod_revision: Option<i64>,
-    /// How long ago this node learned that `current_holder` holds the key.
-    pub holder_since_ms_ago: Option<u64>,
-    /// Time left until this node's hold deadline, while it holds.
-    pub hold_remaining_ms: Option<u64>,
-    /// Time left until this node may take the key from a silent holder.
-    pub takeover_in_ms: Option<u64>,
-    /// Why this node does or does not hold the VIP (crates/gate `Reason`).
-    pub reason: &'static str,
-    /// The router's priority is lowered because another node holds the key.
-    pub deferring: bool,
-    /// The etcd-quorum check (a request answered within the last 3 s).
-    pub etcd_quorum: bool,
-    /// Renewals that succeeded.
-    pub renewals: u64,
-    /// Requests that failed or timed out.
-    pub failures: u64,
-    /// The gate's timers: R, H and the challenger's wait H·(1+ρ)+δ, in milliseconds.
-    pub renew_interval_ms: u64,
-    pub hold_ms: u64,
-    pub takeover_wait_ms: u64,
-    /// How the kernel stops this node answering for the VIP at the deadline.
-    pub kernel_stop: &'static str,
-}
+/// This node's gate as /status shows it (the typed contract, crate status-api).
+pub use status_api::Fence as FenceStatus;
 
 type Answer = (RequestId, Result<Outcome, RequestFailed>);
 
@@ -120,14 +81,14 @@ impl GateDriver {
         let now = Instant::now();
         let node = cfg.identity.clone();
         let status = Arc::new(Mutex::new(FenceStatus {
-            mode: "quorum",
+            mode: "quorum".to_string(),
             armed: cfg.armed,
             key: key.clone(),
             etcd_quorum: true,
             renew_interval_ms: cfg.renew_interval.as_millis() as u64,
             hold_ms: cfg.hold.as_millis() as u64,
             takeover_wait_ms: cfg.takeover_wait().as_millis() as u64,
-            kernel_stop,
+            kernel_stop: kernel_stop.to_string(),
             ..FenceStatus::default()
         }));
         let timeout = cfg.request_timeout;
@@ -253,7 +214,7 @@ impl GateDriver {
             .map(|t| now.saturating_duration_since(t).as_millis() as u64);
         f.hold_remaining_ms = left(s.hold_until);
         f.takeover_in_ms = left(s.takeover_at);
-        f.reason = s.reason.as_str();
+        f.reason = s.reason.as_str().to_string();
         f.deferring = s.deferring;
         f.etcd_quorum = s.quorum;
         f.renewals = s.renewals;

@@ -18,5 +18,5 @@ pub mod netlink;
 pub mod nft;
 pub mod status;
 #[allow(unsafe_code)]
-mod sys;
+pub mod sys;
 pub mod vrrp_io;

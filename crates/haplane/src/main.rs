@@ -118,6 +118,16 @@ fn describe(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if matches!(
+        cli.command,
+        Command::Check(_)
+            | Command::Plan(_)
+            | Command::Preflight(_)
+            | Command::Import(_)
+            | Command::Status(_)
+    ) {
+        haplane::sys::end_quietly_when_stdout_closes();
+    }
     match cli.command {
         Command::Run(args) => cli::run::run(args),
         Command::Check(args) => cli::check::run(args),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use serde::Serialize;
 use tokio::net::TcpListener;
 
 /// A failure of the status server.
@@ -32,71 +31,10 @@ pub enum StatusError {
     },
 }
 
-/// Counters of one VRRP router.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RouterCounters {
-    pub adverts_received: u64,
-    pub adverts_sent: u64,
-    pub priority_zero_received: u64,
-    pub priority_zero_sent: u64,
-    pub transitions: u64,
-    pub became_master: u64,
-    /// auth_hmac: adverts accepted with a verified trailer.
-    pub hmac_verified: u64,
-    /// auth_hmac: adverts accepted without a trailer (permissive or receive-only mode).
-    pub hmac_unsigned_accepted: u64,
-    /// Discarded packets by reason; every reason is present, zeros included.
-    pub discarded: BTreeMap<&'static str, u64>,
-}
-
-/// auth_hmac as configured: never the keys, only their ids.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuthHmacStatus {
-    /// enforce, permissive or receive-only.
-    pub mode: String,
-    /// time or monotonic.
-    pub anti_replay: String,
-    /// The key adverts are signed with.
-    pub active_key: u8,
-    /// Every key id accepted.
-    pub key_ids: Vec<u8>,
-    /// The freshness window in seconds (time mode).
-    pub time_window_s: u64,
-}
-
-/// A tracked script as last seen.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckStatus {
-    pub name: String,
-    pub weight: i16,
-    pub up: bool,
-}
-
-/// One VRRP router as seen from /status.
-#[derive(Debug, Clone, Serialize)]
-pub struct RouterStatus {
-    pub instance: String,
-    pub interface: String,
-    pub vrid: u8,
-    pub version: u8,
-    pub state: String,
-    pub base_priority: u8,
-    pub effective_priority: u8,
-    /// The current master's primary address (ourselves when master).
-    pub master: Option<IpAddr>,
-    pub vips: Vec<String>,
-    /// Whether the VIP is on our interface right now (as far as the daemon put it there).
-    pub holds_vip: bool,
-    pub link_up: bool,
-    pub master_adver_interval_ms: u64,
-    /// Unix time of the last state change, in seconds.
-    pub last_transition: f64,
-    pub fencing: String,
-    pub checks: Vec<CheckStatus>,
-    /// auth_hmac, when configured; rejections are under `counters.discarded` (`hmac_*`).
-    pub auth_hmac: Option<AuthHmacStatus>,
-    pub counters: RouterCounters,
-}
+// The /status document's types are the contract readers share (crate status-api).
+pub use status_api::{
+    AuthHmac as AuthHmacStatus, Check as CheckStatus, Router as RouterStatus, RouterCounters,
+};
 
 /// A subsystem that contributes to /status and /metrics (the balancer, elections, ...).
 pub trait Section: Send + Sync + 'static {
@@ -171,15 +109,16 @@ impl Hub {
 
     /// The /status document.
     pub fn json(&self) -> serde_json::Value {
-        let mut doc = serde_json::json!({
-            "cluster": self.cluster,
-            "node": self.node,
-            "version": env!("CARGO_PKG_VERSION"),
-            "pid": std::process::id(),
-            "started": self.started,
-            "now": unix_now(),
-            "vrrp": self.routers(),
-        });
+        let header = status_api::Header {
+            cluster: self.cluster.clone(),
+            node: self.node.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            started: self.started,
+            now: unix_now(),
+        };
+        let mut doc = serde_json::to_value(header).unwrap_or_default();
+        doc["vrrp"] = serde_json::to_value(self.routers()).unwrap_or_default();
         let sections = self.sections.read().unwrap_or_else(|e| e.into_inner());
         for (name, section) in sections.iter() {
             doc[name.as_str()] = section.json();
@@ -430,6 +369,7 @@ pub async fn serve(addr: SocketAddr, hub: Arc<Hub>) -> Result<SocketAddr, Status
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn request(addr: SocketAddr, method: &str, path: &str) -> String {

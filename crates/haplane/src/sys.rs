@@ -1,9 +1,26 @@
-//! The one place with `unsafe`: building a link-layer socket address for AF_PACKET sends.
+//! The one place with `unsafe`: building a link-layer socket address for AF_PACKET sends,
+//! and the SIGPIPE disposition of the commands that print.
 //!
 //! socket2 has no safe constructor for `sockaddr_ll`, and gratuitous ARP must leave on a chosen
 //! interface with a chosen Ethernet header, so the address is built by hand here.
 
 use socket2::SockAddr;
+
+/// For the commands that print for a pipeline (`haplane status | head`): when the reader goes
+/// away, end quietly as other Unix tools do, instead of panicking in `println!` on EPIPE (Rust
+/// starts every program with SIGPIPE ignored). Never for the daemon: its balancer splices
+/// into sockets, where SIGPIPE's default action would kill it.
+pub fn end_quietly_when_stdout_closes() {
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal context; it
+    // only changes the disposition, which is process-wide and is set before this command
+    // starts any thread that writes to a pipe.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
+    }
+}
 
 /// A `sockaddr_ll` for sending a frame out of interface `ifindex` to `dst_mac`.
 pub fn link_layer_addr(ifindex: u32, ethertype: u16, dst_mac: [u8; 6]) -> SockAddr {

@@ -398,3 +398,26 @@ fn log_lines_are_json_objects_with_log_format_json_and_plain_text_when_redirecte
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: text, json"));
 }
+
+/// Never a panic: `haplane status | head` or `haplane import ... | less` quit early by the
+/// reader ends the command quietly (Rust's println! panics on EPIPE while SIGPIPE is
+/// ignored). The pipe's read end is closed before haplane starts, so its first write fails.
+#[test]
+fn a_reader_that_goes_away_ends_a_printing_command_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.yaml");
+    std::fs::write(&path, GOOD).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_haplane"))
+        .args(["check", "-c", path.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run haplane");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    const SIGPIPE: i32 = 13;
+    assert_eq!(out.status.signal(), Some(SIGPIPE), "{out:?}");
+}

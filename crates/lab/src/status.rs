@@ -35,7 +35,7 @@ pub struct NodeView {
     pub role: String,
     /// What its daemon runs (/status `runs`: vrrp, balancer, elections, etcd_client, fence),
     /// when it answered and says so.
-    pub runs: Option<Value>,
+    pub runs: Option<status_api::Runs>,
     /// Its daemon answered /status.
     pub reachable: bool,
     /// VRRP state (MASTER, BACKUP, FAULT, ...).
@@ -53,7 +53,7 @@ pub struct NodeView {
     /// Elections this node leads.
     pub leads: Vec<String>,
     /// The VIP fence, as the daemon reports it.
-    pub fence: Option<Value>,
+    pub fence: Option<status_api::Fence>,
     /// The etcd member on this node, when it runs one.
     pub etcd: Option<EtcdView>,
     /// The daemon's etcd client, when it has one: (members up, members known, connected).
@@ -82,12 +82,7 @@ impl NodeView {
 
     /// Whether its daemon says it runs `part` (`vrrp`, `elections`, ...); None when unknown.
     pub fn runs(&self, part: &str) -> Option<bool> {
-        let v = self.runs.as_ref()?.get(part)?;
-        Some(match v {
-            Value::Bool(b) => *b,
-            Value::Null => false,
-            _ => true,
-        })
+        self.runs.as_ref()?.part(part)
     }
 }
 
@@ -183,8 +178,8 @@ pub fn read_etcd(health: Option<&Response>, status: Option<&Response>) -> EtcdVi
 /// What one daemon's `/status` says, as `haplane status` shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DaemonStatus {
-    /// Its `runs` section (which parts it runs), as it is.
-    pub runs: Option<Value>,
+    /// Its `runs` section (which parts it runs).
+    pub runs: Option<status_api::Runs>,
     /// The first VRRP router's state (MASTER, BACKUP, FAULT, ...).
     pub vrrp_state: Option<String>,
     /// Its effective priority.
@@ -197,103 +192,62 @@ pub struct DaemonStatus {
     pub leads: Vec<String>,
     /// Every election's leader as this node sees it (the VIP fence's holder as `vip-fence`).
     pub leaders: Vec<(String, String)>,
-    /// The VIP fence section, as it is.
-    pub fence: Option<Value>,
+    /// The VIP fence section.
+    pub fence: Option<status_api::Fence>,
     /// Its etcd client's view of the members.
     pub etcd_client: Option<EtcdClientView>,
 }
 
-/// Read a daemon's answer to `GET /status`; None when it is not a 200 with a JSON body (the
-/// node is shown as unreachable). Fields it lacks or has in another shape are left empty.
+/// Read a daemon's answer to `GET /status` through the typed contract (crate status-api);
+/// None when it is not a 200 with a JSON object in that shape (the node is shown as
+/// unreachable). Fields it lacks (another version) take their defaults.
 pub fn read_daemon_status(answer: &Response) -> Option<DaemonStatus> {
     if answer.status != 200 {
         return None;
     }
-    let st: Value = serde_json::from_str(&answer.body).ok()?;
-    let router = st.pointer("/vrrp/0");
-    let (leads, mut leaders) = elections(&st);
+    let st: status_api::Status = serde_json::from_str(&answer.body).ok()?;
+    let router = st.router().cloned();
+    let leads = st
+        .elections
+        .iter()
+        .filter(|e| e.role.eq_ignore_ascii_case("leader"))
+        .map(|e| e.name.clone())
+        .collect();
+    let mut leaders: Vec<(String, String)> = st
+        .elections
+        .iter()
+        .filter_map(|e| Some((e.name.clone(), e.leader.clone().filter(|l| !l.is_empty())?)))
+        .collect();
     // The fenced VIP's election is an election too: its holder as this node sees it.
     if let Some(h) = st
-        .pointer("/fence/current_holder")
-        .and_then(Value::as_str)
+        .fence
+        .as_ref()
+        .and_then(|f| f.current_holder.clone())
         .filter(|h| !h.is_empty())
     {
-        leaders.push(("vip-fence".to_string(), h.to_string()));
+        leaders.push(("vip-fence".to_string(), h));
     }
     Some(DaemonStatus {
-        runs: st.get("runs").cloned(),
+        runs: st.runs,
         vrrp_state: router
-            .and_then(|r| r.get("state"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        priority: router
-            .and_then(|r| r.get("effective_priority"))
-            .and_then(Value::as_u64),
-        holds_vip: router
-            .and_then(|r| r.get("holds_vip"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        lb: st.get("load_balancer").and_then(lb_counts),
+            .as_ref()
+            .map(|r| r.state.clone())
+            .filter(|s| !s.is_empty()),
+        priority: router.as_ref().map(|r| u64::from(r.effective_priority)),
+        holds_vip: router.as_ref().is_some_and(|r| r.holds_vip),
+        lb: st
+            .load_balancer
+            .as_ref()
+            .map(|b| (b.backends_up(), b.backends.len())),
         leads,
         leaders,
-        fence: st.get("fence").cloned(),
-        etcd_client: st.get("etcd").and_then(etcd_client),
+        fence: st.fence,
+        etcd_client: st.etcd.map(|e| EtcdClientView {
+            connected: e.connected,
+            members_up: e.members.iter().filter(|m| m.up).count(),
+            members: e.members.len(),
+        }),
     })
-}
-
-/// Counts (up, total) backends in the balancer's /status section (tolerant of its shape).
-fn lb_counts(lb: &Value) -> Option<(usize, usize)> {
-    let backends = lb
-        .get("backends")
-        .or_else(|| lb.pointer("/status/backends"))?
-        .as_array()?;
-    let up = backends
-        .iter()
-        .filter(|b| b.get("up").and_then(Value::as_bool) == Some(true))
-        .count();
-    Some((up, backends.len()))
-}
-
-/// The daemon's etcd client from its /status `etcd` section.
-fn etcd_client(etcd: &Value) -> Option<EtcdClientView> {
-    let members = etcd.get("members")?.as_array()?;
-    Some(EtcdClientView {
-        connected: etcd.get("connected").and_then(Value::as_bool) == Some(true),
-        members_up: members
-            .iter()
-            .filter(|m| m.get("up").and_then(Value::as_bool) == Some(true))
-            .count(),
-        members: members.len(),
-    })
-}
-
-/// Elections led by this node, and every election's leader as this node sees it.
-fn elections(st: &Value) -> (Vec<String>, Vec<(String, String)>) {
-    let mut leads = Vec::new();
-    let mut leaders = Vec::new();
-    let list = st
-        .get("elections")
-        .and_then(|e| {
-            e.as_array()
-                .cloned()
-                .or_else(|| e.get("elections")?.as_array().cloned())
-        })
-        .unwrap_or_default();
-    for e in list {
-        let Some(name) = e.get("name").and_then(Value::as_str) else {
-            continue;
-        };
-        let role = e.get("role").and_then(Value::as_str).unwrap_or("");
-        if role.eq_ignore_ascii_case("leader") {
-            leads.push(name.to_string());
-        }
-        if let Some(l) = e.get("leader").and_then(Value::as_str)
-            && !l.is_empty()
-        {
-            leaders.push((name.to_string(), l.to_string()));
-        }
-    }
-    (leads, leaders)
 }
 
 /// The node an election identity belongs to: the identity itself when it is a node name, or

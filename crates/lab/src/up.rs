@@ -254,10 +254,9 @@ pub fn unhealthy(st: &LabState, v: &ClusterView) -> Option<String> {
         // A fenced VIP: armed once the node reached etcd, and then held only by the leader of
         // the VIP's election (between arming and winning it, the VIP briefly goes).
         if let Some(f) = &n.fence {
-            let flag = |k: &str| f.get(k).and_then(serde_json::Value::as_bool) == Some(true);
-            if !flag("armed") {
+            if !f.armed {
                 problems.push(format!("{}: VIP fence not armed yet", n.name));
-            } else if n.vip_present == Some(true) && !flag("leader") {
+            } else if n.vip_present == Some(true) && !f.leader {
                 problems.push(format!(
                     "{}: has the VIP but does not lead its election yet",
                     n.name

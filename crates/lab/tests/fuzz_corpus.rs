@@ -71,7 +71,10 @@ fn a_daemon_answer_is_read_field_by_field() {
                 ("scheduler".into(), "m2@192.0.2.12".into()),
                 ("vip-fence".into(), "m1".into())
             ],
-            fence: Some(serde_json::json!({"current_holder": "m1"})),
+            fence: Some(status_api::Fence {
+                current_holder: Some("m1".into()),
+                ..Default::default()
+            }),
             etcd_client: None,
         }
     );

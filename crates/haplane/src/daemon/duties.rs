@@ -112,7 +112,15 @@ pub struct RunsSection(pub Duties);
 
 impl Section for RunsSection {
     fn json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.0).unwrap_or_default()
+        let d = &self.0;
+        serde_json::to_value(status_api::Runs {
+            vrrp: d.vrrp,
+            balancer: d.balancer,
+            elections: d.elections,
+            etcd_client: d.etcd_client,
+            fence: d.fence,
+        })
+        .unwrap_or_default()
     }
 
     fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -22,11 +22,11 @@ pub(super) struct DriverFacts<'a> {
 /// The router's status as /status shows it.
 pub(super) fn router_status(r: &Router, facts: DriverFacts<'_>) -> RouterStatus {
     let c = r.counters();
-    let mut discarded: BTreeMap<&'static str, u64> = DiscardReason::ALL
+    let mut discarded: BTreeMap<String, u64> = DiscardReason::ALL
         .iter()
-        .map(|reason| (reason.as_str(), c.discarded(*reason)))
+        .map(|reason| (reason.as_str().to_string(), c.discarded(*reason)))
         .collect();
-    discarded.insert("bad_ip_header", facts.ip_errors);
+    discarded.insert("bad_ip_header".to_string(), facts.ip_errors);
     let cfg = r.config();
     RouterStatus {
         instance: cfg.name.clone(),
