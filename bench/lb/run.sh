@@ -54,6 +54,19 @@ trap cleanup EXIT
 # A proxy needs two descriptors per client connection; the storm holds 10 000 of them.
 ulimit -Hn 1048576 2>/dev/null || true
 ulimit -n "$(ulimit -Hn)"
+# haproxy refuses to start when maxconn does not fit the limit (it needs 2 per connection, 2 per
+# pipe and ~15 more); where the hard limit cannot be raised (no CAP_SYS_RESOURCE: 20 000 here)
+# both proxies get the same smaller ceiling and the storm shrinks to what fits.
+fd_limit=$(ulimit -n)
+hap_maxpipes=100
+hap_maxconn=40000
+if [ $((2 * hap_maxconn + 2 * hap_maxpipes + 100)) -gt "$fd_limit" ]; then
+  hap_maxconn=$(((fd_limit - 2 * hap_maxpipes - 100) / 2))
+fi
+if [ "$storm" -gt $((hap_maxconn - 100)) ]; then
+  echo "note: RLIMIT_NOFILE is $fd_limit, so haproxy maxconn is $hap_maxconn and the storm has $((hap_maxconn - 100)) clients, not $storm" >&2
+  storm=$((hap_maxconn - 100))
+fi
 
 # Backends: one nginx worker each, static answers, a 1 MiB object.
 mkdir -p "$work/www"
@@ -91,8 +104,8 @@ start_haproxy() { # threads backends... → pid in $REPLY
   {
     echo "global"
     echo "  nbthread $threads"
-    echo "  maxconn 40000"
-    echo "  maxpipes 1000"
+    echo "  maxconn $hap_maxconn"
+    echo "  maxpipes $hap_maxpipes"
     echo "defaults"
     echo "  mode tcp"
     echo "  timeout connect 1s"
