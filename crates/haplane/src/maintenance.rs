@@ -6,12 +6,12 @@
 //! socket for them and answers with a reset. So:
 //!
 //! - the old holder **parks** the VIP: it moves it from the interface to `lo` and stops
-//!   answering ARP for it (an nft arp rule drops requests for the VIP, another rewrites the VIP
+//!   answering ARP for it (an nftables arp rule drops requests for the VIP, another rewrites the VIP
 //!   as the sender of its own ARP requests to the node address, so no neighbour learns the VIP
 //!   at its MAC); its balancer serves the sessions it has until they end or the park ends;
 //! - the new holder **forwards**, for the same window, the packets for the VIP's balancer
-//!   ports that are not SYNs and belong to no session it accepted, to the old holder (nft
-//!   `dup to OLD device IF` and drop in prerouting). "Belongs to no local session" is
+//!   ports that are not SYNs and belong to no session it accepted, to the old holder (nftables
+//!   `dup to OLD device IF` and drop in prerouting; both tables in `crate::nft::handover`). "Belongs to no local session" is
 //!   conntrack's `ct state new` on a non-SYN packet: a session this node accepted saw its SYN
 //!   and a reply, so it is established; a packet of the old holder's sessions is duplicated and
 //!   dropped before conntrack confirms it, so it is new every time (a FIN or RST of such a flow

@@ -14,6 +14,9 @@
 //!
 //! Messages are built by hand (nfnetlink batches, see the kernel's
 //! include/uapi/linux/netfilter/nf_tables.h for every number used here); no unsafe code.
+//! [`handover`] builds the maintenance handover's tables with the same pieces.
+
+pub mod handover;
 
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -46,18 +49,28 @@ pub enum NftError {
         source: nix::Error,
     },
     /// The kernel refused a message of a batch.
-    #[error("the kernel refused {what} for table {family} {TABLE}: {errno}")]
+    #[error("the kernel refused {what} for table {family} {table}: {errno}")]
     Refused {
         /// The message that failed.
         what: &'static str,
         /// The table's family.
         family: &'static str,
+        /// The table's name.
+        table: &'static str,
         /// The kernel's answer.
         errno: nix::Error,
     },
     /// No answer in time.
     #[error("no answer from nf_tables within 1s")]
     NoAnswer,
+    /// Forwarding was asked for to an address of the other family than the VIP's.
+    #[error("cannot forward packets for {vip} to {to}: not the same address family")]
+    Family {
+        /// The VIP.
+        vip: IpAddr,
+        /// The old holder.
+        to: IpAddr,
+    },
 }
 
 // include/uapi/linux/netfilter/nfnetlink.h and nf_tables.h
@@ -110,6 +123,21 @@ const NFTA_LOOKUP_SET_ID: u16 = 4;
 const NFTA_LOOKUP_FLAGS: u16 = 5;
 const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
+const NFTA_PAYLOAD_SREG: u16 = 5;
+const NFTA_PAYLOAD_CSUM_TYPE: u16 = 6;
+const NFTA_PAYLOAD_CSUM_OFFSET: u16 = 7;
+const NFTA_PAYLOAD_CSUM_FLAGS: u16 = 8;
+const NFTA_BITWISE_SREG: u16 = 1;
+const NFTA_BITWISE_DREG: u16 = 2;
+const NFTA_BITWISE_LEN: u16 = 3;
+const NFTA_BITWISE_MASK: u16 = 4;
+const NFTA_BITWISE_XOR: u16 = 5;
+const NFTA_CT_DREG: u16 = 1;
+const NFTA_CT_KEY: u16 = 2;
+const NFTA_COUNTER_BYTES: u16 = 1;
+const NFTA_COUNTER_PACKETS: u16 = 2;
+const NFTA_DUP_SREG_ADDR: u16 = 1;
+const NFTA_DUP_SREG_DEV: u16 = 2;
 const NFTA_META_DREG: u16 = 1;
 const NFTA_META_KEY: u16 = 2;
 const NFTA_SET_TABLE: u16 = 1;
@@ -121,10 +149,19 @@ const NFTA_SET_ID: u16 = 10;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 // Values.
+const NFT_SET_ANONYMOUS: u32 = 0x1;
+const NFT_SET_CONSTANT: u32 = 0x2;
 const NFT_SET_TIMEOUT: u32 = 0x10;
+/// The kernel numbers a set named like this (`__set0`, ...), as nft names its anonymous sets.
+const ANONYMOUS_SET: &str = "__set%d";
+const NFT_PAYLOAD_CSUM_NONE: u32 = 0;
+const NFT_CT_STATE: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
+const NFT_REG_2: u32 = 2;
 const NFT_LOOKUP_F_INV: u32 = 1;
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
@@ -196,6 +233,218 @@ impl Attrs<'_> {
     }
 }
 
+/// The expressions of a rule (inside `NFTA_RULE_EXPRESSIONS`), one method each, named after
+/// what `nft --debug=netlink` prints for them.
+impl Attrs<'_> {
+    /// `[ payload load LEN @ BASE + OFFSET => reg DREG ]`
+    fn payload_load(&mut self, base: u32, offset: u32, len: u32, dreg: u32) -> &mut Self {
+        self.expr("payload", |p| {
+            p.u32(NFTA_PAYLOAD_DREG, dreg)
+                .u32(NFTA_PAYLOAD_BASE, base)
+                .u32(NFTA_PAYLOAD_OFFSET, offset)
+                .u32(NFTA_PAYLOAD_LEN, len);
+        })
+    }
+
+    /// `[ payload write reg SREG => LEN @ BASE + OFFSET ]`, no checksum to fix (ARP has none).
+    fn payload_write(&mut self, sreg: u32, base: u32, offset: u32, len: u32) -> &mut Self {
+        self.expr("payload", |p| {
+            p.u32(NFTA_PAYLOAD_SREG, sreg)
+                .u32(NFTA_PAYLOAD_BASE, base)
+                .u32(NFTA_PAYLOAD_OFFSET, offset)
+                .u32(NFTA_PAYLOAD_LEN, len)
+                .u32(NFTA_PAYLOAD_CSUM_TYPE, NFT_PAYLOAD_CSUM_NONE)
+                .u32(NFTA_PAYLOAD_CSUM_OFFSET, 0)
+                .u32(NFTA_PAYLOAD_CSUM_FLAGS, 0);
+        })
+    }
+
+    /// `[ meta load KEY => reg DREG ]`
+    fn meta_load(&mut self, key: u32, dreg: u32) -> &mut Self {
+        self.expr("meta", |m| {
+            m.u32(NFTA_META_KEY, key).u32(NFTA_META_DREG, dreg);
+        })
+    }
+
+    /// `[ ct load KEY => reg DREG ]`
+    fn ct_load(&mut self, key: u32, dreg: u32) -> &mut Self {
+        self.expr("ct", |c| {
+            c.u32(NFTA_CT_KEY, key).u32(NFTA_CT_DREG, dreg);
+        })
+    }
+
+    /// `[ cmp OP reg SREG VALUE ]`
+    fn cmp(&mut self, op: u32, sreg: u32, value: &[u8]) -> &mut Self {
+        self.expr("cmp", |c| {
+            c.u32(NFTA_CMP_SREG, sreg)
+                .u32(NFTA_CMP_OP, op)
+                .nest(NFTA_CMP_DATA, |d| {
+                    d.bytes(NFTA_DATA_VALUE, value);
+                });
+        })
+    }
+
+    /// `[ bitwise reg R = ( reg R & MASK ) ^ 0 ]`
+    fn and(&mut self, reg: u32, mask: &[u8]) -> &mut Self {
+        let zero = vec![0u8; mask.len()];
+        self.expr("bitwise", |b| {
+            b.u32(NFTA_BITWISE_SREG, reg)
+                .u32(NFTA_BITWISE_DREG, reg)
+                .u32(NFTA_BITWISE_LEN, mask.len() as u32)
+                .nest(NFTA_BITWISE_MASK, |d| {
+                    d.bytes(NFTA_DATA_VALUE, mask);
+                })
+                .nest(NFTA_BITWISE_XOR, |d| {
+                    d.bytes(NFTA_DATA_VALUE, &zero);
+                });
+        })
+    }
+
+    /// `[ lookup reg SREG set NAME ]` of a set created in the same batch with `id`.
+    fn lookup(&mut self, set: &str, id: u32, sreg: u32) -> &mut Self {
+        self.expr("lookup", |l| {
+            l.str(NFTA_LOOKUP_SET, set)
+                .u32(NFTA_LOOKUP_SET_ID, id)
+                .u32(NFTA_LOOKUP_SREG, sreg);
+        })
+    }
+
+    /// `[ immediate reg DREG VALUE ]`
+    fn immediate(&mut self, dreg: u32, value: &[u8]) -> &mut Self {
+        self.expr("immediate", |i| {
+            i.u32(NFTA_IMMEDIATE_DREG, dreg)
+                .nest(NFTA_IMMEDIATE_DATA, |d| {
+                    d.bytes(NFTA_DATA_VALUE, value);
+                });
+        })
+    }
+
+    /// `[ immediate reg 0 VERDICT ]`
+    fn verdict(&mut self, code: u32) -> &mut Self {
+        self.expr("immediate", |i| {
+            i.u32(NFTA_IMMEDIATE_DREG, NFT_REG_VERDICT)
+                .nest(NFTA_IMMEDIATE_DATA, |d| {
+                    d.nest(NFTA_DATA_VERDICT, |v| {
+                        v.u32(NFTA_VERDICT_CODE, code);
+                    });
+                });
+        })
+    }
+
+    /// `[ counter pkts 0 bytes 0 ]`
+    fn counter(&mut self) -> &mut Self {
+        self.expr("counter", |c| {
+            c.u64(NFTA_COUNTER_BYTES, 0).u64(NFTA_COUNTER_PACKETS, 0);
+        })
+    }
+
+    /// `[ dup sreg_addr ADDR sreg_dev DEV ]` (nft_dup_ipv4 / nft_dup_ipv6, by the table's family)
+    fn dup(&mut self, sreg_addr: u32, sreg_dev: u32) -> &mut Self {
+        self.expr("dup", |d| {
+            d.u32(NFTA_DUP_SREG_ADDR, sreg_addr)
+                .u32(NFTA_DUP_SREG_DEV, sreg_dev);
+        })
+    }
+}
+
+/// Tables, chains, rules and sets, for batches that build a whole table.
+impl Batch {
+    /// Replaces table `family` `name` by an empty one: create (so the delete finds it whether
+    /// or not it existed), delete, create. In one batch nothing is ever half there.
+    fn fresh_table(&mut self, family: u8, name: &str) {
+        self.drop_table(family, name);
+        self.msg(
+            "the new table",
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE,
+            family,
+            |a| {
+                a.str(NFTA_TABLE_NAME, name);
+            },
+        );
+    }
+
+    /// Removes table `family` `name` if it is there.
+    fn drop_table(&mut self, family: u8, name: &str) {
+        self.msg("the table", NFT_MSG_NEWTABLE, NLM_F_CREATE, family, |a| {
+            a.str(NFTA_TABLE_NAME, name);
+        });
+        self.msg("the table's removal", NFT_MSG_DELTABLE, 0, family, |a| {
+            a.str(NFTA_TABLE_NAME, name);
+        });
+    }
+
+    /// A filter chain on `hook` with `priority` and policy accept.
+    fn base_chain(&mut self, family: u8, table: &str, chain: &str, hook: u32, priority: i32) {
+        self.msg("the chain", NFT_MSG_NEWCHAIN, NLM_F_CREATE, family, |a| {
+            a.str(NFTA_CHAIN_TABLE, table)
+                .str(NFTA_CHAIN_NAME, chain)
+                .nest(NFTA_CHAIN_HOOK, |h| {
+                    h.u32(NFTA_HOOK_HOOKNUM, hook)
+                        .u32(NFTA_HOOK_PRIORITY, priority as u32);
+                })
+                .u32(NFTA_CHAIN_POLICY, NF_ACCEPT)
+                .str(NFTA_CHAIN_TYPE, "filter");
+        });
+    }
+
+    /// A rule appended to `chain`.
+    fn rule(&mut self, family: u8, table: &str, chain: &str, exprs: impl FnOnce(&mut Attrs<'_>)) {
+        self.msg(
+            "the rule",
+            NFT_MSG_NEWRULE,
+            NLM_F_CREATE | NLM_F_APPEND,
+            family,
+            |a| {
+                a.str(NFTA_RULE_TABLE, table)
+                    .str(NFTA_RULE_CHAIN, chain)
+                    .nest(NFTA_RULE_EXPRESSIONS, exprs);
+            },
+        );
+    }
+
+    /// An anonymous constant set (what nft makes of `{ a, b }` in a rule) with its elements,
+    /// for one rule of this batch to bind by `id` (`lookup`); it goes with that rule.
+    fn anonymous_set(
+        &mut self,
+        family: u8,
+        table: &str,
+        id: u32,
+        key_type: u32,
+        key_len: u32,
+        keys: &[&[u8]],
+    ) {
+        self.msg("the set", NFT_MSG_NEWSET, NLM_F_CREATE, family, |a| {
+            a.str(NFTA_SET_TABLE, table)
+                .str(NFTA_SET_NAME, ANONYMOUS_SET)
+                .u32(NFTA_SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT)
+                .u32(NFTA_SET_KEY_TYPE, key_type)
+                .u32(NFTA_SET_KEY_LEN, key_len)
+                .u32(NFTA_SET_ID, id);
+        });
+        self.msg(
+            "the set's elements",
+            NFT_MSG_NEWSETELEM,
+            NLM_F_CREATE,
+            family,
+            |a| {
+                a.str(NFTA_SET_ELEM_LIST_TABLE, table)
+                    .str(NFTA_SET_ELEM_LIST_SET, ANONYMOUS_SET)
+                    .u32(NFTA_SET_ELEM_LIST_SET_ID, id)
+                    .nest(NFTA_SET_ELEM_LIST_ELEMENTS, |l| {
+                        for key in keys {
+                            l.nest(NFTA_LIST_ELEM, |e| {
+                                e.nest(NFTA_SET_ELEM_KEY, |k| {
+                                    k.bytes(NFTA_DATA_VALUE, key);
+                                });
+                            });
+                        }
+                    });
+            },
+        );
+    }
+}
+
 /// One nfnetlink batch (a transaction: all of it applies or none).
 struct Batch {
     buf: Vec<u8>,
@@ -264,10 +513,102 @@ impl Batch {
     }
 }
 
-/// The fence for one VIP.
-pub struct KernelFence {
+/// A netfilter netlink socket that sends one batch at a time and waits for its answers.
+struct NfSocket {
     sock: OwnedFd,
     seq: u32,
+}
+
+impl NfSocket {
+    fn open() -> Result<NfSocket, NftError> {
+        let sock = socket(
+            AddressFamily::Netlink,
+            SockType::Raw,
+            SockFlag::SOCK_CLOEXEC,
+            SockProtocol::NetlinkNetFilter,
+        )
+        .map_err(NftError::Socket)?;
+        bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(NftError::Socket)?;
+        setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::new(1, 0))
+            .map_err(NftError::Socket)?;
+        Ok(NfSocket {
+            sock,
+            seq: std::process::id().wrapping_mul(1000),
+        })
+    }
+
+    /// Send one batch and wait for the answer to each of its messages; `family` and `table`
+    /// name the table in errors.
+    fn transact(
+        &mut self,
+        family: &'static str,
+        table: &'static str,
+        build: impl FnOnce(&mut Batch),
+    ) -> Result<(), NftError> {
+        let mut batch = Batch::new(self.seq);
+        build(&mut batch);
+        let (buf, acks, next) = batch.finish();
+        self.seq = next;
+        send(self.sock.as_raw_fd(), &buf, MsgFlags::empty()).map_err(|source| NftError::Io {
+            what: "send",
+            source,
+        })?;
+        let mut pending: Vec<(u32, &'static str)> = acks;
+        let mut first_error = None;
+        let mut rx = vec![0u8; 16384];
+        while !pending.is_empty() {
+            let n = match recv(self.sock.as_raw_fd(), &mut rx, MsgFlags::empty()) {
+                Ok(n) => n,
+                Err(nix::Error::EAGAIN) => return Err(NftError::NoAnswer),
+                Err(source) => {
+                    return Err(NftError::Io {
+                        what: "receive",
+                        source,
+                    });
+                }
+            };
+            let mut at = 0;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(rx[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
+                let ty = u16::from_ne_bytes(rx[at + 4..at + 6].try_into().unwrap_or([0; 2]));
+                let seq = u32::from_ne_bytes(rx[at + 8..at + 12].try_into().unwrap_or([0; 4]));
+                if len < 16 || at + len > n {
+                    break;
+                }
+                if ty == NLMSG_ERROR && len >= 20 {
+                    let code =
+                        i32::from_ne_bytes(rx[at + 16..at + 20].try_into().unwrap_or([0; 4]));
+                    let what = pending
+                        .iter()
+                        .position(|(s, _)| *s == seq)
+                        .map(|i| pending.remove(i).1)
+                        .unwrap_or("the batch");
+                    if code != 0 && first_error.is_none() {
+                        first_error = Some(NftError::Refused {
+                            what,
+                            family,
+                            table,
+                            errno: nix::Error::from_raw(-code),
+                        });
+                    }
+                    if what == "the batch" {
+                        // The batch itself was refused: no other answers come.
+                        pending.clear();
+                    }
+                }
+                at += align(len);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The fence for one VIP.
+pub struct KernelFence {
+    nl: NfSocket,
     family: u8,
     family_name: &'static str,
     key: Vec<u8>,
@@ -283,23 +624,13 @@ impl KernelFence {
     /// Replace any table left by an earlier run with a fresh one whose fence is closed, in one
     /// transaction, so the node never runs without a fence in between.
     pub fn install(vip: IpAddr) -> Result<KernelFence, NftError> {
-        let sock = socket(
-            AddressFamily::Netlink,
-            SockType::Raw,
-            SockFlag::SOCK_CLOEXEC,
-            SockProtocol::NetlinkNetFilter,
-        )
-        .map_err(NftError::Socket)?;
-        bind(sock.as_raw_fd(), &NetlinkAddr::new(0, 0)).map_err(NftError::Socket)?;
-        setsockopt(&sock, sockopt::ReceiveTimeout, &TimeVal::new(1, 0))
-            .map_err(NftError::Socket)?;
+        let nl = NfSocket::open()?;
         let (family, family_name, key) = match vip {
             IpAddr::V4(a) => (NFPROTO_ARP, "arp", a.octets().to_vec()),
             IpAddr::V6(a) => (NFPROTO_IPV6, "ip6", a.octets().to_vec()),
         };
         let mut fence = KernelFence {
-            sock,
-            seq: std::process::id().wrapping_mul(1000),
+            nl,
             family,
             family_name,
             key,
@@ -486,65 +817,9 @@ impl KernelFence {
         })
     }
 
-    /// Send one batch and wait for the answer to each of its messages.
+    /// Send one batch to this fence's table and wait for its answers.
     fn transact(&mut self, build: impl FnOnce(&mut Batch)) -> Result<(), NftError> {
-        let mut batch = Batch::new(self.seq);
-        build(&mut batch);
-        let (buf, acks, next) = batch.finish();
-        self.seq = next;
-        send(self.sock.as_raw_fd(), &buf, MsgFlags::empty()).map_err(|source| NftError::Io {
-            what: "send",
-            source,
-        })?;
-        let mut pending: Vec<(u32, &'static str)> = acks;
-        let mut first_error = None;
-        let mut rx = vec![0u8; 16384];
-        while !pending.is_empty() {
-            let n = match recv(self.sock.as_raw_fd(), &mut rx, MsgFlags::empty()) {
-                Ok(n) => n,
-                Err(nix::Error::EAGAIN) => return Err(NftError::NoAnswer),
-                Err(source) => {
-                    return Err(NftError::Io {
-                        what: "receive",
-                        source,
-                    });
-                }
-            };
-            let mut at = 0;
-            while at + 16 <= n {
-                let len = u32::from_ne_bytes(rx[at..at + 4].try_into().unwrap_or([0; 4])) as usize;
-                let ty = u16::from_ne_bytes(rx[at + 4..at + 6].try_into().unwrap_or([0; 2]));
-                let seq = u32::from_ne_bytes(rx[at + 8..at + 12].try_into().unwrap_or([0; 4]));
-                if len < 16 || at + len > n {
-                    break;
-                }
-                if ty == NLMSG_ERROR && len >= 20 {
-                    let code =
-                        i32::from_ne_bytes(rx[at + 16..at + 20].try_into().unwrap_or([0; 4]));
-                    let what = pending
-                        .iter()
-                        .position(|(s, _)| *s == seq)
-                        .map(|i| pending.remove(i).1)
-                        .unwrap_or("the batch");
-                    if code != 0 && first_error.is_none() {
-                        first_error = Some(NftError::Refused {
-                            what,
-                            family: self.family_name,
-                            errno: nix::Error::from_raw(-code),
-                        });
-                    }
-                    if what == "the batch" {
-                        // The batch itself was refused: no other answers come.
-                        pending.clear();
-                    }
-                }
-                at += align(len);
-            }
-        }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.nl.transact(self.family_name, TABLE, build)
     }
 }
 

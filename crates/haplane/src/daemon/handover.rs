@@ -1,24 +1,19 @@
 //! The I/O of a graceful VIP handover (see `crate::maintenance` for the why): the parked VIP
-//! on `lo` (rtnetlink) with its ARP rules, and the new holder's forwarding rules (nftables,
-//! applied with `nft -f -` as one transaction each, in tables of their own so nothing else in
-//! the host's ruleset is touched).
+//! on `lo` (rtnetlink) with its ARP rules, and the new holder's forwarding rules (nftables
+//! over netlink, `crate::nft::handover`: one transaction each, in tables of their own so
+//! nothing else in the host's ruleset is touched).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 use vrrp::{DiscardReason, Router, State};
 
 use crate::maintenance::{Command, Handover, HandoverAction, MaintenanceReport, ParkReason};
 use crate::netlink::Netlink;
-
-/// The nft table (arp family) that keeps a parked VIP from being answered or announced.
-const PARK_TABLE: &str = "haplane_park";
-/// The nft table (ip or ip6 family) of the new holder's forwarding.
-const FORWARD_TABLE: &str = "haplane_handover";
+use crate::nft::{NftError, handover as rules};
 
 /// What the handover works on, and can clean up on its own (startup, exit).
 #[derive(Clone)]
@@ -50,24 +45,17 @@ impl HandoverEnv {
     }
 
     /// Stops answering ARP for the VIP and announcing it as the sender of our own ARP
-    /// requests (one `nft` run, tens of milliseconds). False when the rules could not be
-    /// applied: then the VIP must not stay on lo, where Linux would answer ARP for it beside
-    /// the new holder.
+    /// requests (one netlink transaction). False when the rules could not be applied: then
+    /// the VIP must not stay on lo, where Linux would answer ARP for it beside the new holder.
     pub async fn park_arp(&self) -> bool {
         if let IpAddr::V4(vip) = self.vip {
             // IPv6 needs no rule: Linux answers a neighbour solicitation only for an address on
             // the interface it came in on, and solicits from the link-local address.
             let source = match self.node_address {
-                IpAddr::V4(a) => a.to_string(),
-                IpAddr::V6(_) => "0.0.0.0".to_string(),
+                IpAddr::V4(a) => a,
+                IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             };
-            let rules = format!(
-                "add table arp {PARK_TABLE}\ndelete table arp {PARK_TABLE}\n\
-                 table arp {PARK_TABLE} {{\n\
-                 \x20 chain input {{\n    type filter hook input priority 0;\n    arp operation request arp daddr ip {vip} drop\n  }}\n\
-                 \x20 chain output {{\n    type filter hook output priority 0;\n    arp saddr ip {vip} arp saddr ip set {source}\n  }}\n}}\n"
-            );
-            if let Err(e) = nft(&rules).await {
+            if let Err(e) = netfilter(move || rules::park_arp(vip, source)).await {
                 error!(node = %self.node, vip = %self.vip, "cannot stop ARP for the parked VIP, so it is not parked (its sessions will reset): {e}");
                 return false;
             }
@@ -111,10 +99,7 @@ impl HandoverEnv {
             error!(node = %self.node, vip = %self.vip, "cannot remove the parked VIP from lo: {e}");
         }
         if self.vip.is_ipv4()
-            && let Err(e) = nft(&format!(
-                "add table arp {PARK_TABLE}\ndelete table arp {PARK_TABLE}\n"
-            ))
-            .await
+            && let Err(e) = netfilter(rules::unpark_arp).await
         {
             error!(node = %self.node, "cannot remove the ARP rules of the parked VIP: {e}");
         }
@@ -126,31 +111,24 @@ impl HandoverEnv {
         if self.ports.is_empty() || to.is_ipv4() != self.vip.is_ipv4() {
             return;
         }
-        let (family, daddr) = if self.vip.is_ipv4() {
-            ("ip", "ip daddr")
-        } else {
-            ("ip6", "ip6 daddr")
-        };
         let ports = self
             .ports
             .iter()
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join(", ");
-        // Priority -150 (mangle) runs after conntrack (-200) has classified the packet. An ACK
-        // or data segment of a flow conntrack has not seen is picked up as `new`; a FIN or RST
-        // of one is `invalid` (RFC 793's states give it no place to start), and it must reach
-        // the old holder too, or the new holder answers the client's FIN with a reset and the
-        // old holder's session never closes.
-        let rules = format!(
-            "add table {family} {FORWARD_TABLE}\ndelete table {family} {FORWARD_TABLE}\n\
-             table {family} {FORWARD_TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -150;\n\
-             \x20   {daddr} {vip} tcp dport {{ {ports} }} tcp flags & (syn | ack) != syn ct state new counter dup to {to} device \"{dev}\" drop\n\
-             \x20   {daddr} {vip} tcp dport {{ {ports} }} tcp flags & (fin | rst) != 0 ct state invalid counter dup to {to} device \"{dev}\" drop\n  }}\n}}\n",
-            vip = self.vip,
-            dev = self.interface,
-        );
-        match nft(&rules).await {
+        let ifindex = match self.netlink.link(&self.interface).await {
+            Ok(l) => l.index,
+            Err(e) => {
+                error!(node = %self.node, old_holder = %to, interface = %self.interface,
+                    "cannot forward the old holder's sessions: no interface: {e}");
+                return;
+            }
+        };
+        // Priority -150 (mangle) runs after conntrack (-200) has classified the packet; see
+        // crate::nft::handover for the rules and why FINs and RSTs are forwarded too.
+        let (vip, list) = (self.vip, self.ports.clone());
+        match netfilter(move || rules::forward(vip, &list, to, ifindex)).await {
             Ok(()) => info!(node = %self.node, old_holder = %to, vip = %self.vip, ports = %ports,
                 "forwarding the old holder's sessions to it"),
             Err(e) => {
@@ -160,12 +138,8 @@ impl HandoverEnv {
     }
 
     pub async fn stop_forwarding(&self) {
-        let family = if self.vip.is_ipv4() { "ip" } else { "ip6" };
-        match nft(&format!(
-            "add table {family} {FORWARD_TABLE}\ndelete table {family} {FORWARD_TABLE}\n"
-        ))
-        .await
-        {
+        let vip = self.vip;
+        match netfilter(move || rules::stop_forwarding(vip)).await {
             Ok(()) => info!(node = %self.node, "stopped forwarding to the old holder"),
             Err(e) => error!(node = %self.node, "cannot remove the forwarding rules: {e}"),
         }
@@ -175,44 +149,22 @@ impl HandoverEnv {
     /// rules): at start, where a crashed run may have left them, and at exit.
     pub async fn clear(&self) {
         self.unpark(false).await;
-        let family = if self.vip.is_ipv4() { "ip" } else { "ip6" };
-        if let Err(e) = nft(&format!(
-            "add table {family} {FORWARD_TABLE}\ndelete table {family} {FORWARD_TABLE}\n"
-        ))
-        .await
-        {
+        let vip = self.vip;
+        if let Err(e) = netfilter(move || rules::stop_forwarding(vip)).await {
             warn!(node = %self.node, "cannot remove the forwarding rules: {e}");
         }
     }
 }
 
-/// Runs `nft -f -` with `rules` as one transaction.
-async fn nft(rules: &str) -> Result<(), String> {
-    let mut child = tokio::process::Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run nft (package nftables): {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(rules.as_bytes())
-            .await
-            .map_err(|e| format!("nft: {e}"))?;
-    }
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .map_err(|_| "nft took longer than 10s".to_string())?
-        .map_err(|e| format!("nft: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
+/// Runs one nf_tables transaction on tokio's blocking pool: its netlink calls block (a commit
+/// that removes a hooked chain waits for an RCU grace period, tens of milliseconds on a busy
+/// node) and must not stall the other tasks of the runtime meanwhile.
+async fn netfilter(
+    transaction: impl FnOnce() -> Result<(), NftError> + Send + 'static,
+) -> Result<(), String> {
+    match tokio::task::spawn_blocking(transaction).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the nf_tables transaction did not finish: {e}")),
     }
 }
 
@@ -229,8 +181,8 @@ pub(crate) struct HandoverDriver {
     arp_pending: bool,
     /// Already on lo with its ARP rule (maintenance while holding).
     pre_parked: bool,
-    /// The pre-park (`nft`, then lo) running beside the VRRP loop: an `nft` run can take
-    /// hundreds of milliseconds on a loaded node, and a loop waiting for it sends no adverts,
+    /// The pre-park (ARP rules, then lo) running beside the VRRP loop: the nf_tables commit
+    /// can take tens of milliseconds on a loaded node, and a loop waiting for it sends no adverts,
     /// so the backups would take over by Master_Down_Interval instead of the priority-0
     /// handover, and not know to forward the parked sessions.
     pub pre_park: Option<tokio::task::JoinHandle<bool>>,
