@@ -17,25 +17,24 @@ fn leader_partitioned_from_the_majority_stops_before_another_starts_and_one_hold
         .unwrap();
     let hosts: Vec<&netlab::Host> = topo.hosts().iter().collect();
     let dir = tempfile::tempdir().unwrap();
-    let initial: Vec<String> = hosts
-        .iter()
-        .map(|h| format!("{}=http://{}:2380", h.name(), h.address()))
-        .collect();
+    let cluster = netlab::EtcdCluster::new(
+        format!("partition-{}", std::process::id()),
+        hosts
+            .iter()
+            .map(|h| (h.name().to_string(), format!("http://{}:2380", h.address()))),
+    );
     let mut etcds = Vec::new();
     for h in &hosts {
         let (a, n) = (h.address(), h.name());
         let mut c = h.command("etcd");
-        c.args(["--name", n])
-            .arg("--data-dir")
-            .arg(dir.path().join(n))
-            .args(["--listen-client-urls", &format!("http://{a}:2379")])
-            .args(["--advertise-client-urls", &format!("http://{a}:2379")])
-            .args(["--listen-peer-urls", &format!("http://{a}:2380")])
-            .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
-            .args(["--initial-cluster", &initial.join(",")])
-            .args(["--initial-cluster-state", "new", "--log-level", "error"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join(format!("{n}.log"))).unwrap());
+        c.args(
+            cluster
+                .member_args(n, &dir.path().join(n), &[format!("http://{a}:2379")])
+                .expect("a member"),
+        )
+        .arg("--log-level=error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join(format!("{n}.log"))).unwrap());
         etcds.push(h.spawn(c).unwrap());
     }
     let endpoints: Vec<String> = hosts

@@ -147,33 +147,27 @@ pub fn start_detached(ns: &str, argv: &[String], log: &Path) -> Result<(), LabEr
 
 /// The etcd member's command line on `node`.
 pub fn etcd_argv(st: &LabState, node: &NodeInfo) -> Vec<String> {
-    let initial: Vec<String> = st
-        .masters
-        .iter()
-        .map(|m| format!("{}=http://{}:2380", m.name, m.address))
-        .collect();
-    let a = node.address;
-    let p = st.etcd_port;
-    [
-        "etcd".to_string(),
-        format!("--name={}", node.name),
-        format!("--data-dir={}", st.etcd_data(&node.name).display()),
-        format!("--listen-client-urls=http://{a}:{p},http://127.0.0.1:{p}"),
-        format!("--advertise-client-urls=http://{a}:{p}"),
-        format!("--listen-peer-urls=http://{a}:2380"),
-        format!("--initial-advertise-peer-urls=http://{a}:2380"),
-        format!("--initial-cluster={}", initial.join(",")),
-        format!("--initial-cluster-token=haplane-lab-{}", st.name),
-        "--initial-cluster-state=new".to_string(),
-        // Pre-vote: a member rejoining after a partition does not force a new term (and a
-        // needless leader change) on the healthy majority (etcd docs, raft §9.6).
-        "--pre-vote=true".to_string(),
+    let cluster = netlab::EtcdCluster::new(
+        format!("haplane-lab-{}", st.name),
+        st.masters
+            .iter()
+            .map(|m| (m.name.clone(), format!("http://{}:2380", m.address))),
+    );
+    let (a, p) = (node.address, st.etcd_port);
+    let clients = [format!("http://{a}:{p}"), format!("http://127.0.0.1:{p}")];
+    let mut argv = vec!["etcd".to_string()];
+    argv.extend(
+        cluster
+            .member_args(&node.name, &st.etcd_data(&node.name), &clients)
+            .unwrap_or_default(),
+    );
+    // etcd's defaults, said out loud: the drill's timings assume them.
+    argv.extend([
         "--heartbeat-interval=100".to_string(),
         "--election-timeout=1000".to_string(),
-        "--logger=zap".to_string(),
-        "--log-outputs=stderr".to_string(),
-    ]
-    .into()
+        "--log-level=info".to_string(),
+    ]);
+    argv
 }
 
 /// The haplane daemon's command line on `node`.

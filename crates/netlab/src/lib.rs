@@ -39,6 +39,7 @@
 
 mod cidr;
 mod error;
+mod etcd;
 mod exec;
 mod host;
 mod icmp;
@@ -49,6 +50,7 @@ mod topology;
 
 pub use cidr::Cidr;
 pub use error::{Error, Result};
+pub use etcd::EtcdCluster;
 pub use exec::{check_environment, skip_reason};
 pub use host::{HOST_IFNAME, Host};
 pub use names::{PREFIX, cleanup_stale, destroy_lab, list_labs, list_namespaces};

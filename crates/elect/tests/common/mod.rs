@@ -60,34 +60,33 @@ impl EtcdCluster {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let token = format!("t{}-{}", std::process::id(), ports[0].0);
-        let initial: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
-            .collect();
+        let cluster = netlab::EtcdCluster::new(
+            token,
+            ports
+                .iter()
+                .enumerate()
+                .map(|(i, (_, p))| (format!("m{i}"), format!("http://127.0.0.1:{p}"))),
+        );
         let members = ports
             .iter()
             .enumerate()
-            .map(|(i, (c, p))| {
+            .map(|(i, (c, _))| {
                 let name = format!("m{i}");
                 let client_url = format!("{scheme}://127.0.0.1:{c}");
                 let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
                 let mut cmd = Command::new("etcd");
-                cmd.args(["--name", &name])
-                    .arg("--data-dir")
-                    .arg(dir.path().join(&name))
-                    .args(["--listen-client-urls", &client_url])
-                    .args(["--advertise-client-urls", &client_url])
-                    .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-                    .args([
-                        "--initial-advertise-peer-urls",
-                        &format!("http://127.0.0.1:{p}"),
-                    ])
-                    .args(["--initial-cluster", &initial.join(",")])
-                    .args(["--initial-cluster-state", "new"])
-                    .args(["--initial-cluster-token", &token])
-                    .stdout(Stdio::null())
-                    .stderr(log);
+                cmd.args(
+                    cluster
+                        .member_args(
+                            &name,
+                            &dir.path().join(&name),
+                            std::slice::from_ref(&client_url),
+                        )
+                        .expect("a member"),
+                )
+                .arg("--log-level=info")
+                .stdout(Stdio::null())
+                .stderr(log);
                 if let Some(t) = &tls {
                     cmd.arg("--cert-file").arg(&t.cert);
                     cmd.arg("--key-file").arg(&t.key);

@@ -26,30 +26,27 @@ impl Cluster {
             .build()
             .expect("topology");
         let dir = tempfile::tempdir().unwrap();
-        let initial: Vec<String> = MEMBERS
-            .iter()
-            .map(|m| {
+        let cluster = netlab::EtcdCluster::new(
+            format!("faults-{}", std::process::id()),
+            MEMBERS.iter().map(|m| {
                 let h = topo.host(m).unwrap();
-                format!("{m}=http://{}:2380", h.address())
-            })
-            .collect();
+                (m.to_string(), format!("http://{}:2380", h.address()))
+            }),
+        );
         let mut etcd = Vec::new();
         let mut endpoints = Vec::new();
         for m in MEMBERS {
             let h = topo.host(m).unwrap();
             let a = h.address();
             let mut c = h.command("etcd");
-            c.args(["--name", m])
-                .arg("--data-dir")
-                .arg(dir.path().join(m))
-                .args(["--listen-client-urls", &format!("http://{a}:2379")])
-                .args(["--advertise-client-urls", &format!("http://{a}:2379")])
-                .args(["--listen-peer-urls", &format!("http://{a}:2380")])
-                .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
-                .args(["--initial-cluster", &initial.join(",")])
-                .args(["--initial-cluster-state", "new", "--log-level", "error"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::fs::File::create(dir.path().join(format!("{m}.log"))).unwrap());
+            c.args(
+                cluster
+                    .member_args(m, &dir.path().join(m), &[format!("http://{a}:2379")])
+                    .expect("a member"),
+            )
+            .arg("--log-level=error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(format!("{m}.log"))).unwrap());
             etcd.push(h.spawn(c).expect("etcd (etcd-server package)"));
             endpoints.push(format!("http://{a}:2379"));
         }

@@ -343,10 +343,15 @@ impl Lab {
     /// until it answers a quorum read. `--pre-vote` keeps a rejoining member from disrupting
     /// the term after a partition heals.
     pub fn start_etcd(&mut self, hosts: &[&str]) {
-        let cluster: Vec<String> = hosts
-            .iter()
-            .map(|h| format!("{h}=http://{}:2380", self.host(h).address()))
-            .collect();
+        let cluster = netlab::EtcdCluster::new(
+            format!("itest-{}", std::process::id()),
+            hosts.iter().map(|h| {
+                (
+                    h.to_string(),
+                    format!("http://{}:2380", self.host(h).address()),
+                )
+            }),
+        );
         let root = tempfile::Builder::new()
             .prefix("haplane-test-etcd")
             .tempdir_in("/dev/shm")
@@ -358,22 +363,12 @@ impl Lab {
             let addr = self.host(h).address();
             let data = data_root.join(format!("etcd-{h}"));
             let log = self.dir.path().join(format!("{h}-etcd.log"));
+            let clients = [
+                format!("http://{addr}:2379"),
+                "http://127.0.0.1:2379".to_string(),
+            ];
             let mut cmd = self.host(h).command("etcd");
-            cmd.args(["--name", h])
-                .arg("--data-dir")
-                .arg(&data)
-                .arg(format!(
-                    "--listen-client-urls=http://{addr}:2379,http://127.0.0.1:2379"
-                ))
-                .arg(format!("--advertise-client-urls=http://{addr}:2379"))
-                .arg(format!("--listen-peer-urls=http://{addr}:2380"))
-                .arg(format!("--initial-advertise-peer-urls=http://{addr}:2380"))
-                .arg(format!("--initial-cluster={}", cluster.join(",")))
-                .args([
-                    "--initial-cluster-state=new",
-                    "--initial-cluster-token=itest",
-                ])
-                .args(["--pre-vote", "--logger=zap", "--log-level=warn"])
+            cmd.args(cluster.member_args(h, &data, &clients).expect("a member"))
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap());
             let handle = self.host(h).spawn(cmd).expect("spawn etcd");
