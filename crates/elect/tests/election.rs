@@ -12,16 +12,7 @@ fn cfg(name: &str, id: &str) -> ElectionConfig {
     ElectionConfig::new(name, id) // TTL 2 s (etcd's minimum), margin 500 ms
 }
 
-async fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f() {
-            return Some(t0.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
-}
+use testkit::until as wait_for;
 
 fn leaders(es: &[Election]) -> Vec<usize> {
     es.iter()

@@ -11,13 +11,9 @@ use elect::EtcdConfig;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+// Shared with every test suite (crate testkit); not every binary that includes this uses both.
+#[allow(unused_imports)]
+pub use testkit::{free_port, wait_until};
 
 pub struct Member {
     pub name: String,
@@ -242,17 +238,6 @@ pub fn descends_from(pid: i32, ancestor: i32) -> bool {
         }
     }
     false
-}
-
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f() {
-            return Some(t0.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
 }
 
 pub fn unique(tag: &str) -> String {
