@@ -76,7 +76,7 @@ impl Announcer {
                 }
             };
             let frame = arp_announcement(self.mac, *v4);
-            let dst = crate::sys::link_layer_addr(self.ifindex, ETH_P_ARP, BROADCAST);
+            let dst = sockaddr_ll::link_layer_addr(self.ifindex, ETH_P_ARP, BROADCAST);
             self.socket
                 .send_to(&frame, &dst)
                 .map_err(|source| GarpError::Send {

@@ -176,7 +176,7 @@ impl ArpProbe {
     }
 
     fn send(&self) -> Result<(), ProbeError> {
-        let dst = crate::sys::link_layer_addr(self.ifindex, ETH_P_ARP, BROADCAST);
+        let dst = sockaddr_ll::link_layer_addr(self.ifindex, ETH_P_ARP, BROADCAST);
         self.socket
             .send_to(&self.request, &dst)
             .map(|_| ())
@@ -298,7 +298,7 @@ fn open_socket(ns: &str, ifname: &str) -> Result<(Socket, u32, Mac), ProbeError>
     let socket = Socket::new(Domain::PACKET, Type::RAW, Some(proto))
         .map_err(|e| err("open a packet socket (needs CAP_NET_RAW)", e))?;
     socket
-        .bind(&crate::sys::link_layer_addr(ifindex, ETH_P_ARP, [0; 6]))
+        .bind(&sockaddr_ll::link_layer_addr(ifindex, ETH_P_ARP, [0; 6]))
         .map_err(|e| err("bind", e))?;
     Ok((socket, ifindex, mac))
 }

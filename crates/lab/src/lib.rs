@@ -2,8 +2,8 @@
 //! on one machine (a switch, masters with etcd + haplane, workers with a node-local balancer,
 //! all in network namespaces), failures injected and measured as clients feel them. It
 //! returns values and errors; the command line (crates/haplane/src/cli/) prints them.
-// `unsafe` only in `sys` (a link-layer socket address for the ARP probe).
-#![deny(unsafe_code)]
+// No `unsafe` here: the ARP probe's link-layer address comes from crate sockaddr-ll.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +19,6 @@ pub mod stats;
 pub mod status;
 pub mod streams;
 pub mod summary;
-#[allow(unsafe_code)]
-mod sys;
 pub mod timeline;
 pub mod up;
 

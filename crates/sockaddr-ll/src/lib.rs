@@ -1,12 +1,15 @@
-//! The lab's one place with `unsafe`: building a link-layer socket address for AF_PACKET.
+//! A link-layer socket address for AF_PACKET sockets.
 //!
-//! socket2 has no safe constructor for `sockaddr_ll`, and the ARP probe must bind to and send
-//! out of one interface with its own Ethernet header, so the address is built by hand here
-//! (the same pattern as crates/haplane/src/sys.rs).
+//! socket2 has no safe constructor for `sockaddr_ll`, and both the daemon's gratuitous ARP
+//! and the lab's ARP probe must bind to, or send out of, one interface with their own
+//! Ethernet header, so the address is built by hand here, once.
+#![deny(unsafe_code)]
 
 use socket2::SockAddr;
 
-/// A `sockaddr_ll` for interface `ifindex`, protocol `ethertype` and (for sends) `dst_mac`.
+/// A `sockaddr_ll` for interface `ifindex`, protocol `ethertype` (host byte order) and, for
+/// sends, destination `dst_mac`.
+#[allow(unsafe_code)]
 pub fn link_layer_addr(ifindex: u32, ethertype: u16, dst_mac: [u8; 6]) -> SockAddr {
     let mut sll_addr = [0u8; 8];
     sll_addr[..6].copy_from_slice(&dst_mac);
@@ -32,4 +35,16 @@ pub fn link_layer_addr(ifindex: u32, ethertype: u16, dst_mac: [u8; 6]) -> SockAd
     }
     .expect("the initialiser closure never fails");
     addr
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_is_an_af_packet_one_of_sockaddr_ll_length() {
+        let a = link_layer_addr(7, 0x0806, [0xff; 6]);
+        assert_eq!(a.family(), libc::AF_PACKET as libc::sa_family_t);
+        assert_eq!(a.len() as usize, std::mem::size_of::<libc::sockaddr_ll>());
+    }
 }
