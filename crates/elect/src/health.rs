@@ -233,8 +233,7 @@ impl Health {
 }
 
 fn backoff(cfg: HealthConfig, failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(16);
-    (cfg.probe_min * (1u32 << doublings)).min(cfg.probe_max)
+    crate::Backoff::nth(cfg.probe_min, cfg.probe_max, failures.saturating_sub(1))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+mod backoff;
 mod campaign;
 mod client;
 mod config;
@@ -20,6 +21,7 @@ pub mod health;
 pub mod snapshot;
 mod watch;
 
+pub use backoff::Backoff;
 pub use client::{Answer, BACKGROUND_REVOKE_BOUND, Client, MemberStatus, Renewal, connect};
 pub use config::{
     DEFAULT_ATTEMPT_TIMEOUT, ElectionAction, ElectionConfig, EtcdConfig, SnapshotSchedule,

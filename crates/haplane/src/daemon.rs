@@ -7,6 +7,7 @@
 
 mod admin_handler;
 mod balancer_check;
+mod debounce;
 mod duties;
 mod garp_schedule;
 mod handover;

@@ -39,7 +39,10 @@ pub fn spawn_connector(
 ) -> tokio::sync::watch::Receiver<Option<elect::Client>> {
     let (tx, rx) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
-        let mut backoff = std::time::Duration::from_millis(250);
+        let mut backoff = elect::Backoff::new(
+            std::time::Duration::from_millis(250),
+            std::time::Duration::from_secs(5),
+        );
         let mut attempts = 0u32;
         loop {
             match elect::connect(&cfg).await {
@@ -56,8 +59,7 @@ pub fn spawn_connector(
                     if tx.is_closed() {
                         return;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }

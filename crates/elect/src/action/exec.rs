@@ -150,7 +150,7 @@ pub(crate) async fn run(
     // On a lease loss the command must be gone before the server can expire the lease,
     // which is at least `margin` after our deadline: cap the grace at half of it.
     let fence_grace = grace.min(margin / 2);
-    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+    let mut backoff = crate::Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
     let mut not_before = Instant::now();
     let mut running: Option<Running> = None;
     loop {
@@ -167,7 +167,7 @@ pub(crate) async fn run(
                 }
                 Err(e) => {
                     warn!(%election, ?command, error = %e, "command failed to start");
-                    not_before = Instant::now() + backoff.next();
+                    not_before = Instant::now() + backoff.next_delay();
                 }
             },
             (None, Some(r)) => {
@@ -196,7 +196,7 @@ pub(crate) async fn run(
                 if ran >= HEALTHY_RUN {
                     backoff.reset();
                 }
-                let wait = backoff.next();
+                let wait = backoff.next_delay();
                 warn!(%election, status = ?st.ok(), restart_in = ?wait, "command exited");
                 not_before = Instant::now() + wait;
             }
@@ -205,26 +205,5 @@ pub(crate) async fn run(
     }
     if let Some(r) = running.take() {
         stop(&election, r, grace).await;
-    }
-}
-
-/// Exponential backoff between restarts of the command.
-struct Backoff {
-    cur: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Backoff { cur: min, min, max }
-    }
-    fn next(&mut self) -> Duration {
-        let d = self.cur;
-        self.cur = (self.cur * 2).min(self.max);
-        d
-    }
-    fn reset(&mut self) {
-        self.cur = self.min;
     }
 }

@@ -27,8 +27,7 @@ pub(super) fn spawn_balancer_check<E: Send + 'static>(
     event: impl Fn(bool) -> E + Send + 'static,
 ) {
     tokio::spawn(async move {
-        let mut up = true;
-        let mut streak = 0u32;
+        let mut state = super::debounce::Debounce::new(settings.rise, settings.fall);
         let mut tick = tokio::time::interval(settings.interval.get());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -37,24 +36,16 @@ pub(super) fn spawn_balancer_check<E: Send + 'static>(
                 Ok(_) => true,
                 Err(e) => {
                     debug!(node = %node, check = "balancer", "{e}");
-                    if up {
+                    if state.is_up() {
                         info!(node = %node, check = "balancer", "balancer path check failed: {e}");
                     }
                     false
                 }
             };
-            if ok == up {
-                streak = 0;
-                continue;
-            }
-            streak += 1;
-            let needed = if ok { settings.rise } else { settings.fall };
-            if streak >= needed {
-                up = ok;
-                streak = 0;
-                if events.send(event(up)).await.is_err() {
-                    return;
-                }
+            if let Some(up) = state.handle_result(ok)
+                && events.send(event(up)).await.is_err()
+            {
+                return;
             }
         }
     });

@@ -21,8 +21,7 @@ pub(super) fn spawn_track_script<E: Send + 'static>(
 ) {
     tokio::spawn(async move {
         let timeout = script.timeout.unwrap_or(script.interval).get();
-        let mut up = true;
-        let mut streak = 0u32;
+        let mut state = super::debounce::Debounce::new(script.rise, script.fall);
         let mut tick = tokio::time::interval(script.interval.get());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -51,18 +50,10 @@ pub(super) fn spawn_track_script<E: Send + 'static>(
                     false
                 }
             };
-            if ok == up {
-                streak = 0;
-                continue;
-            }
-            streak += 1;
-            let needed = if ok { script.rise } else { script.fall };
-            if streak >= needed {
-                up = ok;
-                streak = 0;
-                if events.send(event(up)).await.is_err() {
-                    return;
-                }
+            if let Some(up) = state.handle_result(ok)
+                && events.send(event(up)).await.is_err()
+            {
+                return;
             }
         }
     });
