@@ -38,7 +38,7 @@ done
 for t in nginx haproxy wrk; do command -v $t >/dev/null || { echo "missing $t (scripts/deps)" >&2; exit 1; }; done
 if [ -n "$perf_dir" ]; then command -v perf >/dev/null || { echo "PERF needs perf (linux-perf, scripts/deps)" >&2; exit 1; }; fi
 
-(cd "$root" && cargo build -q --release -p haplane --bin haplane && cargo build -q --release -p haplane-lb --examples)
+(cd "$root" && cargo build -q --release -p haplane --bin haplane && cargo build -q --release -p lb --examples)
 target=${CARGO_TARGET_DIR:-$root/target}
 haplane="$target/release/haplane"
 ex="$target/release/examples"
