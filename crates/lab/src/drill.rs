@@ -22,7 +22,7 @@ use crate::timeline::{
     Segment, availability, changes, holder_names, longest_empty, longest_gap, longest_gap_within,
     segments,
 };
-use crate::up;
+use crate::view;
 
 /// The failures the drill injects, in the order `all` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -534,7 +534,7 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         .first()
         .ok_or_else(|| LabError::BadArgs("the drill needs a worker (lab up --workers 1)".into()))?;
     let whost = topo.host(&worker.name)?;
-    up::wait_healthy(st, &topo, Duration::from_secs(45)).map_err(|p| LabError::NotHealthy {
+    view::wait_healthy(st, &topo, Duration::from_secs(45)).map_err(|p| LabError::NotHealthy {
         detail: p,
         logs: st.dir.join("logs"),
     })?;
@@ -673,7 +673,7 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         let sh = shared.clone();
         s.spawn(move || {
             while !sh.stop.load(Ordering::Relaxed) {
-                let v = up::lab_view_fast(st, topo_ref);
+                let v = view::lab_view_fast(st, topo_ref);
                 let mut leaders = v.election_leaders.clone();
                 leaders.insert(
                     "etcd".to_string(),
@@ -869,7 +869,7 @@ fn move_etcd_leader(
     .map_err(|e| format!("could not move the etcd leadership from {from} to {to}: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        if up::lab_view_fast(st, topo).etcd_leader.as_deref() == Some(to) {
+        if view::lab_view_fast(st, topo).etcd_leader.as_deref() == Some(to) {
             return Ok(format!("etcd leadership moved from {from} to {to}"));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -907,7 +907,7 @@ fn place_etcd_leader_once(
     placement: Placement,
     target: &str,
 ) -> Result<Option<String>, String> {
-    let view = up::lab_view(st, topo);
+    let view = view::lab_view(st, topo);
     let Some(leader) = view.etcd_leader.clone() else {
         return Err("no etcd leader to place".into());
     };
@@ -997,16 +997,16 @@ fn run_scenario(
 ) -> ScenarioResult {
     let sc = step.scenario;
     let mut notes = Vec::new();
-    if let Err(p) = up::wait_healthy(st, topo, Duration::from_secs(30)) {
+    if let Err(p) = view::wait_healthy(st, topo, Duration::from_secs(30)) {
         notes.push(format!("not healthy before the fault ({p}); repaired"));
         notes.extend(repair(st, topo));
-        if let Err(p) = up::wait_healthy(st, topo, Duration::from_secs(30)) {
+        if let Err(p) = view::wait_healthy(st, topo, Duration::from_secs(30)) {
             notes.push(format!("still not healthy: {p}"));
         }
     }
     let pick = |st: &LabState, topo: &netlab::Topology| {
         let holder = current_holder(st, topo);
-        let view = up::lab_view_fast(st, topo);
+        let view = view::lab_view_fast(st, topo);
         let victim = holder.as_ref().and_then(|h| match sc {
             Scenario::EtcdMemberLost => member_victim(st, &view, h, step.placement),
             _ => st.node(h).cloned(),
@@ -1028,7 +1028,7 @@ fn run_scenario(
         if let Some(n) = place_etcd_leader(st, topo, placement, &v.name) {
             notes.push(n);
         }
-        let _ = up::wait_healthy(st, topo, Duration::from_secs(10));
+        let _ = view::wait_healthy(st, topo, Duration::from_secs(10));
         // A leader move is an etcd election, which the VIP's gate may ride out on another
         // node: fault whoever holds the VIP once it stays put (the note below says when the
         // placement no longer holds), instead of skipping the scenario.
@@ -1071,7 +1071,7 @@ fn run_scenario(
     let (Some(node), Ok(host)) = (st.node(&h).cloned(), topo.host(&h)) else {
         return finish(st, topo, sh, run_id, run);
     };
-    run.etcd_leader_before = up::lab_view_fast(st, topo).etcd_leader;
+    run.etcd_leader_before = view::lab_view_fast(st, topo).etcd_leader;
     let wanted = match step.placement {
         Placement::Target => Some(run.etcd_leader_before.as_deref() == Some(victim.name.as_str())),
         Placement::Elsewhere => {
@@ -1227,7 +1227,7 @@ fn run_scenario(
         label,
     });
     run.completed = true;
-    let healthy = up::wait_healthy(st, topo, Duration::from_secs(45)).and_then(|_| {
+    let healthy = view::wait_healthy(st, topo, Duration::from_secs(45)).and_then(|_| {
         // The lab looking healthy is not enough: the clients must write again too (a stale
         // ARP entry can blackhole the VIP while every daemon looks fine).
         wait_clients(sh, Duration::from_secs(10))
@@ -1513,7 +1513,7 @@ mod tests {
             dir: "/run/haplane-lab/t".into(),
             config: "/run/haplane-lab/t/cluster.yaml".into(),
             haplane: "/bin/haplane".into(),
-            vip: up::VIP,
+            vip: crate::up::VIP,
             port: 2379,
             etcd_port: 2379,
             status_port: 9470,

@@ -21,6 +21,7 @@ pub mod streams;
 pub mod summary;
 pub mod timeline;
 pub mod up;
+pub mod view;
 
 pub use drill::{DrillResult, Scenario, ScenarioResult};
 pub use state::LabState;

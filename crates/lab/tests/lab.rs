@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use lab::drill::{self, Placement, Scenario};
-use lab::{LabState, up};
+use lab::{LabState, up, view};
 
 /// The haplane binary: $HAPLANE_EXE, else next to this test's target dir (a workspace build
 /// puts it in target/debug).
@@ -85,7 +85,7 @@ fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
 
     // Status agrees with reality: the holder it names is the namespace that has the VIP.
     let topo = netlab::Topology::open(&name).unwrap();
-    let view = up::lab_view(&st, &topo);
+    let view = view::lab_view(&st, &topo);
     assert_eq!(view.vip_holders.len(), 1, "one holder: {view:?}");
     let vip = IpAddr::V4(st.vip);
     let really: Vec<&str> = st
@@ -261,7 +261,7 @@ fn with_two_lb_nodes_a_crashed_lb_holder_loses_no_write_and_down_leaves_nothing(
     );
 
     let topo = netlab::Topology::open(&name).unwrap();
-    let view = up::lab_view(&st, &topo);
+    let view = view::lab_view(&st, &topo);
     assert_eq!(view.nodes.len(), 6, "{view:?}");
     // preempt false: whichever lb node won first keeps the VIP.
     assert_eq!(view.vip_holders.len(), 1, "one holder: {view:?}");

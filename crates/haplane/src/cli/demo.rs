@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use lab::{LabError, Scenario, drill, summary, up};
+use lab::{LabError, Scenario, drill, summary, up, view};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -52,7 +52,7 @@ fn lab_demo(haplane: PathBuf) -> anyhow::Result<ExitCode> {
     })?;
     let result = (|| {
         let topo = netlab::Topology::open(&st.name)?;
-        print!("{}", up::describe(&st, &up::lab_view(&st, &topo)));
+        print!("{}", up::describe(&st, &view::lab_view(&st, &topo)));
         println!("\ndrill: eight failures, about 90 s ...");
         let r = drill::run(
             &st,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use lab::chaos::{self, Kind, Nodes};
-use lab::{LabError, LabState, Scenario, client, drill, summary, up};
+use lab::{LabError, LabState, Scenario, client, drill, summary, up, view};
 
 /// `haplane lab ...`
 #[derive(Debug, Args)]
@@ -163,7 +163,7 @@ fn up_command(a: UpArgs) -> anyhow::Result<ExitCode> {
         haplane,
     })?;
     let topo = netlab::Topology::open(&st.name)?;
-    print!("{}", up::describe(&st, &up::lab_view(&st, &topo)));
+    print!("{}", up::describe(&st, &view::lab_view(&st, &topo)));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use lab::{LabState, status, up};
+use lab::{LabState, status, view};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -28,7 +28,7 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         (None, name) => {
             let st = LabState::load(name.as_deref().unwrap_or("lab"))?;
             let topo = netlab::Topology::open(&st.name)?;
-            up::lab_view(&st, &topo)
+            view::lab_view(&st, &topo)
         }
     };
     if args.json {

@@ -24,7 +24,7 @@ use crate::LabError;
 use crate::arp_probe::{ArpProbe, Mac, interface_mac};
 use crate::client::{self, Attempt, ClientOptions, Log};
 use crate::state::LabState;
-use crate::up;
+use crate::view;
 
 /// After recovery the samplers keep watching until the VIP has been answered (and held) this
 /// long without a break (within the recovery deadline).
@@ -270,7 +270,7 @@ pub fn run(
         .ok_or_else(|| LabError::BadArgs("lab chaos needs a worker (lab up --workers 1)".into()))?;
     let topo = netlab::Topology::open(&st.name)?;
     let whost = topo.host(&worker.name)?;
-    up::wait_healthy(st, &topo, Duration::from_secs(45)).map_err(|p| LabError::NotHealthy {
+    view::wait_healthy(st, &topo, Duration::from_secs(45)).map_err(|p| LabError::NotHealthy {
         detail: p,
         logs: st.dir.join("logs"),
     })?;
@@ -459,7 +459,7 @@ pub fn run(
         let shs = sh.clone();
         s.spawn(move || {
             while !shs.stop.load(Ordering::Relaxed) {
-                let v = up::lab_view_fast(st, topo_ref);
+                let v = view::lab_view_fast(st, topo_ref);
                 let t = now_ms(&shs);
                 let mut claims = Vec::new();
                 for e in &st.elections {
@@ -516,8 +516,8 @@ pub fn run(
         // Healthy again: the lab's health, both paths writing, one node answering.
         let deadline = Instant::now() + Duration::from_millis(check::RECOVERY_BOUND_MS + 5_000);
         loop {
-            let v = up::lab_view(st, &topo);
-            let problem = up::unhealthy(st, &v)
+            let v = view::lab_view(st, &topo);
+            let problem = view::unhealthy(st, &v)
                 .or_else(|| (!paths_write(&sh, 300)).then(|| "a client path does not write".into()))
                 .or_else(|| {
                     let one = lock(&sh.arp).last().is_some_and(|a| a.count() == 1);
