@@ -661,6 +661,11 @@ impl Gate {
         let since = self.last_ok.unwrap_or(self.started);
         if self.armed && self.quorum && now >= since + self.cfg.quorum_fall {
             self.quorum = false;
+            // The streak that brings it back counts answers from now on. Kept, the streak
+            // from before a freeze raised the check again at the next step, and the step
+            // after that dropped it again (last_ok still old): a thawed node flapped
+            // FAULT/BACKUP once per loop turn until an answer came (lab drill holder-freeze).
+            self.ok_streak = 0;
             self.actions.push_back(Action::Quorum(false));
         } else if !self.quorum && self.ok_streak >= 2 {
             self.quorum = true;

@@ -250,3 +250,43 @@ fn parameters_that_break_the_protocol_are_refused_with_the_bound_they_break() {
     );
     assert!(GateConfig::new("").validate().is_err());
 }
+
+#[test]
+fn a_thawed_node_drops_its_quorum_check_once_and_raises_it_only_after_two_new_answers() {
+    // docs/elections.md "Quorum": after max(3 s, H) without an answer the check falls, and
+    // two answers in a row bring it back. The answers from before a freeze are not those two:
+    // counting them, the check rose at the next call and fell at the one after (its last
+    // answer still 5 s old), once per VRRP loop turn (lab drill holder-freeze, m2's log).
+    let (mut g, t0) = holding_its_key_without_preempt();
+    let thaw = t0 + Duration::from_secs(5);
+    let quorum = |actions: &[Action]| -> Vec<bool> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Quorum(q) => Some(*q),
+                _ => None,
+            })
+            .collect()
+    };
+    g.handle_timeout(thaw);
+    let actions = drain(&mut g);
+    assert_eq!(quorum(&actions), [false], "{actions:?}");
+    let (id, _) = sent(&actions).unwrap();
+    for i in 1..=5 {
+        g.handle_timeout(thaw + ms(i));
+        let actions = drain(&mut g);
+        assert_eq!(
+            quorum(&actions),
+            [],
+            "no answer since the thaw, so no change at call {i}: {actions:?}"
+        );
+    }
+    g.handle_response(thaw + ms(6), id, Ok(Outcome::Done { revision: 7 }));
+    let actions = drain(&mut g);
+    assert_eq!(quorum(&actions), [], "one answer is not two: {actions:?}");
+    g.handle_timeout(thaw + ms(110));
+    let (id, _) = sent(&drain(&mut g)).expect("the next renewal");
+    g.handle_response(thaw + ms(112), id, Ok(Outcome::Done { revision: 8 }));
+    let actions = drain(&mut g);
+    assert_eq!(quorum(&actions), [true], "{actions:?}");
+}
