@@ -618,7 +618,13 @@ impl Gate {
             };
         }
         if self.mine.is_some() {
-            return Defer::No;
+            // Our key, but no hold on it (renewals lapsed: cut off, etcd electing; or not
+            // renewed yet since a restart). Stay above the nodes deferring to us, so an etcd
+            // outage does not move the VRRP master, but below any holder: a node cut off by
+            // a partition used to stay master at its base priority, and at the heal the live
+            // holder yielded to it (RFC 5798 §6.4.3) before it could hold; the VIP was on
+            // nobody for up to 350 ms (lab drill partition-heal, preempt true).
+            return Defer::OwnKeyUnconfirmed;
         }
         match &self.known {
             None => Defer::ToHolder,
