@@ -367,6 +367,23 @@ impl Gate {
         self.step(now);
     }
 
+    /// The key as a watch on it showed it: a put's (holder, mod revision), or a delete
+    /// (value None), with `revision` the event's mod revision. Learned like a read's answer
+    /// (older news is ignored), but it confirms nothing about etcd's quorum: only answers to
+    /// requests do that.
+    ///
+    /// A watch event is emitted after its write committed, so counting a challenger's wait
+    /// from its arrival keeps `w` after the commit (docs/elections.md, the proof), and it
+    /// arrives without waiting for the next read: after an etcd election that followed the
+    /// holder's death, the holder's last renewal (committed just before it) was first *read*
+    /// after the election, and the challenger waited H(1+ρ)+δ from then (lab drill
+    /// holder-crash with the raft leader on the holder: 760 ms after etcd had a leader again).
+    pub fn handle_watch(&mut self, now: Instant, state: KeyState) {
+        self.check_stall(now);
+        self.learn(now, state);
+        self.step(now);
+    }
+
     /// Wake-up at [`Gate::poll_timeout`] (or any time).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.check_stall(now);

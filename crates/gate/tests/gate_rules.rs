@@ -337,3 +337,57 @@ fn a_thawed_node_drops_its_quorum_check_once_and_raises_it_only_after_two_new_an
     let actions = drain(&mut g);
     assert_eq!(quorum(&actions), [true], "{actions:?}");
 }
+
+#[test]
+fn a_renewal_seen_on_the_watch_starts_the_challengers_wait_when_it_arrives_and_older_news_is_ignored()
+ {
+    // Lab drill holder-crash with etcd's raft leader on the holder: the holder's last renewal
+    // committed just before it died, the challenger first *read* it after etcd's election
+    // and waited H(1+ρ)+δ from then. The watch delivers it at once, and that is still after
+    // the commit, which is all the proof asks of w (docs/elections.md).
+    let t0 = Instant::now();
+    let cfg = GateConfig::new("b");
+    let wait = cfg.takeover_wait();
+    let mut g = Gate::new(cfg, t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(t0, id, Ok(Outcome::Read(held_by("a", 7))));
+    drain(&mut g);
+    // a's renewal 8 commits; the watch shows it 20 ms later.
+    let w = t0 + ms(20);
+    g.handle_watch(w, held_by("a", 8));
+    assert_eq!(g.status(w).key_mod_revision, Some(8));
+    assert_eq!(g.status(w).takeover_at, Some(w + wait));
+    // A late event for revision 7 changes nothing.
+    g.handle_watch(w + ms(5), held_by("a", 7));
+    assert_eq!(g.status(w + ms(5)).key_mod_revision, Some(8));
+    assert_eq!(g.status(w + ms(5)).takeover_at, Some(w + wait));
+    // etcd then elects a leader for a while: every request fails, and the VRRP master
+    // (this node) swaps on 8 once etcd answers, at w + wait at the earliest.
+    g.handle_want(w + ms(300), true);
+    let mut t = w + ms(300);
+    let etcd_back = w + ms(900);
+    loop {
+        for a in drain(&mut g) {
+            if let Action::Send { id, op } = a {
+                if t < etcd_back {
+                    g.handle_response(t, id, Err(RequestFailed));
+                } else if let Op::Swap { expect } = op {
+                    assert_eq!(expect, 8);
+                    assert!(t >= w + wait);
+                    assert!(
+                        t < etcd_back + ms(150),
+                        "swapped {:?} after etcd was back",
+                        t - etcd_back
+                    );
+                    return;
+                } else {
+                    // The read after the election shows 8, as the watch did: no new wait.
+                    g.handle_response(t, id, Ok(Outcome::Read(held_by("a", 8))));
+                }
+            }
+        }
+        assert!(t < etcd_back + ms(1000), "no takeover");
+        t = g.poll_timeout().unwrap().max(t + ms(1));
+        g.handle_timeout(t);
+    }
+}

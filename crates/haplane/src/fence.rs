@@ -3,8 +3,9 @@
 //! The gate decides; this module carries its decisions out, in the shape of quinn's
 //! `ConnectionDriver`: [`GateDriver`] owns the [`gate::Gate`], a background task sends its
 //! etcd requests (transactions on the key `/haplane/gate/vip-<vrid>` that compare the key's
-//! mod revision, or its create revision with 0, and read the key in the else branch), and the
-//! VRRP loop wakes the driver at [`GateDriver::wait`], feeds it VRRP's want and carries out the
+//! mod revision, or its create revision with 0, and read the key in the else branch), a
+//! second task watches the key (so a challenger learns each renewal when it commits, not at
+//! its next read), and the VRRP loop wakes the driver at [`GateDriver::wait`], feeds it VRRP's want and carries out the
 //! VIP actions it hands back ([`VipAction`]: hold, release, defer, quorum). The etcd requests
 //! and the arming marker are the driver's own business.
 //!
@@ -18,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use elect::Client;
-use elect::etcd::{Compare, CompareOp, GetResponse, Txn, TxnOp, TxnOpResponse};
+use elect::etcd::{
+    Compare, CompareOp, EventType, GetResponse, Txn, TxnOp, TxnOpResponse, WatchOptions,
+};
 use gate::{Action, Gate, GateConfig, Held, KeyState, Op, Outcome, RequestFailed, RequestId};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -55,6 +58,8 @@ pub enum Wake {
     Timer,
     /// An etcd answer.
     Answer(RequestId, Result<Outcome, RequestFailed>),
+    /// The key as the watch on it showed it.
+    Watch(KeyState),
 }
 
 /// Owns the gate; the VRRP loop drives it.
@@ -62,6 +67,7 @@ pub struct GateDriver {
     gate: Gate,
     requests: mpsc::UnboundedSender<(RequestId, Op)>,
     answers: mpsc::UnboundedReceiver<Answer>,
+    watched: mpsc::UnboundedReceiver<KeyState>,
     marker: PathBuf,
     status: Arc<Mutex<FenceStatus>>,
     node: String,
@@ -96,11 +102,19 @@ impl GateDriver {
         let gate = Gate::new(cfg, now)?;
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         let (ans_tx, ans_rx) = mpsc::unbounded_channel();
+        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
+        tokio::spawn(watch_task(
+            client.clone(),
+            key.clone(),
+            node.clone(),
+            watch_tx,
+        ));
         tokio::spawn(io_task(client, key, identity, timeout, req_rx, ans_tx));
         let driver = GateDriver {
             gate,
             requests: req_tx,
             answers: ans_rx,
+            watched: watch_rx,
             marker,
             status,
             node,
@@ -155,6 +169,7 @@ impl GateDriver {
                 // The I/O task is gone (shutdown): only the timer is left.
                 None => std::future::pending().await,
             },
+            Some(state) = self.watched.recv() => Wake::Watch(state),
             _ = sleep => Wake::Timer,
         }
     }
@@ -164,6 +179,7 @@ impl GateDriver {
         match wake {
             Wake::Timer => self.gate.handle_timeout(now),
             Wake::Answer(id, result) => self.gate.handle_response(now, id, result),
+            Wake::Watch(state) => self.gate.handle_watch(now, state),
         }
     }
 
@@ -245,6 +261,56 @@ async fn io_task(
             let result = perform(&c, &key, &identity, op, timeout).await;
             let _ = answers.send((id, result));
         });
+    }
+}
+
+/// Watches the key once etcd has been reached and hands every change to the gate. The watch
+/// moves between members by itself ([`elect::Watch`]); after a compaction, or an error etcd
+/// gives for good, it starts again from now (the gate's reads cover what it missed).
+async fn watch_task(
+    mut client: watch::Receiver<Option<Client>>,
+    key: String,
+    node: String,
+    events: mpsc::UnboundedSender<KeyState>,
+) {
+    let c = loop {
+        if let Some(c) = client.borrow_and_update().clone() {
+            break c;
+        }
+        if client.changed().await.is_err() {
+            return;
+        }
+    };
+    loop {
+        let mut watch = c.watch(key.as_str(), WatchOptions::new(), 0);
+        loop {
+            let batch = match watch.next().await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    debug!(node = %node, key = %key, "the gate's watch ended ({e}); watching again from now");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    break;
+                }
+            };
+            for event in &batch.events {
+                let Some(kv) = event.kv() else { continue };
+                let value = match event.event_type() {
+                    EventType::Put => Some(Held {
+                        holder: String::from_utf8_lossy(kv.value()).into_owned(),
+                        mod_revision: kv.mod_revision(),
+                    }),
+                    EventType::Delete => None,
+                };
+                let state = KeyState {
+                    revision: kv.mod_revision(),
+                    value,
+                };
+                if events.send(state).is_err() {
+                    // The driver is gone (shutdown).
+                    return;
+                }
+            }
+        }
     }
 }
 
