@@ -260,9 +260,17 @@ pub fn run(
 ) -> Result<ChaosResult, LabError> {
     opts.client.validate().map_err(LabError::BadArgs)?;
     if !st.lbs.is_empty() {
-        return Err(LabError::BadArgs(
-            "lab chaos runs on labs whose masters carry the VIP (built without --lb-nodes)".into(),
-        ));
+        // The schedule (schedule::Nodes) draws over masters and workers only: the lb nodes,
+        // which hold the VIP in such a lab, would never be faulted, and a fault on "the VIP
+        // holder" would hit an lb node with faults that need an etcd member (it has none).
+        return Err(LabError::BadArgs(format!(
+            "lab chaos cannot run on lab {:?}: it was built with --lb-nodes, and chaos draws its \
+             faults over masters and workers only, so it would never fault the lb nodes that \
+             hold the VIP, and its faults on the VIP holder (etcd kills and freezes among them) \
+             would land on an lb node, which has no etcd member; use a lab built without \
+             --lb-nodes (lab drill covers lb nodes: --scenario holder-crash)",
+            st.name
+        )));
     }
     let worker = st
         .workers
