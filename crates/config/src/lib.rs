@@ -31,10 +31,10 @@ pub use validate::{Finding, Severity, parse_status_range};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The YAML does not parse or does not fit the schema; the message carries line and column.
     #[error("{path}: {message}")]
@@ -1194,9 +1194,9 @@ impl Cluster {
 
     /// Read, parse and validate a cluster file.
     pub fn load(path: &Path) -> Result<(Cluster, Vec<Finding>), ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Cluster::from_bytes(&bytes, path)
     }

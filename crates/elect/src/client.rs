@@ -931,10 +931,10 @@ fn connect_options(cfg: &EtcdConfig) -> Result<ConnectOptions, ElectError> {
         let mut t = TlsOptions::new();
         match &cfg.ca_file {
             Some(ca) => {
-                let pem = std::fs::read(ca).map_err(|source| ElectError::TlsFile {
+                let pem = std::fs::read(ca).map_err(|error| ElectError::TlsFile {
                     what: "ca file",
                     path: ca.clone(),
-                    source,
+                    error,
                 })?;
                 t = t.ca_certificate(Certificate::from_pem(pem));
             }
@@ -946,15 +946,15 @@ fn connect_options(cfg: &EtcdConfig) -> Result<ConnectOptions, ElectError> {
         }
         match (&cfg.cert_file, &cfg.key_file) {
             (Some(c), Some(k)) => {
-                let cert = std::fs::read(c).map_err(|source| ElectError::TlsFile {
+                let cert = std::fs::read(c).map_err(|error| ElectError::TlsFile {
                     what: "cert file",
                     path: c.clone(),
-                    source,
+                    error,
                 })?;
-                let key = std::fs::read(k).map_err(|source| ElectError::TlsFile {
+                let key = std::fs::read(k).map_err(|error| ElectError::TlsFile {
                     what: "key file",
                     path: k.clone(),
-                    source,
+                    error,
                 })?;
                 t = t.identity(Identity::from_pem(cert, key));
             }

@@ -10,14 +10,14 @@ pub enum ElectError {
     #[error("invalid config: {0}")]
     InvalidConfig(String),
     /// A TLS file (CA, certificate or key) could not be read.
-    #[error("cannot read {what} {path}: {source}")]
+    #[error("cannot read {what} {path}: {error}")]
     TlsFile {
         /// Which file: "ca file", "cert file" or "key file".
         what: &'static str,
         /// The path that failed.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The etcd client could not be set up for these endpoints.
     #[error("cannot connect to etcd at {endpoints}: {detail}")]
@@ -77,14 +77,14 @@ pub enum ElectError {
     #[error("lease deadline passed without a successful renewal")]
     DeadlinePassed,
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {error}")]
     Io {
         /// The operation, e.g. "write".
         op: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A snapshot failed verification.
     #[error("snapshot {path} is invalid: {reason}")]
@@ -108,7 +108,7 @@ impl ElectError {
         ElectError::Io {
             op,
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -87,10 +87,10 @@ struct Reply {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// The socket (or its directory) could not be created.
-    #[error("cannot create the admin socket {path}: {source}")]
+    #[error("cannot create the admin socket {path}: {error}")]
     Bind {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Another daemon already answers on this socket.
     #[error(
@@ -99,20 +99,20 @@ pub enum AdminError {
     InUse(PathBuf),
     /// No daemon listens there.
     #[error(
-        "no haplane daemon answers on {path} ({source}); is `haplane run` running for this node? (--node picks another node's socket)"
+        "no haplane daemon answers on {path} ({error}); is `haplane run` running for this node? (--node picks another node's socket)"
     )]
     NotRunning {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The socket exists but this user may not open it.
     #[error("permission denied on {0}: only root may use the admin socket")]
     Denied(PathBuf),
     /// The exchange failed half-way.
-    #[error("admin socket {path}: {source}")]
+    #[error("admin socket {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The daemon's answer was not understood.
     #[error("admin socket {path}: unexpected reply {reply:?}")]
@@ -133,9 +133,9 @@ impl AdminServer {
     /// `handler` in the background. A stale socket file from a dead daemon is replaced; one a
     /// live daemon answers on is an error.
     pub async fn serve(path: &Path, handler: Arc<dyn Handler>) -> Result<AdminServer, AdminError> {
-        let bind_err = |source| AdminError::Bind {
+        let bind_err = |error| AdminError::Bind {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         if let Some(dir) = path.parent()
             && !dir.exists()
@@ -244,9 +244,9 @@ pub fn call(
     request: &Request,
     timeout: Duration,
 ) -> Result<serde_json::Value, AdminError> {
-    let io = |source| AdminError::Io {
+    let io = |error| AdminError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut stream = match std::os::unix::net::UnixStream::connect(path) {
         Ok(s) => s,
@@ -256,7 +256,7 @@ pub fn call(
         Err(source) => {
             return Err(AdminError::NotRunning {
                 path: path.to_path_buf(),
-                source,
+                error: source,
             });
         }
     };

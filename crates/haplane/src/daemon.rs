@@ -44,7 +44,7 @@ pub enum DaemonError {
     Config(#[from] config::ConfigError),
     /// This host could not be matched to a node.
     #[error("cannot tell which node this is: {0}")]
-    FindNode(#[from] config::FindNodeError),
+    FindNode(config::FindNodeError),
     /// Netlink failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
@@ -52,10 +52,10 @@ pub enum DaemonError {
     #[error(transparent)]
     VrrpIo(#[from] VrrpIoError),
     /// The VRRP settings were refused by the core.
-    #[error("invalid VRRP settings for node {node}: {source}")]
+    #[error("invalid VRRP settings for node {node}: {error}")]
     Router {
         node: String,
-        source: vrrp::ConfigError,
+        error: vrrp::ConfigError,
     },
     /// An auth_hmac key could not be read or is unusable (the message names it, never its value).
     #[error("cannot load the auth_hmac keys of node {node}: {error}")]
@@ -64,18 +64,18 @@ pub enum DaemonError {
         error: config::KeyError,
     },
     /// The VIP gate's parameters (`vip.gate`) break the protocol's bounds.
-    #[error("invalid vip.gate settings for node {node}: {source}")]
+    #[error("invalid vip.gate settings for node {node}: {error}")]
     Gate {
         node: String,
-        source: gate::ConfigError,
+        error: gate::ConfigError,
     },
     /// The VIP's kernel fence (nftables) could not be installed: fencing fails closed.
     #[error(
-        "cannot install the VIP's kernel fence on node {node} (fencing: quorum needs nf_tables with the arp/ip6 families; or set vip.fencing: none): {source}"
+        "cannot install the VIP's kernel fence on node {node} (fencing: quorum needs nf_tables with the arp/ip6 families; or set vip.fencing: none): {error}"
     )]
     KernelFence {
         node: String,
-        source: crate::nft::NftError,
+        error: crate::nft::NftError,
     },
     /// The status server could not start.
     #[error(transparent)]
@@ -86,11 +86,18 @@ pub enum DaemonError {
     )]
     NoLinkLocal(String),
     /// The balancer could not start.
-    #[error("cannot start the load balancer on node {node}: {source}")]
-    Balancer { node: String, source: lb::LbError },
+    #[error("cannot start the load balancer on node {node}: {error}")]
+    Balancer { node: String, error: lb::LbError },
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
-    Signals(#[source] std::io::Error),
+    Signals(std::io::Error),
+}
+
+// Shown in the message, so not a `source()` as well (one rule for errors: never both).
+impl From<config::FindNodeError> for DaemonError {
+    fn from(e: config::FindNodeError) -> DaemonError {
+        DaemonError::FindNode(e)
+    }
 }
 
 /// Options of `haplane run`.
@@ -154,9 +161,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
             let listen = cfg.listen.clone();
             let b = lb::Balancer::start(cfg)
                 .await
-                .map_err(|source| DaemonError::Balancer {
+                .map_err(|error| DaemonError::Balancer {
                     node: node.name.clone(),
-                    source,
+                    error,
                 })?;
             info!(node = %node.name, ?listen, "load balancer listening");
             let b = Arc::new(b);
@@ -217,10 +224,10 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         Some(client) if duties.fence => {
             // The kernel stop: closed until the gate first holds; no fencing without it.
             let fence =
-                crate::nft::KernelFence::install(cluster.vip.address.addr).map_err(|source| {
+                crate::nft::KernelFence::install(cluster.vip.address.addr).map_err(|error| {
                     DaemonError::KernelFence {
                         node: node.name.clone(),
-                        source,
+                        error,
                     }
                 })?;
             let marker = cluster.state_dir.join(format!("fence-armed-{}", node.name));
@@ -234,9 +241,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
                 marker,
                 "nftables",
             )
-            .map_err(|source| DaemonError::Gate {
+            .map_err(|error| DaemonError::Gate {
                 node: node.name.clone(),
-                source,
+                error,
             })?;
             hub.add_section(
                 "fence",

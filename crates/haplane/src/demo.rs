@@ -16,16 +16,20 @@ use netlab::{Host, Topology};
 pub enum DemoError {
     /// The namespaces could not be built (usually: not root).
     #[error("cannot build the demo network: {0}")]
-    Topology(#[from] netlab::Error),
+    Topology(netlab::Error),
     /// A file could not be written.
-    #[error("cannot write {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot write {path}: {error}")]
+    Io { path: String, error: std::io::Error },
     /// Something expected did not happen in time.
     #[error("{0}")]
     Timeout(String),
+}
+
+// Shown in the message, so not a `source()` as well (one rule for errors: never both).
+impl From<netlab::Error> for DemoError {
+    fn from(e: netlab::Error) -> DemoError {
+        DemoError::Topology(e)
+    }
 }
 
 const VIP: &str = "192.0.2.100";
@@ -79,9 +83,9 @@ pub fn run(haplane: &Path, advert: &str, logs: &Path) -> Result<(), DemoError> {
     let topo = Topology::builder().hosts(["m1", "m2"]).build()?;
     let dir = logs.to_path_buf();
     let cfg_path = dir.join("demo.yaml");
-    std::fs::write(&cfg_path, config(advert)).map_err(|source| DemoError::Io {
+    std::fs::write(&cfg_path, config(advert)).map_err(|error| DemoError::Io {
         path: cfg_path.display().to_string(),
-        source,
+        error,
     })?;
     let m1 = topo.host("m1")?;
     let m2 = topo.host("m2")?;
@@ -89,9 +93,9 @@ pub fn run(haplane: &Path, advert: &str, logs: &Path) -> Result<(), DemoError> {
     let mut daemons = Vec::new();
     for host in hosts {
         let log_path = dir.join(format!("{}.log", host.name()));
-        let log = std::fs::File::create(&log_path).map_err(|source| DemoError::Io {
+        let log = std::fs::File::create(&log_path).map_err(|error| DemoError::Io {
             path: log_path.display().to_string(),
-            source,
+            error,
         })?;
         let mut cmd = host.command(haplane);
         cmd.arg("run")

@@ -13,20 +13,17 @@ const BROADCAST: [u8; 6] = [0xff; 6];
 #[derive(Debug, thiserror::Error)]
 pub enum GarpError {
     /// AF_PACKET needs CAP_NET_RAW.
-    #[error("cannot open a packet socket for gratuitous ARP on {interface}: {source}")]
-    Open {
-        interface: String,
-        source: io::Error,
-    },
+    #[error("cannot open a packet socket for gratuitous ARP on {interface}: {error}")]
+    Open { interface: String, error: io::Error },
     /// The interface has no MAC address to announce.
     #[error("interface {0} has no Ethernet address; gratuitous ARP needs one")]
     NoMac(String),
     /// The frame could not be sent.
-    #[error("sending gratuitous ARP for {vip} on {interface} failed: {source}")]
+    #[error("sending gratuitous ARP for {vip} on {interface} failed: {error}")]
     Send {
         vip: IpAddr,
         interface: String,
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -43,9 +40,9 @@ impl Announcer {
     pub fn open(interface: &str, ifindex: u32, mac: Option<[u8; 6]>) -> Result<Self, GarpError> {
         let mac = mac.ok_or_else(|| GarpError::NoMac(interface.to_string()))?;
         let socket =
-            Socket::new(Domain::PACKET, Type::RAW, None).map_err(|source| GarpError::Open {
+            Socket::new(Domain::PACKET, Type::RAW, None).map_err(|error| GarpError::Open {
                 interface: interface.to_string(),
-                source,
+                error,
             })?;
         // RFC 4861 §7.2.6: unsolicited NAs go to all-nodes with hop limit 255.
         let icmpv6 = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
@@ -79,10 +76,10 @@ impl Announcer {
             let dst = sockaddr_ll::link_layer_addr(self.ifindex, ETH_P_ARP, BROADCAST);
             self.socket
                 .send_to(&frame, &dst)
-                .map_err(|source| GarpError::Send {
+                .map_err(|error| GarpError::Send {
                     vip: *vip,
                     interface: self.interface.clone(),
-                    source,
+                    error,
                 })?;
         }
         Ok(())
@@ -91,10 +88,10 @@ impl Announcer {
 
 impl Announcer {
     fn advertise_neighbor(&self, vip: Ipv6Addr) -> Result<(), GarpError> {
-        let err = |source| GarpError::Send {
+        let err = |error| GarpError::Send {
             vip: IpAddr::V6(vip),
             interface: self.interface.clone(),
-            source,
+            error,
         };
         let socket = self
             .icmpv6

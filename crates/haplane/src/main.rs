@@ -87,7 +87,7 @@ fn main() -> ExitCode {
         return match cli::generate::run(m, Cli::command()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("haplane: {}", describe(&e));
+                eprintln!("haplane: {e:#}");
                 ExitCode::FAILURE
             }
         };
@@ -97,24 +97,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("haplane: {}", describe(&e));
+            eprintln!("haplane: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, skipping a cause whose text its parent already includes
-/// (our error enums print their source inline).
-fn describe(e: &anyhow::Error) -> String {
-    let mut out = e.to_string();
-    for cause in e.chain().skip(1) {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-    }
-    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

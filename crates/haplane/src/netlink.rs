@@ -12,15 +12,15 @@ use rtnetlink::{AddressMessageBuilder, Handle};
 pub enum NetlinkError {
     /// The netlink socket could not be opened.
     #[error("cannot open a netlink socket: {0}")]
-    Open(#[source] std::io::Error),
+    Open(std::io::Error),
     /// The interface does not exist in this network namespace.
     #[error("interface {0:?} does not exist on this host")]
     NoSuchInterface(String),
     /// The kernel refused a request.
-    #[error("netlink request for {what} failed: {source}")]
+    #[error("netlink request for {what} failed: {error}")]
     Request {
         what: String,
-        source: rtnetlink::Error,
+        error: rtnetlink::Error,
     },
 }
 
@@ -66,7 +66,7 @@ impl Netlink {
             Err(source) => {
                 return Err(NetlinkError::Request {
                     what: format!("link {name}"),
-                    source,
+                    error: source,
                 });
             }
         };
@@ -96,9 +96,9 @@ impl Netlink {
             .execute()
             .try_collect()
             .await
-            .map_err(|source| NetlinkError::Request {
+            .map_err(|error| NetlinkError::Request {
                 what: "the address list".into(),
-                source,
+                error,
             })?;
         Ok(messages.iter().filter_map(address_of).collect())
     }
@@ -113,9 +113,9 @@ impl Netlink {
             .execute()
             .try_collect()
             .await
-            .map_err(|source| NetlinkError::Request {
+            .map_err(|error| NetlinkError::Request {
                 what: format!("addresses of interface {index}"),
-                source,
+                error,
             })?;
         Ok(messages
             .iter()
@@ -137,9 +137,9 @@ impl Netlink {
             .replace()
             .execute()
             .await
-            .map_err(|source| NetlinkError::Request {
+            .map_err(|error| NetlinkError::Request {
                 what: format!("adding {addr}/{prefix}"),
-                source,
+                error,
             })
     }
 
@@ -166,9 +166,9 @@ impl Netlink {
         request
             .execute()
             .await
-            .map_err(|source| NetlinkError::Request {
+            .map_err(|error| NetlinkError::Request {
                 what: format!("adding {addr}/{prefix} for {secs}s"),
-                source,
+                error,
             })
     }
 
@@ -198,7 +198,7 @@ impl Netlink {
             }
             Err(source) => Err(NetlinkError::Request {
                 what: format!("removing {addr}/{prefix}"),
-                source,
+                error: source,
             }),
         }
     }

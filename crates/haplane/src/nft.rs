@@ -38,15 +38,15 @@ const CHAIN: &str = "out";
 pub enum NftError {
     /// The netlink socket could not be opened or bound.
     #[error("cannot open a netfilter netlink socket: {0}")]
-    Socket(#[source] nix::Error),
+    Socket(nix::Error),
     /// Sending or receiving failed.
-    #[error("netfilter netlink {what} failed: {source}")]
+    #[error("netfilter netlink {what} failed: {error}")]
     Io {
         /// What was going on.
         what: &'static str,
         /// The error.
         #[source]
-        source: nix::Error,
+        error: nix::Error,
     },
     /// The kernel refused a message of a batch.
     #[error("the kernel refused {what} for table {family} {table}: {errno}")]
@@ -549,9 +549,9 @@ impl NfSocket {
         build(&mut batch);
         let (buf, acks, next) = batch.finish();
         self.seq = next;
-        send(self.sock.as_raw_fd(), &buf, MsgFlags::empty()).map_err(|source| NftError::Io {
+        send(self.sock.as_raw_fd(), &buf, MsgFlags::empty()).map_err(|error| NftError::Io {
             what: "send",
-            source,
+            error,
         })?;
         let mut pending: Vec<(u32, &'static str)> = acks;
         let mut first_error = None;
@@ -563,7 +563,7 @@ impl NfSocket {
                 Err(source) => {
                     return Err(NftError::Io {
                         what: "receive",
-                        source,
+                        error: source,
                     });
                 }
             };

@@ -24,10 +24,10 @@ use tokio::net::TcpListener;
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     /// The listen address is taken or not local.
-    #[error("cannot listen for /status on {addr}: {source}; change status.listen")]
+    #[error("cannot listen for /status on {addr}: {error}; change status.listen")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -346,7 +346,7 @@ fn warn_unless_loopback(local: SocketAddr) {
 pub async fn serve(addr: SocketAddr, hub: Arc<Hub>) -> Result<SocketAddr, StatusError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| StatusError::Bind { addr, source })?;
+        .map_err(|error| StatusError::Bind { addr, error })?;
     let local = listener.local_addr().unwrap_or(addr);
     warn_unless_loopback(local);
     tokio::spawn(async move {

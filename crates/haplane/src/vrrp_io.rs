@@ -18,28 +18,25 @@ use tokio::io::unix::AsyncFd;
 pub enum VrrpIoError {
     /// Raw sockets need CAP_NET_RAW.
     #[error(
-        "cannot open a raw socket for VRRP (protocol 112) on {interface}: {source}; run as root or grant CAP_NET_RAW"
+        "cannot open a raw socket for VRRP (protocol 112) on {interface}: {error}; run as root or grant CAP_NET_RAW"
     )]
-    Open {
-        interface: String,
-        source: io::Error,
-    },
+    Open { interface: String, error: io::Error },
     /// A socket option was refused.
-    #[error("cannot set {option} on the VRRP socket on {interface}: {source}")]
+    #[error("cannot set {option} on the VRRP socket on {interface}: {error}")]
     Option {
         option: &'static str,
         interface: String,
-        source: io::Error,
+        error: io::Error,
     },
     /// The destination's family differs from the router's.
     #[error("cannot send to {0}: the virtual router is of the other address family")]
     FamilyMismatch(IpAddr),
     /// Sending an advert failed.
-    #[error("sending an advert to {dst} failed: {source}")]
-    Send { dst: IpAddr, source: io::Error },
+    #[error("sending an advert to {dst} failed: {error}")]
+    Send { dst: IpAddr, error: io::Error },
     /// Receiving failed.
     #[error("receiving on the VRRP socket failed: {0}")]
-    Receive(#[source] io::Error),
+    Receive(io::Error),
 }
 
 /// One received datagram.
@@ -68,9 +65,9 @@ pub struct VrrpSocket {
 fn raw_vrrp_socket(domain: Domain, interface: &str) -> Result<Socket, VrrpIoError> {
     let protocol = Protocol::from(i32::from(vrrp::packet::PROTOCOL));
     let socket =
-        Socket::new(domain, Type::RAW, Some(protocol)).map_err(|source| VrrpIoError::Open {
+        Socket::new(domain, Type::RAW, Some(protocol)).map_err(|error| VrrpIoError::Open {
             interface: interface.to_string(),
-            source,
+            error,
         })?;
     socket
         .bind_device(Some(interface.as_bytes()))
@@ -79,9 +76,9 @@ fn raw_vrrp_socket(domain: Domain, interface: &str) -> Result<Socket, VrrpIoErro
 }
 
 fn register(socket: Socket, interface: &str) -> Result<AsyncFd<Socket>, VrrpIoError> {
-    crate::sys::async_fd(socket).map_err(|source| VrrpIoError::Open {
+    crate::sys::async_fd(socket).map_err(|error| VrrpIoError::Open {
         interface: interface.to_string(),
-        source,
+        error,
     })
 }
 
@@ -108,10 +105,10 @@ fn scope(addr: Ipv6Addr, ifindex: u32) -> u32 {
 
 fn opt(option: &'static str, interface: &str) -> impl FnOnce(io::Error) -> VrrpIoError {
     let interface = interface.to_string();
-    move |source| VrrpIoError::Option {
+    move |error| VrrpIoError::Option {
         option,
         interface,
-        source,
+        error,
     }
 }
 
@@ -281,11 +278,11 @@ impl VrrpSocket {
                 .tx
                 .writable()
                 .await
-                .map_err(|source| VrrpIoError::Send { dst, source })?;
+                .map_err(|error| VrrpIoError::Send { dst, error })?;
             match guard.try_io(|fd| fd.get_ref().send_to(payload, &addr)) {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Ok(Err(source)) => return Err(VrrpIoError::Send { dst, source }),
+                Ok(Err(error)) => return Err(VrrpIoError::Send { dst, error }),
                 Err(_would_block) => continue,
             }
         }

@@ -67,7 +67,7 @@ impl Serialize for Mac {
 pub enum ProbeError {
     /// The probing host's namespace cannot be entered.
     #[error("arp probe: {0}")]
-    Netlab(#[from] netlab::Error),
+    Netlab(netlab::Error),
     /// The interface is missing or has no Ethernet address.
     #[error("arp probe in {ns}: interface {interface}: {detail}")]
     Interface {
@@ -96,6 +96,13 @@ pub enum ProbeError {
         /// What nft said.
         detail: String,
     },
+}
+
+// Shown in the message, so not a `source()` as well (one rule for errors: never both).
+impl From<netlab::Error> for ProbeError {
+    fn from(e: netlab::Error) -> ProbeError {
+        ProbeError::Netlab(e)
+    }
 }
 
 /// One probe: when it was sent and who answered before the next one.

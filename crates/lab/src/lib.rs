@@ -32,14 +32,14 @@ pub use status::ClusterView;
 pub enum LabError {
     /// A network-namespace operation failed.
     #[error("netlab: {0}")]
-    Netlab(#[from] netlab::Error),
+    Netlab(netlab::Error),
     /// Reading or writing a lab file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The lab's state file cannot be read.
     #[error("{path}: bad lab state: {detail}")]
@@ -65,12 +65,12 @@ pub enum LabError {
     #[error("{0}")]
     BadArgs(String),
     /// A program could not be started.
-    #[error("cannot run {command}: {source}")]
+    #[error("cannot run {command}: {error}")]
     Spawn {
         /// The command line.
         command: String,
         /// The underlying error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A program started but failed.
     #[error("{command} failed: {detail}")]
@@ -93,11 +93,18 @@ pub enum LabError {
     Config(String),
 }
 
+// Shown in the message, so not a `source()` as well (one rule for errors: never both).
+impl From<netlab::Error> for LabError {
+    fn from(e: netlab::Error) -> LabError {
+        LabError::Netlab(e)
+    }
+}
+
 /// Writes the drill's self-contained HTML report to `path`.
 pub fn write_report(path: &Path, r: &DrillResult) -> Result<(), LabError> {
-    std::fs::write(path, report::html(r)).map_err(|source| LabError::Io {
+    std::fs::write(path, report::html(r)).map_err(|error| LabError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -174,7 +181,7 @@ pub fn stale_demos() -> Vec<String> {
 pub fn keep_logs(st: &LabState, keep: &Path) -> Result<usize, LabError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| LabError::Io { path, source }
+        move |error| LabError::Io { path, error }
     };
     std::fs::create_dir_all(keep).map_err(io(keep))?;
     let logs = st.dir.join("logs");

@@ -112,9 +112,9 @@ pub fn stop(pids: &[i32], grace: Duration) {
 
 /// Starts `argv` detached inside namespace `ns`, output appended to `log`.
 pub fn start_detached(ns: &str, argv: &[String], log: &Path) -> Result<(), LabError> {
-    let io = |source| LabError::Io {
+    let io = |error| LabError::Io {
         path: log.to_path_buf(),
-        source,
+        error,
     };
     let out = OpenOptions::new()
         .create(true)
@@ -131,9 +131,9 @@ pub fn start_detached(ns: &str, argv: &[String], log: &Path) -> Result<(), LabEr
         .stdout(out)
         .stderr(err)
         .status()
-        .map_err(|source| LabError::Spawn {
+        .map_err(|error| LabError::Spawn {
             command: argv.join(" "),
-            source,
+            error,
         })?;
     if !status.success() {
         return Err(LabError::StartFailed {

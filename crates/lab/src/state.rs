@@ -75,7 +75,7 @@ impl LabState {
             } else {
                 LabError::Io {
                     path: path.clone(),
-                    source: e,
+                    error: e,
                 }
             }
         })?;
@@ -92,7 +92,7 @@ impl LabState {
             path: path.clone(),
             detail: e.to_string(),
         })?;
-        std::fs::write(&path, text).map_err(|source| LabError::Io { path, source })
+        std::fs::write(&path, text).map_err(|error| LabError::Io { path, error })
     }
 
     /// Every node: masters, lb nodes, workers.

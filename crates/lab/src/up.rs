@@ -145,18 +145,18 @@ fn write_cluster_file(st: &LabState) -> Result<(), LabError> {
     let state_dir = format!("stateDir: {}\n", st.dir.join("haplane").display());
     let mut detail = String::new();
     for yaml in [format!("{full}{state_dir}"), full] {
-        std::fs::write(&st.config, &yaml).map_err(|source| LabError::Io {
+        std::fs::write(&st.config, &yaml).map_err(|error| LabError::Io {
             path: st.config.clone(),
-            source,
+            error,
         })?;
         let out = std::process::Command::new(&st.haplane)
             .arg("check")
             .arg("--config")
             .arg(&st.config)
             .output()
-            .map_err(|source| LabError::Spawn {
+            .map_err(|error| LabError::Spawn {
                 command: format!("{} check", st.haplane.display()),
-                source,
+                error,
             })?;
         if out.status.success() {
             return Ok(());
@@ -244,7 +244,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
             elections: ELECTIONS.iter().map(|s| s.to_string()).collect(),
         };
         for d in [dir.join("logs"), dir.join("etcd")] {
-            std::fs::create_dir_all(&d).map_err(|source| LabError::Io { path: d, source })?;
+            std::fs::create_dir_all(&d).map_err(|error| LabError::Io { path: d, error })?;
         }
         write_cluster_file(&st)?;
         st.save()?;
@@ -255,9 +255,9 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
                 .arg(&key)
                 .arg("2048")
                 .output()
-                .map_err(|source| LabError::Spawn {
+                .map_err(|error| LabError::Spawn {
                     command: "openssl genrsa".into(),
-                    source,
+                    error,
                 })?;
             if !out.status.success() {
                 return Err(LabError::StartFailed {
@@ -447,9 +447,9 @@ pub fn down(name: &str) -> Result<String, LabError> {
     let stale = netlab::cleanup_stale().unwrap_or_default();
     let had_dir = dir.exists();
     if had_dir {
-        std::fs::remove_dir_all(&dir).map_err(|source| LabError::Io {
+        std::fs::remove_dir_all(&dir).map_err(|error| LabError::Io {
             path: dir.clone(),
-            source,
+            error,
         })?;
     }
     Ok(

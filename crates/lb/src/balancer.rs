@@ -483,11 +483,11 @@ fn start_probe(
         .and_then(|a| a.as_socket())
         .ok_or_else(|| LbError::Bind {
             addr: want,
-            source: std::io::Error::other("no local address"),
+            error: std::io::Error::other("no local address"),
         })?;
     let dup = sock
         .try_clone()
-        .map_err(|source| LbError::Bind { addr, source })?;
+        .map_err(|error| LbError::Bind { addr, error })?;
     let worker = shared.workers.handles[0].clone();
     let stop = shared.accept_stop.child_token();
     let sessions = Arc::new(ListenerSessions::default());
@@ -541,7 +541,7 @@ fn bind_group(addr: SocketAddr, config: &LbConfig) -> Result<Vec<Socket>, LbErro
 
 /// A listening socket with IP_FREEBIND, so a VIP can be bound before this node holds it.
 fn bind(addr: SocketAddr, config: &LbConfig, reuse_port: bool) -> Result<Socket, LbError> {
-    let err = |source| LbError::Bind { addr, source };
+    let err = |error| LbError::Bind { addr, error };
     let sock =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     sock.set_reuse_address(true).map_err(err)?;

@@ -10,12 +10,12 @@ pub enum LbError {
     #[error("invalid load balancer config: {0}")]
     InvalidConfig(String),
     /// A listener could not be created or bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address that was requested.
         addr: SocketAddr,
         /// The socket error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A PEM file for the HTTPS check could not be read or parsed.
     #[error("cannot load {path}: {reason}")]
@@ -27,7 +27,7 @@ pub enum LbError {
     },
     /// rustls rejected the TLS settings of the HTTPS check.
     #[error("tls settings rejected: {0}")]
-    Tls(#[from] rustls::Error),
+    Tls(rustls::Error),
     /// A data-path thread or its runtime could not be created.
     #[error("cannot start a balancer thread")]
     Runtime(#[source] std::io::Error),
@@ -42,6 +42,13 @@ pub enum LbError {
         /// The configured backends.
         known: Vec<SocketAddr>,
     },
+}
+
+// Shown in the message, so not a `source()` as well (one rule for errors: never both).
+impl From<rustls::Error> for LbError {
+    fn from(e: rustls::Error) -> LbError {
+        LbError::Tls(e)
+    }
 }
 
 fn fmt_addrs(a: &[SocketAddr]) -> String {

@@ -12,20 +12,20 @@ pub enum Error {
         euid: u32,
     },
     /// A required external tool (`ip`, `nft`) is not installed or not runnable.
-    #[error("required tool `{tool}` is not available: {source}")]
+    #[error("required tool `{tool}` is not available: {error}")]
     MissingTool {
         /// The program name.
         tool: &'static str,
         /// Why starting it failed.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A command could not be started at all.
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`: {error}")]
     Spawn {
         /// The command line, for humans.
         command: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A command ran and exited unsuccessfully.
     #[error("`{command}` failed ({status}): {stderr}")]
@@ -85,22 +85,22 @@ pub enum Error {
     #[error("empty command line")]
     EmptyCommand,
     /// Sending a signal to a process or process group failed.
-    #[error("cannot send {signal} to pid {pid}: {source}")]
+    #[error("cannot send {signal} to pid {pid}: {error}")]
     Signal {
         /// The process (or process group) id.
         pid: i32,
         /// The signal name.
         signal: &'static str,
         /// The OS error.
-        source: nix::Error,
+        error: nix::Error,
     },
     /// Waiting for a process failed.
-    #[error("cannot wait for pid {pid}: {source}")]
+    #[error("cannot wait for pid {pid}: {error}")]
     Wait {
         /// The process id.
         pid: i32,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Entering a network namespace from a helper thread failed.
     #[error("cannot enter network namespace {ns}: {detail}")]
@@ -111,14 +111,14 @@ pub enum Error {
         detail: String,
     },
     /// An I/O operation inside a namespace (socket, sysctl write, address dump) failed.
-    #[error("{what} in namespace {ns}: {source}")]
+    #[error("{what} in namespace {ns}: {error}")]
     Io {
         /// What we were doing.
         what: &'static str,
         /// The namespace name.
         ns: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 

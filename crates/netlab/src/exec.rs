@@ -31,17 +31,17 @@ pub(crate) fn run_with_input(cmd: &mut Command, input: Option<&str>) -> Result<O
     } else {
         Stdio::null()
     });
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+    let mut child = cmd.spawn().map_err(|error| Error::Spawn {
         command: command.clone(),
-        source,
+        error,
     })?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
         // A write error (EPIPE) shows up again as a failed exit status with stderr.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let out = child.wait_with_output().map_err(|source| Error::Spawn {
+    let out = child.wait_with_output().map_err(|error| Error::Spawn {
         command: command.clone(),
-        source,
+        error,
     })?;
     check(command, out)
 }
@@ -104,14 +104,11 @@ fn check_uncached() -> Result<()> {
             .arg(flag)
             .stdin(Stdio::null())
             .output()
-            .map_err(|source| Error::MissingTool { tool, source })?;
+            .map_err(|error| Error::MissingTool { tool, error })?;
         if !out.status.success() {
             return Err(Error::MissingTool {
                 tool,
-                source: std::io::Error::other(format!(
-                    "`{tool} {flag}` exited with {}",
-                    out.status
-                )),
+                error: std::io::Error::other(format!("`{tool} {flag}` exited with {}", out.status)),
             });
         }
     }

@@ -184,10 +184,10 @@ impl Host {
     pub fn addresses(&self) -> Result<Vec<Cidr>> {
         let ns = self.ns.clone();
         self.enter(|| interface_addresses(HOST_IFNAME))?
-            .map_err(|source| Error::Io {
+            .map_err(|error| Error::Io {
                 what: "reading addresses",
                 ns,
-                source,
+                error,
             })
     }
 
@@ -201,10 +201,10 @@ impl Host {
     /// reply comes from `dst` (`true`) or `timeout` passes (`false`). Needs no `ping` binary.
     pub fn ping(&self, dst: Ipv4Addr, timeout: Duration) -> Result<bool> {
         let sock = self.raw_icmp_socket()?;
-        let seen = icmp::echo(&sock, dst, timeout, true).map_err(|source| Error::Io {
+        let seen = icmp::echo(&sock, dst, timeout, true).map_err(|error| Error::Io {
             what: "icmp socket",
             ns: self.ns.clone(),
-            source,
+            error,
         })?;
         Ok(seen.contains(&dst))
     }
@@ -217,24 +217,24 @@ impl Host {
         let sock = self.raw_icmp_socket()?;
         if dst.is_multicast() {
             sock.set_multicast_if_v4(&self.address())
-                .map_err(|source| Error::Io {
+                .map_err(|error| Error::Io {
                     what: "icmp socket",
                     ns: self.ns.clone(),
-                    source,
+                    error,
                 })?;
         }
-        icmp::echo(&sock, dst, window, false).map_err(|source| Error::Io {
+        icmp::echo(&sock, dst, window, false).map_err(|error| Error::Io {
             what: "icmp socket",
             ns: self.ns.clone(),
-            source,
+            error,
         })
     }
 
     fn raw_icmp_socket(&self) -> Result<socket2::Socket> {
-        self.enter(icmp::open_socket)?.map_err(|source| Error::Io {
+        self.enter(icmp::open_socket)?.map_err(|error| Error::Io {
             what: "icmp socket",
             ns: self.ns.clone(),
-            source,
+            error,
         })
     }
 
@@ -258,10 +258,10 @@ impl Host {
         let value = value.to_owned();
         // /proc/sys/net resolves against the opening thread's network namespace.
         self.enter(move || std::fs::write(&path, value))?
-            .map_err(|source| Error::Io {
+            .map_err(|error| Error::Io {
                 what: "writing sysctl",
                 ns,
-                source,
+                error,
             })
     }
 }

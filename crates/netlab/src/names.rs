@@ -145,7 +145,7 @@ pub fn list_namespaces() -> Result<Vec<String>> {
         Err(source) => {
             return Err(Error::Spawn {
                 command: format!("read_dir {NETNS_DIR}"),
-                source,
+                error: source,
             });
         }
     };
@@ -183,14 +183,14 @@ pub(crate) fn add_namespace(ns: &str) -> Result<()> {
         .truncate(false)
         .write(true)
         .open(lock_path)
-        .map_err(|source| Error::Spawn {
+        .map_err(|error| Error::Spawn {
             command: format!("open {lock_path}"),
-            source,
+            error,
         })?;
     let _guard = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive).map_err(
         |(_, errno)| Error::Spawn {
             command: format!("flock {lock_path}"),
-            source: errno.into(),
+            error: errno.into(),
         },
     )?;
     exec::ip(&["netns", "add", ns]).map(|_| ())

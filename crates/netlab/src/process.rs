@@ -42,9 +42,9 @@ impl Registry {
         // A process group of its own: freeze/thaw/kill act on the daemon and its children, and a
         // terminal's Ctrl-C aimed at the test runner does not reach it first.
         cmd.process_group(0);
-        let child = cmd.spawn().map_err(|source| Error::Spawn {
+        let child = cmd.spawn().map_err(|error| Error::Spawn {
             command: command.clone(),
-            source,
+            error,
         })?;
         let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
         tracing::debug!(pid, %command, "netlab: spawned");
@@ -91,9 +91,9 @@ impl ProcInner {
     fn wait_bounded(&self, limit: Duration) -> Result<Option<ExitStatus>> {
         let deadline = Instant::now() + limit;
         loop {
-            let st = lock(&self.child).try_wait().map_err(|source| Error::Wait {
+            let st = lock(&self.child).try_wait().map_err(|error| Error::Wait {
                 pid: self.pid,
-                source,
+                error,
             })?;
             if st.is_some() || Instant::now() >= deadline {
                 return Ok(st);
@@ -122,10 +122,10 @@ impl ProcessHandle {
     }
 
     fn signal_group(&self, sig: Signal) -> Result<()> {
-        signal::killpg(Pid::from_raw(self.inner.pid), sig).map_err(|source| Error::Signal {
+        signal::killpg(Pid::from_raw(self.inner.pid), sig).map_err(|error| Error::Signal {
             pid: self.inner.pid,
             signal: sig.as_str(),
-            source,
+            error,
         })
     }
 
@@ -137,13 +137,13 @@ impl ProcessHandle {
             return Err(Error::Signal {
                 pid: self.inner.pid,
                 signal: sig.as_str(),
-                source: nix::Error::ESRCH,
+                error: nix::Error::ESRCH,
             });
         }
-        signal::kill(Pid::from_raw(self.inner.pid), sig).map_err(|source| Error::Signal {
+        signal::kill(Pid::from_raw(self.inner.pid), sig).map_err(|error| Error::Signal {
             pid: self.inner.pid,
             signal: sig.as_str(),
-            source,
+            error,
         })
     }
 
@@ -208,9 +208,9 @@ impl ProcessHandle {
     pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
         lock(&self.inner.child)
             .try_wait()
-            .map_err(|source| Error::Wait {
+            .map_err(|error| Error::Wait {
                 pid: self.inner.pid,
-                source,
+                error,
             })
     }
 

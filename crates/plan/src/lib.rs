@@ -30,10 +30,10 @@ pub use validate::validate;
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The cluster file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The cluster file does not parse or does not fit the schema.
     #[error("{path}: {message}")]
@@ -48,10 +48,10 @@ pub enum PlanError {
     #[error("cannot read random bytes from /dev/urandom: {0}")]
     Random(std::io::Error),
     /// A plan file could not be written.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -73,9 +73,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Cluster, PlanError> {
 
 /// Read and parse a cluster file, then validate it; errors fail, warnings are returned.
 pub fn load(path: &Path) -> Result<(Cluster, Vec<Finding>), PlanError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| PlanError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let cluster = parse(&text, path)?;
     let findings = validate(&cluster);
@@ -90,19 +90,19 @@ pub fn write_plan(plan: &Plan, out_dir: &Path) -> Result<(), PlanError> {
     for file in &plan.files {
         let path = out_dir.join(&file.path);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| PlanError::Write {
+            std::fs::create_dir_all(dir).map_err(|error| PlanError::Write {
                 path: dir.to_path_buf(),
-                source,
+                error,
             })?;
         }
-        std::fs::write(&path, &file.contents).map_err(|source| PlanError::Write {
+        std::fs::write(&path, &file.contents).map_err(|error| PlanError::Write {
             path: path.clone(),
-            source,
+            error,
         })?;
         if file.secret {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .map_err(|source| PlanError::Write { path, source })?;
+                .map_err(|error| PlanError::Write { path, error })?;
         }
     }
     tracing::info!(out = %out_dir.display(), files = plan.files.len(), "plan written");

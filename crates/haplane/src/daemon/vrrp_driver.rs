@@ -264,9 +264,9 @@ impl VrrpRunner {
             })?;
         info!(node = %node.name, "auth_hmac: {}", vrrp_auth::describe(rc.auth_hmac.as_ref()));
         let primary = rc.primary_address;
-        let router = Router::new(rc).map_err(|source| DaemonError::Router {
+        let router = Router::new(rc).map_err(|error| DaemonError::Router {
             node: node.name.clone(),
-            source,
+            error,
         })?;
         // A crashed run may have left the VIP behind; we are not master yet, so it must go,
         // or two nodes would answer for it (seed pitfall: two holders after a reboot).

@@ -289,9 +289,9 @@ pub fn run(
         .map(|n| interface_mac(topo.host(&n.name)?, "eth0"))
         .collect::<Result<_, _>>()?;
     let observer = Observer::new(nodes.iter().map(|n| (n.name.as_str(), n.netns.as_str())))
-        .map_err(|source| LabError::Io {
+        .map_err(|error| LabError::Io {
             path: "/run/netns".into(),
-            source,
+            error,
         })?;
     let probe = ArpProbe::open(whost, st.vip)?;
     let run_id = format!(

@@ -128,9 +128,9 @@ pub fn read(
 ) -> Result<Haproxy, ImportError> {
     let text = match text {
         Some(t) => t.to_string(),
-        None => std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        None => std::fs::read_to_string(path).map_err(|error| ImportError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?,
     };
     struct Line {

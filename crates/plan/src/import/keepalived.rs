@@ -170,9 +170,9 @@ fn lex(
             path: path.to_path_buf(),
         });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ImportError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     lex_text(path, &text, Some(depth), seq, toks, lines, report)
 }

@@ -22,10 +22,10 @@ pub use keepalived::{InitialState, Keepalived};
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// A file (or an included file) could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Braces do not balance.
     #[error("{path}:{line}: {message}")]
