@@ -175,7 +175,7 @@ fn classify(e: &etcd_client::Error) -> Verdict {
     }
 }
 
-fn is_lease_not_found(e: &etcd_client::Error) -> bool {
+pub(crate) fn is_lease_not_found(e: &etcd_client::Error) -> bool {
     match e {
         etcd_client::Error::GRpcStatus(s) => s.code() == tonic::Code::NotFound,
         etcd_client::Error::LeaseKeepAliveError(m) => m.contains("lease not found"),
@@ -853,12 +853,7 @@ async fn keep_alive_once(mut c: etcd_client::Client, lease: i64) -> Result<(), e
 
 fn lease_lost<T>(lease: i64, r: Result<Answer<T>, ElectError>) -> Result<Answer<T>, ElectError> {
     match r {
-        Err(ElectError::Etcd { detail, .. })
-            if detail.contains("lease not found")
-                || detail.contains("requested lease not found") =>
-        {
-            Err(ElectError::LeaseLost(lease))
-        }
+        Err(ElectError::LeaseNotFound { .. }) => Err(ElectError::LeaseLost(lease)),
         other => other,
     }
 }

@@ -418,9 +418,7 @@ async fn perform(
         debug!(%prefix, error = %e, "{what} failed");
         match e {
             ElectError::LeaseLost(_) => Reply::LeaseGone,
-            ElectError::Etcd { detail, .. } if detail.contains("lease not found") => {
-                Reply::LeaseGone
-            }
+            ElectError::LeaseNotFound { .. } => Reply::LeaseGone,
             _ => Reply::Failed,
         }
     };

@@ -43,6 +43,13 @@ pub enum ElectError {
         /// The full error chain, flattened.
         detail: String,
     },
+    /// etcd answered that the lease does not exist (it expired or was revoked): typed, so
+    /// campaigns branch on it instead of matching the message.
+    #[error("etcd {op}: the lease is gone (expired or revoked)")]
+    LeaseNotFound {
+        /// The operation, e.g. "lease keep-alive".
+        op: &'static str,
+    },
     /// An etcd request did not finish in time.
     #[error("etcd {op} timed out after {timeout:?}")]
     Timeout {
@@ -98,6 +105,9 @@ pub enum ElectError {
 
 impl ElectError {
     pub(crate) fn etcd(op: &'static str, e: etcd_client::Error) -> Self {
+        if crate::client::is_lease_not_found(&e) {
+            return ElectError::LeaseNotFound { op };
+        }
         ElectError::Etcd {
             op,
             detail: error_chain(&e),

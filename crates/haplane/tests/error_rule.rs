@@ -77,13 +77,21 @@ fn no_error_variant_both_shows_and_returns_its_source() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
     rust_files(&root, &mut files);
-    assert!(files.len() > 50, "found the workspace's sources ({})", files.len());
+    assert!(
+        files.len() > 50,
+        "found the workspace's sources ({})",
+        files.len()
+    );
     let mut offenders = Vec::new();
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();
         for (message, body) in variants(&text) {
             if breaks_the_rule(&message, &body) {
-                offenders.push(format!("{}: #[error({message})] {}", f.display(), body.trim()));
+                offenders.push(format!(
+                    "{}: #[error({message})] {}",
+                    f.display(),
+                    body.trim()
+                ));
             }
         }
     }
@@ -96,10 +104,16 @@ fn the_rule_catches_both_kinds_of_double_cause() {
         "\"cannot read {path}: {source}\"",
         " Read { path: PathBuf, source: std::io::Error }"
     ));
-    assert!(breaks_the_rule("\"netlab: {0}\"", " Netlab(#[from] netlab::Error)"));
+    assert!(breaks_the_rule(
+        "\"netlab: {0}\"",
+        " Netlab(#[from] netlab::Error)"
+    ));
     assert!(!breaks_the_rule(
         "\"cannot read {path}: {error}\"",
         " Read { path: PathBuf, error: std::io::Error }"
     ));
-    assert!(!breaks_the_rule("transparent", " Config(#[from] ConfigError)"));
+    assert!(!breaks_the_rule(
+        "transparent",
+        " Config(#[from] ConfigError)"
+    ));
 }

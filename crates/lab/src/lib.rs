@@ -90,7 +90,7 @@ pub enum LabError {
     },
     /// The cluster file for `haplane status` is invalid.
     #[error("{0}")]
-    Config(String),
+    Config(config::ConfigError),
 }
 
 // Shown in the message, so not a `source()` as well (one rule for errors: never both).
@@ -111,7 +111,7 @@ pub fn write_report(path: &Path, r: &DrillResult) -> Result<(), LabError> {
 /// The cluster view from a cluster file: nodes queried at their addresses from here (the
 /// local node's loopback status listener included).
 pub fn status_from_config(path: &Path) -> Result<ClusterView, LabError> {
-    let (cluster, _) = config::Cluster::load(path).map_err(|e| LabError::Config(e.to_string()))?;
+    let (cluster, _) = config::Cluster::load(path).map_err(LabError::Config)?;
     let listen = cluster.status.listen;
     let endpoints = if cluster.etcd.is_some() {
         cluster.etcd_endpoints()
