@@ -417,6 +417,50 @@ pub async fn cleanup(endpoints: &[String], run: &str) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// The clients of a run, as the drill and chaos both use them: one [`writer`] per path
+/// (`paths[i]` names `targets[i]`) on a runtime inside `host`'s namespace, until `stop` is
+/// set. Returns when they have all stopped; a client that cannot start is an error.
+#[allow(clippy::too_many_arguments)]
+pub fn run_writers(
+    host: &netlab::Host,
+    targets: &[SocketAddr],
+    paths: &[&str],
+    run: &str,
+    origin: Instant,
+    opts: ClientOptions,
+    stop: &AtomicBool,
+    log: &Log,
+) -> Result<(), String> {
+    let entered = host.enter(|| {
+        let rt = runtime().map_err(|e| format!("no runtime for the clients: {e}"))?;
+        let done = Arc::new(AtomicBool::new(false));
+        rt.block_on(async {
+            let mut tasks = Vec::new();
+            for (i, target) in targets.iter().enumerate() {
+                tasks.push(tokio::spawn(writer(
+                    *target,
+                    run.to_string(),
+                    paths[i].to_string(),
+                    i,
+                    origin,
+                    opts,
+                    done.clone(),
+                    log.clone(),
+                )));
+            }
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            done.store(true, Ordering::Relaxed);
+            for t in tasks {
+                let _ = t.await;
+            }
+        });
+        Ok(())
+    });
+    entered.map_err(|e| e.to_string())?
+}
+
 /// A current-thread runtime for the namespace thread.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -572,41 +572,18 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
     std::thread::scope(|s| {
         // The clients, inside the worker's namespace.
         let sh = shared.clone();
-        let run2 = run_id.clone();
-        let client_opts = opts.client;
+        let (run2, client_opts) = (run_id.clone(), opts.client);
         s.spawn(move || {
-            let r = whost.enter(|| {
-                let rt = match client::runtime() {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "lab: no runtime for the drill clients");
-                        return;
-                    }
-                };
-                let stop = Arc::new(AtomicBool::new(false));
-                rt.block_on(async {
-                    let mut tasks = Vec::new();
-                    for (i, target) in targets.iter().enumerate() {
-                        tasks.push(tokio::spawn(client::writer(
-                            *target,
-                            run2.clone(),
-                            PATHS[i].to_string(),
-                            i,
-                            sh.origin,
-                            client_opts,
-                            stop.clone(),
-                            sh.log.clone(),
-                        )));
-                    }
-                    while !sh.stop.load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    stop.store(true, Ordering::Relaxed);
-                    for t in tasks {
-                        let _ = t.await;
-                    }
-                });
-            });
+            let r = client::run_writers(
+                whost,
+                &targets,
+                &PATHS,
+                &run2,
+                sh.origin,
+                client_opts,
+                &sh.stop,
+                &sh.log,
+            );
             if let Err(e) = r {
                 tracing::error!(error = %e, "lab: drill clients failed");
             }

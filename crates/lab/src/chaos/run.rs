@@ -335,34 +335,9 @@ pub fn run(
         // The clients, inside the worker's namespace.
         let (shc, run2, copts) = (sh.clone(), run_id.clone(), opts.client);
         s.spawn(move || {
-            let r = whost.enter(|| {
-                let Ok(rt) = client::runtime() else {
-                    return;
-                };
-                let stop = Arc::new(AtomicBool::new(false));
-                rt.block_on(async {
-                    let mut tasks = Vec::new();
-                    for (i, target) in targets.iter().enumerate() {
-                        tasks.push(tokio::spawn(client::writer(
-                            *target,
-                            run2.clone(),
-                            PATHS[i].to_string(),
-                            i,
-                            shc.origin,
-                            copts,
-                            stop.clone(),
-                            shc.log.clone(),
-                        )));
-                    }
-                    while !shc.stop.load(Ordering::Relaxed) {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    stop.store(true, Ordering::Relaxed);
-                    for t in tasks {
-                        let _ = t.await;
-                    }
-                });
-            });
+            let r = client::run_writers(
+                whost, &targets, &PATHS, &run2, shc.origin, copts, &shc.stop, &shc.log,
+            );
             if let Err(e) = r {
                 tracing::error!(error = %e, "lab chaos: clients failed");
             }
