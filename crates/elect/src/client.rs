@@ -26,12 +26,11 @@ use etcd_client::{
     Certificate, ConnectOptions, DeleteOptions, DeleteResponse, GetOptions, GetResponse, Identity,
     PutOptions, PutResponse, TlsOptions, Txn, TxnResponse, WatchOptions,
 };
-use serde::Serialize;
 use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
 
 use crate::error::error_chain;
-use crate::health::{Health, HealthConfig, MemberHealth};
+use crate::health::{Health, HealthConfig};
 use crate::watch::Watch;
 use crate::{ElectError, EtcdConfig};
 
@@ -85,15 +84,8 @@ pub struct Renewal {
     pub raft_term: u64,
 }
 
-/// One member as shown in `/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MemberStatus {
-    /// Its client URL.
-    pub endpoint: String,
-    /// Health as tracked by the client.
-    #[serde(flatten)]
-    pub health: MemberHealth,
-}
+/// One member as shown in `/status` (the status contract's type).
+pub use status_api::EtcdMember as MemberStatus;
 
 /// The etcd client: clone it freely (clones share channels and health).
 #[derive(Clone)]
@@ -297,14 +289,7 @@ impl Client {
 
     /// Every member's health, for `/status`.
     pub fn members(&self) -> Vec<MemberStatus> {
-        let h = self.lock_health();
-        h.members()
-            .into_iter()
-            .map(|health| MemberStatus {
-                endpoint: self.inner.endpoints[health.index].clone(),
-                health,
-            })
-            .collect()
+        self.lock_health().members(&self.inner.endpoints)
     }
 
     /// The member requests go to first.
@@ -797,7 +782,7 @@ impl Client {
     fn gave_up(&self, op: &'static str, timeout: Duration, attempts: u32) -> ElectError {
         let h = self.lock_health();
         let why: Vec<String> = h
-            .members()
+            .members(&self.inner.endpoints)
             .iter()
             .filter_map(|m| {
                 m.last_error
@@ -829,7 +814,7 @@ impl Client {
             Attempt::Answered(e) => Err(error_chain(&e)),
             Attempt::Failed { .. } => Err(self
                 .lock_health()
-                .members()
+                .members(&self.inner.endpoints)
                 .get(m)
                 .and_then(|s| s.last_error.clone())
                 .map(|e| format!("{}: {e}", self.inner.endpoints[m]))

@@ -13,7 +13,6 @@ use etcd_client::{
     Compare, CompareOp, EventType, GetOptions, GetResponse, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp, WatchOptions,
 };
-use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
@@ -52,20 +51,8 @@ impl Role {
     }
 }
 
-/// A serializable view of one election for `/status` and `/metrics`.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ElectionStatus {
-    /// Election name.
-    pub name: String,
-    /// Our identity.
-    pub identity: String,
-    /// "leader" or "follower".
-    pub role: &'static str,
-    /// Identity of the current leader, if known.
-    pub leader: Option<String>,
-    /// Milliseconds until our lease deadline, when we lead.
-    pub lease_deadline_ms: Option<u64>,
-}
+/// A view of one election for `/status` and `/metrics`: the status contract's type.
+pub use status_api::Election as ElectionStatus;
 
 /// A running election. Dropping it aborts the campaign without resigning (the lease then
 /// expires on the server); call [`Election::resign`] for a prompt hand-over.
@@ -122,21 +109,21 @@ impl Election {
             Role::Leader { deadline } if now < deadline => ElectionStatus {
                 name: self.name.clone(),
                 identity: self.identity.clone(),
-                role: "leader",
+                role: "leader".to_string(),
                 leader: Some(self.identity.clone()),
                 lease_deadline_ms: Some((deadline - now).as_millis() as u64),
             },
             Role::Leader { .. } => ElectionStatus {
                 name: self.name.clone(),
                 identity: self.identity.clone(),
-                role: "follower",
+                role: "follower".to_string(),
                 leader: None,
                 lease_deadline_ms: None,
             },
             Role::Follower { leader } => ElectionStatus {
                 name: self.name.clone(),
                 identity: self.identity.clone(),
-                role: "follower",
+                role: "follower".to_string(),
                 leader,
                 lease_deadline_ms: None,
             },

@@ -21,8 +21,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-
 /// How down members are probed.
 #[derive(Debug, Clone, Copy)]
 pub struct HealthConfig {
@@ -57,22 +55,8 @@ struct Member {
     last_error: Option<String>,
 }
 
-/// One member as shown in `/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct MemberHealth {
-    /// The endpoint's index in the configured list.
-    pub index: usize,
-    /// Whether its last request succeeded.
-    pub up: bool,
-    /// Whether requests go here first.
-    pub preferred: bool,
-    /// Consecutive failures.
-    pub failures: u32,
-    /// Smoothed round-trip time in microseconds, once it answered.
-    pub rtt_us: Option<u64>,
-    /// Why it is down.
-    pub last_error: Option<String>,
-}
+/// One member as shown in `/status`: the status contract's type (crate status-api).
+pub use status_api::EtcdMember as MemberHealth;
 
 /// Health of every configured member (see the module docs for the rules).
 #[derive(Debug, Clone)]
@@ -215,12 +199,13 @@ impl Health {
             .min()
     }
 
-    /// Every member, for `/status`.
-    pub fn members(&self) -> Vec<MemberHealth> {
+    /// Every member, for `/status`; `endpoints` names them (in configured order).
+    pub fn members(&self, endpoints: &[String]) -> Vec<MemberHealth> {
         self.members
             .iter()
             .enumerate()
             .map(|(i, m)| MemberHealth {
+                endpoint: endpoints.get(i).cloned().unwrap_or_default(),
                 index: i,
                 up: m.up,
                 preferred: i == self.preferred,
@@ -327,7 +312,7 @@ mod tests {
         let (mut h, t0) = health(2);
         h.handle_answer(t0, 0, Duration::from_micros(1500));
         h.handle_failure(t0, 1, "connection refused");
-        let s = h.members();
+        let s = h.members(&[]);
         assert!(s[0].preferred && s[0].up);
         assert_eq!(s[0].rtt_us, Some(1500));
         assert_eq!(s[1].last_error.as_deref(), Some("connection refused"));

@@ -162,18 +162,7 @@ impl Elections {
 
 impl Section for Elections {
     fn json(&self) -> serde_json::Value {
-        let list: Vec<status_api::Election> = self
-            .list()
-            .into_iter()
-            .map(|e| status_api::Election {
-                name: e.name,
-                identity: e.identity,
-                role: e.role.to_string(),
-                leader: e.leader,
-                lease_deadline_ms: e.lease_deadline_ms,
-            })
-            .collect();
-        serde_json::to_value(list).unwrap_or_default()
+        serde_json::to_value(self.list()).unwrap_or_default()
     }
 
     fn metrics(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -76,21 +76,7 @@ impl Section for EtcdSection {
         let client = self.0.borrow();
         let section = status_api::EtcdClient {
             connected: client.is_some(),
-            members: client
-                .as_ref()
-                .map(|c| c.members())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|m| status_api::EtcdMember {
-                    endpoint: m.endpoint,
-                    index: m.health.index,
-                    up: m.health.up,
-                    preferred: m.health.preferred,
-                    failures: m.health.failures,
-                    rtt_us: m.health.rtt_us,
-                    last_error: m.health.last_error,
-                })
-                .collect(),
+            members: client.as_ref().map(|c| c.members()).unwrap_or_default(),
         };
         serde_json::to_value(section).unwrap_or_default()
     }
@@ -113,17 +99,17 @@ impl Section for EtcdSection {
         gauge(
             "haplane_etcd_member_up",
             "1 while this etcd member answers requests (no timeout, refusal or missing raft leader).",
-            &|s| f64::from(u8::from(s.health.up)),
+            &|s| f64::from(u8::from(s.up)),
         )?;
         gauge(
             "haplane_etcd_member_preferred",
             "1 for the etcd member requests go to first.",
-            &|s| f64::from(u8::from(s.health.preferred)),
+            &|s| f64::from(u8::from(s.preferred)),
         )?;
         gauge(
             "haplane_etcd_member_rtt_seconds",
             "Smoothed round-trip time of this etcd member's answers.",
-            &|s| s.health.rtt_us.map_or(0.0, |us| us as f64 / 1e6),
+            &|s| s.rtt_us.map_or(0.0, |us| us as f64 / 1e6),
         )?;
         Ok(())
     }
