@@ -154,14 +154,14 @@ impl AdminServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
         info!(socket = %path.display(), "admin socket ready");
         let me = nix::unistd::geteuid().as_raw();
-        tokio::spawn(async move {
+        crate::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
                 let handler = handler.clone();
-                tokio::spawn(async move {
+                crate::spawn(async move {
                     if let Err(e) = answer(stream, handler, me).await {
                         warn!("admin socket: {e}");
                     }

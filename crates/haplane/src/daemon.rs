@@ -123,9 +123,21 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let netlink = Netlink::open()?;
     let local = netlink.local_addresses().await?;
     let node = cluster.find_node(opts.node.as_deref(), &local)?.clone();
+    // One span for everything this node's daemon logs, its tasks included (crate::spawn).
+    let span = tracing::info_span!("node", node = %node.name);
+    tracing::Instrument::instrument(run_node(opts, cluster, node, netlink), span).await
+}
+
+/// The daemon for `node`, inside its span.
+async fn run_node(
+    opts: RunOptions,
+    cluster: Cluster,
+    node: config::Node,
+    netlink: Netlink,
+) -> Result<(), DaemonError> {
     // Every part below starts or not by these, the rules check and plan apply too.
     let duties = Duties::of(&cluster, &node);
-    info!(cluster = %cluster.cluster, node = %node.name, address = %node.address,
+    info!(cluster = %cluster.cluster, address = %node.address,
         "starting; {}", duties.describe());
 
     let hub = Hub::new(&cluster.cluster, &node.name);
@@ -135,7 +147,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     );
     hub.add_section("runs", Arc::new(duties::RunsSection(duties.clone())));
     let status_addr = status::serve(cluster.status.listen, hub.clone()).await?;
-    info!(node = %node.name, "status on http://{status_addr}/status");
+    info!("status on http://{status_addr}/status");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(DaemonError::Signals)?;
@@ -144,7 +156,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(DaemonError::Signals)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
+    crate::spawn(async move {
         tokio::select! {
             _ = term.recv() => info!("SIGTERM: stopping"),
             _ = int.recv() => info!("SIGINT: stopping"),
@@ -155,7 +167,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     let balancer = match balance::lb_config(&cluster, &node) {
         Some(cfg) => {
             if let Some(ca) = balance::missing_ca(&cluster) {
-                warn!(node = %node.name, ca = %ca.display(),
+                warn!(ca = %ca.display(),
                     "the CA for HTTPS health checks does not exist yet; checking backends with TCP connects until it appears");
             }
             let listen = cfg.listen.clone();
@@ -165,7 +177,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
                     node: node.name.clone(),
                     error,
                 })?;
-            info!(node = %node.name, ?listen, "load balancer listening");
+            info!(?listen, "load balancer listening");
             let b = Arc::new(b);
             hub.add_section(
                 "load_balancer",
@@ -177,7 +189,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     };
     let reloader = balancer
         .clone()
-        .map(|b| tokio::spawn(reload_loop(opts.config.clone(), node.clone(), b, hup)));
+        .map(|b| crate::spawn(reload_loop(opts.config.clone(), node.clone(), b, hup)));
 
     // Maintenance and graceful handover (the VIP's nodes), and the admin socket that drives them.
     let (maintenance, handover) = if duties.vrrp {
@@ -204,7 +216,9 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     {
         Ok(server) => Some(server),
         Err(e) => {
-            error!(node = %node.name, "{e}; `haplane lb` and `haplane maintenance` will not work on this node (status.adminSocket)");
+            error!(
+                "{e}; `haplane lb` and `haplane maintenance` will not work on this node (status.adminSocket)"
+            );
             None
         }
     };
@@ -212,7 +226,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     // etcd: elections and snapshots run on masters, the fenced VIP on the VIP's nodes (an lb
     // node is a client of the masters' etcd for it, with no member of its own).
     let etcd_client = match crate::etcd::etcd_config(&cluster) {
-        Ok(cfg) if duties.etcd_client => Some(crate::etcd::spawn_connector(cfg, node.name.clone())),
+        Ok(cfg) if duties.etcd_client => Some(crate::etcd::spawn_connector(cfg)),
         _ => None,
     };
     if let Some(client) = &etcd_client {
@@ -284,13 +298,13 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
         }
         runner.run(stop_rx).await?;
     } else {
-        info!(node = %node.name, "no VRRP router on this node ({})", duties.describe());
+        info!("no VRRP router on this node ({})", duties.describe());
         let mut stop_rx = stop_rx;
         let _ = stop_rx.wait_for(|s| *s).await;
     }
 
     if let Some(e) = elections {
-        info!(node = %node.name, "resigning elections");
+        info!("resigning elections");
         let _ = tokio::time::timeout(Duration::from_secs(10), e.resign()).await;
     }
     // The VIP has been handed over; now let established tunnels finish.
@@ -301,7 +315,7 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     if let Some(b) = balancer {
         hub.remove_section("load_balancer");
         let timeout = cluster.load_balancer.drain_timeout.get();
-        info!(node = %node.name, "draining the load balancer (up to {timeout:?})");
+        info!("draining the load balancer (up to {timeout:?})");
         if handover_env.is_some() {
             // The VIP is parked on lo while we drain (docs/maintenance.md): keep serving.
             b.drain_listening(timeout).await;
@@ -313,6 +327,6 @@ pub async fn run(opts: RunOptions) -> Result<(), DaemonError> {
     if let Some(env) = handover_env {
         env.clear().await;
     }
-    info!(node = %node.name, "stopped");
+    info!("stopped");
     Ok(())
 }

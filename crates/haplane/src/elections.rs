@@ -87,8 +87,7 @@ impl Elections {
             return me;
         }
         let running = me.running.clone();
-        let node_name = node.name.clone();
-        tokio::spawn(async move {
+        crate::spawn(async move {
             let client = loop {
                 if let Some(c) = client.borrow_and_update().clone() {
                     break c;
@@ -102,27 +101,27 @@ impl Elections {
                 let name = cfg.name.clone();
                 match Election::spawn(client.clone(), cfg) {
                     Ok(e) => {
-                        info!(node = %node_name, election = %name, "campaigning");
+                        info!(election = %name, "campaigning");
                         r.elections.push(e);
                     }
-                    Err(e) => warn!(node = %node_name, election = %name, "cannot campaign: {e}"),
+                    Err(e) => warn!(election = %name, "cannot campaign: {e}"),
                 }
             }
             if let Some((schedule, cfg)) = snapshots {
                 let dir = schedule.dir.display().to_string();
                 match SnapshotScheduler::spawn(client.clone(), schedule, cfg) {
                     Ok(s) => {
-                        info!(node = %node_name, dir = %dir, "scheduled snapshots enabled");
+                        info!(dir = %dir, "scheduled snapshots enabled");
                         r.snapshots = Some(s);
                     }
                     Err(e) => {
-                        warn!(node = %node_name, dir = %dir, "cannot schedule snapshots: {e}")
+                        warn!(dir = %dir, "cannot schedule snapshots: {e}")
                     }
                 }
             }
         });
         let (running, statuses) = (me.running.clone(), me.statuses.clone());
-        tokio::spawn(async move {
+        crate::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;

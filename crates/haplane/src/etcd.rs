@@ -35,10 +35,9 @@ pub fn etcd_config(cluster: &Cluster) -> Result<elect::EtcdConfig, EtcdSetupErro
 /// the VIP and the balancer can start before any apiserver exists.
 pub fn spawn_connector(
     cfg: elect::EtcdConfig,
-    node: String,
 ) -> tokio::sync::watch::Receiver<Option<elect::Client>> {
     let (tx, rx) = tokio::sync::watch::channel(None);
-    tokio::spawn(async move {
+    crate::spawn(async move {
         let mut backoff = elect::Backoff::new(
             std::time::Duration::from_millis(250),
             std::time::Duration::from_secs(5),
@@ -47,14 +46,14 @@ pub fn spawn_connector(
         loop {
             match elect::connect(&cfg).await {
                 Ok(client) => {
-                    tracing::info!(node = %node, endpoints = ?cfg.endpoints, "connected to etcd");
+                    tracing::info!(endpoints = ?cfg.endpoints, "connected to etcd");
                     let _ = tx.send(Some(client));
                     return;
                 }
                 Err(e) => {
                     attempts += 1;
                     if attempts == 1 || attempts % 20 == 0 {
-                        tracing::warn!(node = %node, attempts, "etcd not reachable yet: {e}");
+                        tracing::warn!(attempts, "etcd not reachable yet: {e}");
                     }
                     if tx.is_closed() {
                         return;

@@ -70,7 +70,6 @@ pub struct GateDriver {
     watched: mpsc::UnboundedReceiver<KeyState>,
     marker: PathBuf,
     status: Arc<Mutex<FenceStatus>>,
-    node: String,
 }
 
 impl GateDriver {
@@ -85,7 +84,6 @@ impl GateDriver {
     ) -> Result<GateDriver, gate::ConfigError> {
         cfg.armed = marker.exists();
         let now = Instant::now();
-        let node = cfg.identity.clone();
         let status = Arc::new(Mutex::new(FenceStatus {
             mode: "quorum".to_string(),
             armed: cfg.armed,
@@ -103,13 +101,8 @@ impl GateDriver {
         let (req_tx, req_rx) = mpsc::unbounded_channel();
         let (ans_tx, ans_rx) = mpsc::unbounded_channel();
         let (watch_tx, watch_rx) = mpsc::unbounded_channel();
-        tokio::spawn(watch_task(
-            client.clone(),
-            key.clone(),
-            node.clone(),
-            watch_tx,
-        ));
-        tokio::spawn(io_task(client, key, identity, timeout, req_rx, ans_tx));
+        crate::spawn(watch_task(client.clone(), key.clone(), watch_tx));
+        crate::spawn(io_task(client, key, identity, timeout, req_rx, ans_tx));
         let driver = GateDriver {
             gate,
             requests: req_tx,
@@ -117,7 +110,6 @@ impl GateDriver {
             watched: watch_rx,
             marker,
             status,
-            node,
         };
         driver.publish(now);
         Ok(driver)
@@ -189,10 +181,10 @@ impl GateDriver {
         loop {
             match self.gate.poll_action()? {
                 Action::Send { id, op } => {
-                    debug!(node = %self.node, id, ?op, "gate request");
+                    debug!(id, ?op, "gate request");
                     if self.requests.send((id, op)).is_err() {
                         // Only at shutdown; the gate counts it as a timeout.
-                        debug!(node = %self.node, "gate request after the I/O task ended");
+                        debug!("gate request after the I/O task ended");
                     }
                 }
                 Action::Arm => {
@@ -202,9 +194,9 @@ impl GateDriver {
                     if let Err(e) =
                         std::fs::write(&self.marker, b"etcd reached; VIP fencing armed\n")
                     {
-                        warn!(node = %self.node, marker = %self.marker.display(), "cannot persist the fencing marker: {e}");
+                        warn!(marker = %self.marker.display(), "cannot persist the fencing marker: {e}");
                     }
-                    info!(node = %self.node, "etcd reached: VIP fencing armed");
+                    info!("etcd reached: VIP fencing armed");
                 }
                 Action::Hold { until } => return Some(VipAction::Hold(until)),
                 Action::Release => return Some(VipAction::Release),
@@ -257,7 +249,7 @@ async fn io_task(
         // request timeout is marked down and the next one gets the request too.
         let c = c.with_attempt_timeout(c.attempt_timeout().min(timeout / 2));
         let (key, identity, answers) = (key.clone(), identity.clone(), answers.clone());
-        tokio::spawn(async move {
+        crate::spawn(async move {
             let result = perform(&c, &key, &identity, op, timeout).await;
             let _ = answers.send((id, result));
         });
@@ -270,7 +262,6 @@ async fn io_task(
 async fn watch_task(
     mut client: watch::Receiver<Option<Client>>,
     key: String,
-    node: String,
     events: mpsc::UnboundedSender<KeyState>,
 ) {
     let c = loop {
@@ -287,7 +278,7 @@ async fn watch_task(
             let batch = match watch.next().await {
                 Ok(batch) => batch,
                 Err(e) => {
-                    debug!(node = %node, key = %key, "the gate's watch ended ({e}); watching again from now");
+                    debug!(key = %key, "the gate's watch ended ({e}); watching again from now");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     break;
                 }

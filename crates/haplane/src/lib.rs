@@ -20,3 +20,13 @@ pub mod status;
 #[allow(unsafe_code)]
 pub mod sys;
 pub mod vrrp_io;
+
+/// `tokio::spawn` in the current span: every task the daemon starts logs inside the node's
+/// span (`node{node=m1}`), so no line repeats `node = …`.
+pub(crate) fn spawn<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(tracing::Instrument::in_current_span(task))
+}

@@ -44,7 +44,7 @@ impl Netlink {
     /// Open a connection; its driver runs on the current tokio runtime.
     pub fn open() -> Result<Netlink, NetlinkError> {
         let (connection, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Open)?;
-        tokio::spawn(connection);
+        crate::spawn(connection);
         Ok(Netlink { handle })
     }
 

@@ -349,13 +349,13 @@ pub async fn serve(addr: SocketAddr, hub: Arc<Hub>) -> Result<SocketAddr, Status
         .map_err(|error| StatusError::Bind { addr, error })?;
     let local = listener.local_addr().unwrap_or(addr);
     warn_unless_loopback(local);
-    tokio::spawn(async move {
+    crate::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let hub = hub.clone();
-            tokio::spawn(async move {
+            crate::spawn(async move {
                 let service = hyper::service::service_fn(move |req| handle(hub.clone(), req));
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)

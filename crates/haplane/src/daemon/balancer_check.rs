@@ -22,11 +22,10 @@ use tracing::{debug, info};
 pub(super) fn spawn_balancer_check<E: Send + 'static>(
     balancer: Arc<lb::Balancer>,
     settings: TrackBalancer,
-    node: String,
     events: mpsc::Sender<E>,
     event: impl Fn(bool) -> E + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    crate::spawn(async move {
         let mut state = super::debounce::Debounce::new(settings.rise, settings.fall);
         let mut tick = tokio::time::interval(settings.interval.get());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -35,9 +34,9 @@ pub(super) fn spawn_balancer_check<E: Send + 'static>(
             let ok = match balancer.probe_path().await {
                 Ok(_) => true,
                 Err(e) => {
-                    debug!(node = %node, check = "balancer", "{e}");
+                    debug!(check = "balancer", "{e}");
                     if state.is_up() {
-                        info!(node = %node, check = "balancer", "balancer path check failed: {e}");
+                        info!(check = "balancer", "balancer path check failed: {e}");
                     }
                     false
                 }

@@ -14,21 +14,15 @@ use crate::garp::Announcer;
 pub(super) struct GarpSchedule {
     announcer: Option<Arc<Announcer>>,
     garp: config::Garp,
-    node: String,
     task: Option<JoinHandle<()>>,
 }
 
 impl GarpSchedule {
     /// `announcer` is None when the packet socket could not be opened (announcements off).
-    pub(super) fn new(
-        announcer: Option<Arc<Announcer>>,
-        garp: config::Garp,
-        node: String,
-    ) -> GarpSchedule {
+    pub(super) fn new(announcer: Option<Arc<Announcer>>, garp: config::Garp) -> GarpSchedule {
         GarpSchedule {
             announcer,
             garp,
-            node,
             task: None,
         }
     }
@@ -40,12 +34,11 @@ impl GarpSchedule {
         };
         self.stop();
         let garp = self.garp.clone();
-        let node = self.node.clone();
-        self.task = Some(tokio::spawn(async move {
+        self.task = Some(crate::spawn(async move {
             let burst = |announcer: &Announcer| {
                 for _ in 0..garp.repeat {
                     if let Err(e) = announcer.announce(&addrs) {
-                        warn!(node = %node, "{e}");
+                        warn!("{e}");
                         return;
                     }
                     if !garp.interval.get().is_zero() {

@@ -18,7 +18,6 @@ use crate::nft::{NftError, handover as rules};
 /// What the handover works on, and can clean up on its own (startup, exit).
 #[derive(Clone)]
 pub(crate) struct HandoverEnv {
-    pub node: String,
     pub node_address: IpAddr,
     pub netlink: Netlink,
     pub vip: IpAddr,
@@ -38,7 +37,7 @@ impl HandoverEnv {
         match self.netlink.link("lo").await {
             Ok(l) => Some(l.index),
             Err(e) => {
-                error!(node = %self.node, "cannot find lo: {e}");
+                error!("cannot find lo: {e}");
                 None
             }
         }
@@ -56,7 +55,7 @@ impl HandoverEnv {
                 IpAddr::V6(_) => std::net::Ipv4Addr::UNSPECIFIED,
             };
             if let Err(e) = netfilter(move || rules::park_arp(vip, source)).await {
-                error!(node = %self.node, vip = %self.vip, "cannot stop ARP for the parked VIP, so it is not parked (its sessions will reset): {e}");
+                error!(vip = %self.vip, "cannot stop ARP for the parked VIP, so it is not parked (its sessions will reset): {e}");
                 return false;
             }
         }
@@ -75,9 +74,9 @@ impl HandoverEnv {
             .add_address_for(lo, self.vip, self.host_prefix(), secs)
             .await
         {
-            Ok(()) => info!(node = %self.node, vip = %self.vip, ?window,
+            Ok(()) => info!(vip = %self.vip, ?window,
                 "VIP parked on lo without ARP: the sessions through it keep working while the new holder forwards their packets here"),
-            Err(e) => error!(node = %self.node, vip = %self.vip, "cannot park the VIP on lo: {e}"),
+            Err(e) => error!(vip = %self.vip, "cannot park the VIP on lo: {e}"),
         }
     }
 
@@ -87,7 +86,10 @@ impl HandoverEnv {
         if close_sessions && let Some(b) = &self.balancer {
             let n = b.reset_sessions_to(self.vip);
             if n > 0 {
-                info!(node = %self.node, sessions = n, "park over: resetting the sessions still on the VIP");
+                info!(
+                    sessions = n,
+                    "park over: resetting the sessions still on the VIP"
+                );
             }
         }
         if let Some(lo) = self.lo().await
@@ -96,12 +98,12 @@ impl HandoverEnv {
                 .remove_address(lo, self.vip, self.host_prefix())
                 .await
         {
-            error!(node = %self.node, vip = %self.vip, "cannot remove the parked VIP from lo: {e}");
+            error!(vip = %self.vip, "cannot remove the parked VIP from lo: {e}");
         }
         if self.vip.is_ipv4()
             && let Err(e) = netfilter(rules::unpark_arp).await
         {
-            error!(node = %self.node, "cannot remove the ARP rules of the parked VIP: {e}");
+            error!("cannot remove the ARP rules of the parked VIP: {e}");
         }
     }
 
@@ -120,7 +122,7 @@ impl HandoverEnv {
         let ifindex = match self.netlink.link(&self.interface).await {
             Ok(l) => l.index,
             Err(e) => {
-                error!(node = %self.node, old_holder = %to, interface = %self.interface,
+                error!(old_holder = %to, interface = %self.interface,
                     "cannot forward the old holder's sessions: no interface: {e}");
                 return;
             }
@@ -129,10 +131,10 @@ impl HandoverEnv {
         // crate::nft::handover for the rules and why FINs and RSTs are forwarded too.
         let (vip, list) = (self.vip, self.ports.clone());
         match netfilter(move || rules::forward(vip, &list, to, ifindex)).await {
-            Ok(()) => info!(node = %self.node, old_holder = %to, vip = %self.vip, ports = %ports,
+            Ok(()) => info!(old_holder = %to, vip = %self.vip, ports = %ports,
                 "forwarding the old holder's sessions to it"),
             Err(e) => {
-                error!(node = %self.node, old_holder = %to, "cannot forward the old holder's sessions: {e}")
+                error!(old_holder = %to, "cannot forward the old holder's sessions: {e}")
             }
         }
     }
@@ -140,8 +142,8 @@ impl HandoverEnv {
     pub async fn stop_forwarding(&self) {
         let vip = self.vip;
         match netfilter(move || rules::stop_forwarding(vip)).await {
-            Ok(()) => info!(node = %self.node, "stopped forwarding to the old holder"),
-            Err(e) => error!(node = %self.node, "cannot remove the forwarding rules: {e}"),
+            Ok(()) => info!("stopped forwarding to the old holder"),
+            Err(e) => error!("cannot remove the forwarding rules: {e}"),
         }
     }
 
@@ -151,7 +153,7 @@ impl HandoverEnv {
         self.unpark(false).await;
         let vip = self.vip;
         if let Err(e) = netfilter(move || rules::stop_forwarding(vip)).await {
-            warn!(node = %self.node, "cannot remove the forwarding rules: {e}");
+            warn!("cannot remove the forwarding rules: {e}");
         }
     }
 }
@@ -235,12 +237,12 @@ impl HandoverDriver {
         match command {
             Command::Enter(done) => {
                 self.inactive_at_enter = router.counters().discarded(DiscardReason::Inactive);
-                info!(node = %self.env.node, "entering maintenance: giving the VIP away");
+                info!("entering maintenance: giving the VIP away");
                 self.core.handle_maintenance(now, true);
                 let _ = done.send(Ok(()));
             }
             Command::Exit(done) => {
-                info!(node = %self.env.node, "leaving maintenance");
+                info!("leaving maintenance");
                 self.core.handle_maintenance(now, false);
                 let _ = done.send(Ok(()));
             }
@@ -255,7 +257,7 @@ impl HandoverDriver {
                 HandoverAction::PrePark => {
                     let env = self.env.clone();
                     let window = self.core.forward_window();
-                    self.pre_park = Some(tokio::spawn(async move {
+                    self.pre_park = Some(crate::spawn(async move {
                         if env.park_arp().await {
                             env.park_lo(window).await;
                             true
@@ -301,7 +303,7 @@ impl HandoverDriver {
                 self.env.park_lo(until.saturating_duration_since(now)).await;
             }
             if reason == ParkReason::Shutdown {
-                info!(node = %self.env.node, "shutting down: the VIP stays parked while the balancer drains");
+                info!("shutting down: the VIP stays parked while the balancer drains");
             }
         } else if std::mem::take(&mut self.pre_parked) {
             // Pre-parked, but leaving for another reason: nothing will forward to us.
@@ -368,7 +370,6 @@ pub(crate) async fn for_master(
         Vec::new()
     };
     let env = HandoverEnv {
-        node: node.name.clone(),
         node_address: node.address,
         netlink: netlink.clone(),
         vip,

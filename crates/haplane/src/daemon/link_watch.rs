@@ -16,7 +16,7 @@ pub(super) fn spawn_link_watch<E: Send + 'static>(
     events: mpsc::Sender<E>,
     event: impl Fn(bool) -> E + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    crate::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;

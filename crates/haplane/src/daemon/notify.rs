@@ -53,18 +53,17 @@ impl Notifier {
             .kill_on_drop(false);
         match command.spawn() {
             Ok(mut child) => {
-                let node = self.node.clone();
-                self.running.push(tokio::spawn(async move {
+                self.running.push(crate::spawn(async move {
                     match child.wait().await {
                         Ok(s) if !s.success() => {
-                            warn!(node = %node, "notify command exited with {s}")
+                            warn!("notify command exited with {s}")
                         }
-                        Err(e) => warn!(node = %node, "notify command: {e}"),
+                        Err(e) => warn!("notify command: {e}"),
                         _ => {}
                     }
                 }));
             }
-            Err(e) => warn!(node = %self.node, command = %cmd[0], "cannot run notify command: {e}"),
+            Err(e) => warn!(command = %cmd[0], "cannot run notify command: {e}"),
         }
     }
 
@@ -73,7 +72,7 @@ impl Notifier {
         let pending = std::mem::take(&mut self.running);
         let wait_all = futures_util::future::join_all(pending);
         if tokio::time::timeout(limit, wait_all).await.is_err() {
-            warn!(node = %self.node, "notify commands still running after {limit:?}; not waiting longer");
+            warn!("notify commands still running after {limit:?}; not waiting longer");
         }
     }
 }

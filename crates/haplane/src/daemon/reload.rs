@@ -42,22 +42,22 @@ pub(super) async fn reload_loop(
         let cluster = match Cluster::load(&path) {
             Ok((c, _)) => c,
             Err(e) => {
-                error!(node = %node.name, "reload after {reason} refused, keeping the running config: {e}");
+                error!("reload after {reason} refused, keeping the running config: {e}");
                 continue;
             }
         };
         waiting_for_ca = balance::missing_ca(&cluster);
         let Some(me) = cluster.node(&node.name) else {
-            error!(node = %node.name, "reload after {reason} refused: this node is no longer listed");
+            error!("reload after {reason} refused: this node is no longer listed");
             continue;
         };
         let Some(cfg) = balance::lb_config(&cluster, me) else {
-            warn!(node = %node.name, "reload after {reason}: the balancer was disabled; restart to stop it");
+            warn!("reload after {reason}: the balancer was disabled; restart to stop it");
             continue;
         };
         match balancer.reload(cfg).await {
-            Ok(()) => info!(node = %node.name, "load balancer reloaded after {reason}"),
-            Err(e) => error!(node = %node.name, "load balancer reload after {reason} failed: {e}"),
+            Ok(()) => info!("load balancer reloaded after {reason}"),
+            Err(e) => error!("load balancer reload after {reason} failed: {e}"),
         }
     }
 }

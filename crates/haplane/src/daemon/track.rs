@@ -19,7 +19,7 @@ pub(super) fn spawn_track_script<E: Send + 'static>(
     events: mpsc::Sender<E>,
     event: impl Fn(bool) -> E + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    crate::spawn(async move {
         let timeout = script.timeout.unwrap_or(script.interval).get();
         let mut state = super::debounce::Debounce::new(script.rise, script.fall);
         let mut tick = tokio::time::interval(script.interval.get());
@@ -40,13 +40,13 @@ pub(super) fn spawn_track_script<E: Send + 'static>(
                     Ok(Ok(status)) => status.success(),
                     Ok(Err(_)) => false,
                     Err(_) => {
-                        debug!(node = %node, check = %script.name, "timed out after {timeout:?}");
+                        debug!(check = %script.name, "timed out after {timeout:?}");
                         let _ = child.kill().await;
                         false
                     }
                 },
                 Err(e) => {
-                    warn!(node = %node, check = %script.name, "cannot run {}: {e}", script.command[0]);
+                    warn!(check = %script.name, "cannot run {}: {e}", script.command[0]);
                     false
                 }
             };

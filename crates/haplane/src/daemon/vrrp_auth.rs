@@ -157,16 +157,15 @@ fn key_files(cluster: &Cluster) -> Vec<PathBuf> {
 /// fails validation, or a key that cannot be read, is logged and the running keys stay.
 pub(super) fn spawn_auth_watch<E: Send + 'static>(
     path: PathBuf,
-    node: String,
     mut current: Option<AuthHmacConfig>,
     events: mpsc::Sender<E>,
     event: impl Fn(Option<AuthHmacConfig>) -> E + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    crate::spawn(async move {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => Some(s),
             Err(e) => {
-                warn!(node = %node, "no SIGHUP reload of auth_hmac: {e}");
+                warn!("no SIGHUP reload of auth_hmac: {e}");
                 None
             }
         };
@@ -188,7 +187,9 @@ pub(super) fn spawn_auth_watch<E: Send + 'static>(
             let cluster = match Cluster::load(&path) {
                 Ok((c, _)) => c,
                 Err(e) => {
-                    error!(node = %node, "auth_hmac reload after {reason} refused, keeping the running keys: {e}");
+                    error!(
+                        "auth_hmac reload after {reason} refused, keeping the running keys: {e}"
+                    );
                     continue;
                 }
             };
@@ -197,14 +198,19 @@ pub(super) fn spawn_auth_watch<E: Send + 'static>(
             let next = match auth_hmac_config(&cluster) {
                 Ok(c) => c,
                 Err(e) => {
-                    error!(node = %node, "auth_hmac reload after {reason} refused, keeping the running keys: {e}");
+                    error!(
+                        "auth_hmac reload after {reason} refused, keeping the running keys: {e}"
+                    );
                     continue;
                 }
             };
             if next == current {
                 continue;
             }
-            info!(node = %node, "auth_hmac settings changed ({reason}): {}", describe(next.as_ref()));
+            info!(
+                "auth_hmac settings changed ({reason}): {}",
+                describe(next.as_ref())
+            );
             current = next.clone();
             if events.send(event(next)).await.is_err() {
                 return;

@@ -262,7 +262,7 @@ impl VrrpRunner {
                 node: node.name.clone(),
                 error,
             })?;
-        info!(node = %node.name, "auth_hmac: {}", vrrp_auth::describe(rc.auth_hmac.as_ref()));
+        info!("auth_hmac: {}", vrrp_auth::describe(rc.auth_hmac.as_ref()));
         let primary = rc.primary_address;
         let router = Router::new(rc).map_err(|error| DaemonError::Router {
             node: node.name.clone(),
@@ -272,7 +272,7 @@ impl VrrpRunner {
         // or two nodes would answer for it (seed pitfall: two holders after a reboot).
         let present = netlink.addresses_on(link.index).await?;
         if present.iter().any(|(a, _)| *a == vip.addr) {
-            warn!(node = %node.name, interface = %interface, vip = %vip,
+            warn!(interface = %interface, vip = %vip,
                 "removing a VIP left on the interface by an earlier run");
             netlink
                 .remove_address(link.index, vip.addr, vip.prefix)
@@ -285,7 +285,7 @@ impl VrrpRunner {
                 Ok(s) => break s,
                 Err(e) if primary.is_ipv6() && tries < 50 => {
                     tries += 1;
-                    debug!(node = %node.name, "VRRP socket not ready yet: {e}");
+                    debug!("VRRP socket not ready yet: {e}");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -294,7 +294,7 @@ impl VrrpRunner {
         let announcer = match Announcer::open(&interface, link.index, link.mac) {
             Ok(a) => Some(Arc::new(a)),
             Err(e) => {
-                warn!(node = %node.name, "gratuitous ARP disabled: {e}");
+                warn!("gratuitous ARP disabled: {e}");
                 None
             }
         };
@@ -312,7 +312,7 @@ impl VrrpRunner {
             router,
             socket,
             netlink,
-            garp: GarpSchedule::new(announcer, cluster.vip.garp.clone(), node.name.clone()),
+            garp: GarpSchedule::new(announcer, cluster.vip.garp.clone()),
             notifier: Notifier::new(
                 cluster.vip.notify.clone(),
                 instance,
@@ -369,7 +369,7 @@ impl VrrpRunner {
         match Router::new(rc) {
             Ok(router) => self.router = router,
             Err(e) => {
-                error!(node = %self.node, "cannot add the balancer check: {e}");
+                error!("cannot add the balancer check: {e}");
                 return;
             }
         }
@@ -388,7 +388,7 @@ impl VrrpRunner {
         match Router::new(rc) {
             Ok(router) => self.router = router,
             Err(e) => {
-                error!(node = %self.node, "cannot add the maintenance check: {e}");
+                error!("cannot add the maintenance check: {e}");
                 return;
             }
         }
@@ -421,7 +421,9 @@ impl VrrpRunner {
             || self.unconfirmed_index.is_none()
         {
             // router_config adds them whenever fencing is quorum, which is when a gate exists.
-            error!(node = %self.node, "the router has no {QUORUM_CHECK}/{DEFER_CHECK}/{UNCONFIRMED_CHECK} checks; the gate cannot defer or fault");
+            error!(
+                "the router has no {QUORUM_CHECK}/{DEFER_CHECK}/{UNCONFIRMED_CHECK} checks; the gate cannot defer or fault"
+            );
         }
         self.gate = Some(gate);
         self.kernel_fence = Some(fence);
@@ -444,7 +446,7 @@ impl VrrpRunner {
                             .hold
                             .flatten()
                             .map(|u| now.saturating_duration_since(u));
-                        info!(node = %self.node, want = self.want_vip, ?late, "the gate releases the VIP");
+                        info!(want = self.want_vip, ?late, "the gate releases the VIP");
                     }
                     self.hold = None;
                     self.sync_vip().await;
@@ -468,8 +470,12 @@ impl VrrpRunner {
                         for (index, name, up) in want {
                             let Some(index) = index else { continue };
                             if up == raise && self.checks_up.get(index) != Some(&up) {
-                                info!(node = %self.node, check = name, up, ?defer,
-                                    "tracked check changed (the VIP gate defers: {defer:?})");
+                                info!(
+                                    check = name,
+                                    up,
+                                    ?defer,
+                                    "tracked check changed (the VIP gate defers: {defer:?})"
+                                );
                                 self.set_builtin_check(now, index, up);
                             }
                         }
@@ -477,7 +483,7 @@ impl VrrpRunner {
                 }
                 VipAction::Quorum(up) => {
                     if let Some(index) = self.quorum_index {
-                        info!(node = %self.node, check = QUORUM_CHECK, up, "tracked check changed");
+                        info!(check = QUORUM_CHECK, up, "tracked check changed");
                         self.set_builtin_check(now, index, up);
                     }
                 }
@@ -532,7 +538,7 @@ impl VrrpRunner {
                 if let Err(e) = fence.open(deadline.map(|u| u - now)) {
                     // Fail closed: without the fence's element the VIP is not answered for,
                     // so do not add it either; an earlier element still times out by itself.
-                    error!(node = %self.node, "cannot open the VIP's kernel fence: {e}");
+                    error!("cannot open the VIP's kernel fence: {e}");
                     return;
                 }
             }
@@ -567,11 +573,11 @@ impl VrrpRunner {
                 match result {
                     Ok(()) if refresh => {}
                     Ok(()) => {
-                        info!(node = %self.node, vip = %addr, interface = %self.interface, fenced = deadline.is_some(), "VIP added")
+                        info!(vip = %addr, interface = %self.interface, fenced = deadline.is_some(), "VIP added")
                     }
                     Err(e) => {
                         all_added = false;
-                        error!(node = %self.node, vip = %addr, "{e}")
+                        error!(vip = %addr, "{e}")
                     }
                 }
             }
@@ -591,7 +597,7 @@ impl VrrpRunner {
                 && let Err(e) = fence.close()
             {
                 // Its element still times out at the deadline by itself.
-                error!(node = %self.node, "cannot close the VIP's kernel fence: {e}");
+                error!("cannot close the VIP's kernel fence: {e}");
             }
             if let Some(h) = self.handover.as_mut() {
                 h.before_release(now).await;
@@ -603,9 +609,9 @@ impl VrrpRunner {
                     .await
                 {
                     Ok(()) => {
-                        info!(node = %self.node, vip = %addr, want = self.want_vip, gate = ?self.hold, "VIP removed")
+                        info!(vip = %addr, want = self.want_vip, gate = ?self.hold, "VIP removed")
                     }
-                    Err(e) => error!(node = %self.node, vip = %addr, "{e}"),
+                    Err(e) => error!(vip = %addr, "{e}"),
                 }
             }
             self.holds_vip = false;
@@ -642,7 +648,6 @@ impl VrrpRunner {
             super::balancer_check::spawn_balancer_check(
                 balancer,
                 settings,
-                self.node.clone(),
                 events_tx.clone(),
                 move |up| Event::Check { index, up },
             );
@@ -650,7 +655,6 @@ impl VrrpRunner {
         if let Some(path) = self.auth_watch.clone() {
             vrrp_auth::spawn_auth_watch(
                 path,
-                self.node.clone(),
                 self.router.auth_hmac().cloned(),
                 events_tx.clone(),
                 Event::AuthHmac,
@@ -769,7 +773,7 @@ impl VrrpRunner {
                     }
                 }
                 Some(Wake::Packet(Err(e))) => {
-                    error!(node = %self.node, interface = %self.interface, "{e}");
+                    error!(interface = %self.interface, "{e}");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Some(Wake::RouterTimer) => {
@@ -810,7 +814,10 @@ impl VrrpRunner {
         if let Some(mut fence) = self.kernel_fence.take()
             && let Err(e) = fence.remove()
         {
-            warn!(node = %self.node, "cannot remove the VIP's kernel fence ({}): {e}", fence.describe());
+            warn!(
+                "cannot remove the VIP's kernel fence ({}): {e}",
+                fence.describe()
+            );
         }
         self.publish();
         // The STOP notification must not be lost to our exit: wait for it, within reason.
@@ -836,7 +843,9 @@ impl VrrpRunner {
             match tokio::time::timeout_at(end, g.wait()).await {
                 Ok(w) => g.handle(Instant::now(), w),
                 Err(_) => {
-                    warn!(node = %self.node, "the VIP's key was not handed back within {limit:?}; the next holder waits out our hold");
+                    warn!(
+                        "the VIP's key was not handed back within {limit:?}; the next holder waits out our hold"
+                    );
                     return;
                 }
             }
@@ -881,7 +890,7 @@ impl VrrpRunner {
             }
             Err(e) => {
                 self.ip_errors += 1;
-                debug!(node = %self.node, "discarding a datagram with a bad IPv4 header: {e}");
+                debug!("discarding a datagram with a bad IPv4 header: {e}");
             }
         }
     }
@@ -901,11 +910,11 @@ impl VrrpRunner {
                     .get(index)
                     .map(|t| t.name.clone())
                     .unwrap_or_default();
-                info!(node = %self.node, check = %name, up, "tracked check changed");
+                info!(check = %name, up, "tracked check changed");
                 self.router.set_check(now, index, up);
             }
             Event::Link(up) => {
-                info!(node = %self.node, interface = %self.interface, up, "link state changed");
+                info!(interface = %self.interface, up, "link state changed");
                 self.link_up = up;
                 self.router.set_interface_up(now, up);
             }
@@ -913,9 +922,9 @@ impl VrrpRunner {
             Event::AuthHmac(cfg) => {
                 let text = vrrp_auth::describe(cfg.as_ref());
                 match self.router.set_auth_hmac(cfg) {
-                    Ok(()) => info!(node = %self.node, "auth_hmac now {text}"),
+                    Ok(()) => info!("auth_hmac now {text}"),
                     Err(e) => {
-                        error!(node = %self.node, "auth_hmac change refused, keeping the running keys: {e}")
+                        error!("auth_hmac change refused, keeping the running keys: {e}")
                     }
                 }
             }
@@ -931,7 +940,7 @@ impl VrrpRunner {
                 Action::Send { dst, payload } => {
                     if let Err(e) = self.socket.send(dst, &payload).await {
                         // A down link refuses sends; the router learns of it via the link watch.
-                        debug!(node = %self.node, "{e}");
+                        debug!("{e}");
                     }
                 }
                 Action::AddVips(_) => {
@@ -956,7 +965,7 @@ impl VrrpRunner {
                     }
                 }
                 Action::StateChanged { from, to, priority } => {
-                    info!(node = %self.node, instance = %self.router.config().name,
+                    info!(instance = %self.router.config().name,
                         %from, %to, priority, "VRRP state changed");
                     self.last_transition = status::unix_now();
                     self.notifier.notify(to, priority);
