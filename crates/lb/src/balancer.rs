@@ -115,6 +115,7 @@ impl Workers {
                 .build()
                 .map_err(LbError::Runtime)?;
             handles.push(rt.handle().clone());
+            rt.spawn(timer_anchor());
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name(format!("haplane-lb-{i}"))
@@ -128,6 +129,21 @@ impl Workers {
         self.handles.len()
     }
 }
+
+/// Keeps a timer pending on a worker at all times. tokio's time driver wakes its own thread
+/// (an eventfd write, and an extra epoll_wait) whenever a timer is set that expires before
+/// the driver's next planned wakeup, and with no timer pending that is every timer: so each
+/// new session's connect timeout cost a syscall or two (0.67 writes per connection measured
+/// with strace -c -f, `wrk -H 'Connection: close'`). With an earlier timer always pending, a
+/// connect timeout (1 s by default) is later than the planned wakeup and is merely filed.
+async fn timer_anchor() {
+    loop {
+        tokio::time::sleep(TIMER_ANCHOR).await;
+    }
+}
+
+/// Shorter than the connect timeouts in use (1 s by default); four wakeups a second cost nothing.
+const TIMER_ANCHOR: Duration = Duration::from_millis(250);
 
 impl Shared {
     pub fn pool(&self) -> Arc<Pool> {

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
@@ -48,6 +48,7 @@ pub(crate) async fn run(
     backend.total.fetch_add(1, Relaxed);
     let down = backend.session_token();
     let activity = AtomicU64::new(0);
+    let ended = AtomicBool::new(false);
     let tunnel = async {
         tokio::try_join!(
             one_way(
@@ -55,14 +56,16 @@ pub(crate) async fn run(
                 &server,
                 &backend.bytes_to_backend,
                 &activity,
-                pool.splice
+                pool.splice,
+                &ended
             ),
             one_way(
                 &server,
                 &client,
                 &backend.bytes_from_backend,
                 &activity,
-                pool.splice
+                pool.splice,
+                &ended
             ),
         )
     };
