@@ -249,6 +249,73 @@ pub struct PathResult {
     pub verify_error: Option<String>,
     /// Failed attempts by reason (`timeout`, `connect`, `refused`, `no leader`, ...).
     pub errors: BTreeMap<String, u64>,
+    /// The writes around the fault, to tell what it cost this path from the rest.
+    pub fault: Option<FaultEffect>,
+}
+
+/// One path's writes around the fault.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultEffect {
+    /// From the last write acknowledged before the fault to the first acknowledged after it,
+    /// ms: the gap the fault caused (`longest_gap_ms` may lie elsewhere, in a stall of the
+    /// machine or at the heal).
+    pub gap_ms: u64,
+    /// Start to end of the first write acknowledged after the fault, ms: a new connection
+    /// (with the balancer's failover past a dead backend) and etcd's commit.
+    pub first_ok_latency_ms: Option<u64>,
+    /// The median start-to-end time of this path's writes acknowledged before the fault, ms.
+    pub baseline_latency_ms: Option<u64>,
+    /// Every failed attempt, its start and end in ms relative to the fault (negative: before).
+    pub failures: Vec<Failure>,
+}
+
+/// A failed write attempt, timed relative to the fault.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// Start, ms after the fault (negative: it was in flight when the fault came).
+    pub start_ms: i64,
+    /// End, ms after the fault.
+    pub end_ms: i64,
+    /// Why it failed.
+    pub error: String,
+}
+
+/// The writes of one path (`mine`, times since the drill's origin) around a fault at
+/// `fault` (same clock).
+fn fault_effect(mine: &[&Attempt], fault: u64) -> FaultEffect {
+    let rel = |t: u64| t as i64 - fault as i64;
+    let last_before = mine
+        .iter()
+        .filter(|a| a.ok && a.end_ms <= fault)
+        .map(|a| a.end_ms)
+        .max();
+    let first_after = mine
+        .iter()
+        .filter(|a| a.ok && a.end_ms > fault)
+        .min_by_key(|a| a.end_ms);
+    let mut before: Vec<u64> = mine
+        .iter()
+        .filter(|a| a.ok && a.end_ms <= fault)
+        .map(|a| a.end_ms - a.start_ms)
+        .collect();
+    before.sort_unstable();
+    FaultEffect {
+        gap_ms: match (last_before, first_after) {
+            (Some(b), Some(a)) => a.end_ms - b,
+            _ => 0,
+        },
+        first_ok_latency_ms: first_after.map(|a| a.end_ms - a.start_ms),
+        baseline_latency_ms: before.get(before.len() / 2).copied(),
+        failures: mine
+            .iter()
+            .filter(|a| !a.ok)
+            .map(|a| Failure {
+                start_ms: rel(a.start_ms),
+                end_ms: rel(a.end_ms),
+                error: a.error.unwrap_or("unknown").to_string(),
+            })
+            .collect(),
+    }
 }
 
 /// A moment on the timeline.
@@ -1285,6 +1352,7 @@ fn finish(
         .filter(|a| a.start_ms >= start && a.end_ms <= end)
         .collect();
     let heal = run.markers.iter().find(|m| m.kind == "heal").map(|m| m.at);
+    let fault = run.markers.iter().find(|m| m.kind == "fault").map(|m| m.at);
     // Read back every write acknowledged in this scenario, from the worker, once healed.
     let eps = st.etcd_endpoints();
     let mut paths = Vec::new();
@@ -1329,6 +1397,7 @@ fn finish(
                     *m.entry(e.to_string()).or_default() += 1;
                     m
                 }),
+            fault: fault.map(|f| fault_effect(&mine, start + f)),
         });
         clients.insert(name.to_string(), availability(&ack_times, dur));
         ack_series.push(ack_times);
@@ -1448,6 +1517,36 @@ fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fault_gap_spans_the_fault_and_failures_are_timed_from_it() {
+        let a = |seq, start_ms, end_ms, error: Option<&'static str>| Attempt {
+            path: 0,
+            seq,
+            start_ms,
+            end_ms,
+            ok: error.is_none(),
+            error,
+        };
+        // Fault at 1000: the write in flight fails, the next one fails over and is slow, a
+        // stall long after is longer than the fault's gap but is not it.
+        let log = [
+            a(1, 960, 970, None),
+            a(2, 980, 990, None),
+            a(3, 995, 1004, Some("closed")),
+            a(4, 1004, 1030, None),
+            a(5, 1040, 1050, None),
+            a(6, 1060, 1300, None),
+        ];
+        let mine: Vec<&Attempt> = log.iter().collect();
+        let f = fault_effect(&mine, 1000);
+        assert_eq!(f.gap_ms, 40, "990 to 1030");
+        assert_eq!(f.first_ok_latency_ms, Some(26));
+        assert_eq!(f.baseline_latency_ms, Some(10));
+        assert_eq!(f.failures.len(), 1);
+        assert_eq!((f.failures[0].start_ms, f.failures[0].end_ms), (-5, 4));
+        assert_eq!(f.failures[0].error, "closed");
+    }
 
     #[test]
     fn scenario_names_parse_and_unknown_ones_are_rejected() {
