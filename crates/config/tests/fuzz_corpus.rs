@@ -7,44 +7,24 @@ use std::path::Path;
 #[path = "../fuzz/check.rs"]
 mod check;
 
-/// Every file of `dir`, sorted.
-fn corpus(dir: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+/// The kept corpus `fuzz/corpus/cluster`, sorted.
+fn corpus() -> Vec<std::path::PathBuf> {
+    testkit::corpus(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/cluster"),
+        50,
+    )
 }
 
 #[test]
 fn every_kept_fuzz_input_is_a_cluster_or_a_clear_error() {
-    let files = corpus("fuzz/corpus/cluster");
-    assert!(
-        files.len() >= 50,
-        "the corpus is nearly empty: {}",
-        files.len()
-    );
-    let mut failed = Vec::new();
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        if std::panic::catch_unwind(|| check::cluster(&data)).is_err() {
-            failed.push(f.display().to_string());
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "inputs that panic:\n{}",
-        failed.join("\n")
-    );
+    testkit::replay(&corpus(), check::cluster);
 }
 
 #[test]
 fn the_corpus_holds_accepted_files_and_refused_ones() {
     // A corpus of only garbage would not exercise the rules or the round trip.
     let (mut ok, mut err) = (0, 0);
-    for f in corpus("fuzz/corpus/cluster") {
+    for f in corpus() {
         match config::Cluster::from_bytes(&std::fs::read(&f).unwrap(), &f) {
             Ok(_) => ok += 1,
             Err(_) => err += 1,

@@ -25,26 +25,10 @@ fn inputs(kind: &str) -> Vec<PathBuf> {
 
 #[test]
 fn every_kept_answer_gets_a_verdict_without_a_panic() {
-    let mut files = inputs("corpus");
-    assert!(
-        files.len() >= 20,
-        "the corpus is nearly empty: {}",
-        files.len()
-    );
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files = testkit::corpus(&fuzz.join("corpus/http_answer"), 20);
     files.extend(inputs("regressions"));
-    let failed: Vec<String> = files
-        .iter()
-        .filter(|f| {
-            let data = std::fs::read(f).unwrap();
-            std::panic::catch_unwind(|| check::http_answer(&data)).is_err()
-        })
-        .map(|f| f.display().to_string())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "inputs that panic:\n{}",
-        failed.join("\n")
-    );
+    testkit::replay(&files, check::http_answer);
 }
 
 #[test]

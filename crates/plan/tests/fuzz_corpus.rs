@@ -26,26 +26,10 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 /// crashing before their bug was fixed (`fuzz/regressions/<target>`, kept apart so `cmin`
 /// never drops them); names the ones that panic.
 fn replay(target: &str, check: fn(&[u8])) {
-    let mut files = inputs("corpus", target);
-    assert!(
-        files.len() >= 50,
-        "the {target} corpus is nearly empty: {}",
-        files.len()
-    );
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut files = testkit::corpus(&fuzz.join("corpus").join(target), 50);
     files.extend(inputs("regressions", target));
-    let failed: Vec<String> = files
-        .iter()
-        .filter(|f| {
-            let data = std::fs::read(f).unwrap();
-            std::panic::catch_unwind(|| check(&data)).is_err()
-        })
-        .map(|f| f.display().to_string())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "inputs that panic:\n{}",
-        failed.join("\n")
-    );
+    testkit::replay(&files, check);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How often the polling helpers look.
@@ -44,6 +45,42 @@ pub async fn until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Du
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// The files of a kept fuzz corpus (`dir`, e.g. `fuzz/corpus/decode` under a crate), sorted;
+/// panics naming the directory when it cannot be read or holds fewer than `at_least` files
+/// (a nearly empty corpus would make its replay test pass for nothing).
+pub fn corpus(dir: &Path, at_least: usize) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a corpus entry").path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= at_least,
+        "the corpus {} is nearly empty: {} files, at least {at_least} expected",
+        dir.display(),
+        files.len()
+    );
+    files
+}
+
+/// Replays a fuzz target's property on every file of `files` on stable Rust; panics listing
+/// every input that made `check` panic.
+pub fn replay(files: &[PathBuf], check: impl Fn(&[u8]) + std::panic::RefUnwindSafe) {
+    let failed: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let data = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            std::panic::catch_unwind(|| check(&data)).is_err()
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "inputs that panic:\n{}",
+        failed.join("\n")
+    );
 }
 
 #[cfg(test)]
