@@ -2,39 +2,14 @@
 //! namespaces): two fixed seeds against the fenced default lab find nothing, and the same
 //! machinery on an unfenced lab with partitions only finds split brain, so the checker can fail.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
+use common::{Down, haplane_exe, one_lab_at_a_time};
 use lab::chaos::schedule::{self, Action, Kind, Nodes};
 use lab::chaos::{ChaosOptions, Invariant};
 use lab::up;
-
-/// The haplane binary: $HAPLANE_EXE, else target/debug/haplane next to this test.
-fn haplane_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HAPLANE_EXE") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test exe path");
-    let debug = exe.parent().and_then(|d| d.parent()).expect("target/debug");
-    let bin = debug.join("haplane");
-    assert!(
-        bin.is_file(),
-        "{} not found: build it first (cargo build -p haplane) or set HAPLANE_EXE",
-        bin.display()
-    );
-    bin
-}
-
-/// One lab at a time: two side by side on 2 cores would blur each other.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Removes the lab even when an assertion fails.
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = up::down(&self.0);
-    }
-}
 
 fn lab(name: &str, fencing: &str) -> lab::LabState {
     up::up(&up::UpOptions {
@@ -68,7 +43,7 @@ const DURATION_MS: u64 = 40_000;
 #[test]
 fn two_fixed_seeds_of_overlapping_faults_break_no_invariant_of_the_fenced_lab() {
     netlab::require_root!();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_lab_at_a_time();
     let name = format!("c{}", std::process::id());
     let _down = Down(name.clone());
     let st = lab(&name, "quorum");
@@ -146,7 +121,7 @@ fn split_seed(nodes: &Nodes, duration: u64) -> (u64, schedule::Fault) {
 #[test]
 fn without_fencing_a_partition_only_schedule_is_reported_as_split_brain_and_exits_1() {
     netlab::require_root!();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_lab_at_a_time();
     let name = format!("u{}", std::process::id());
     let _down = Down(name.clone());
     let _st = lab(&name, "none");

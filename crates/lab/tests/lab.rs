@@ -2,39 +2,13 @@
 //! the real haplane binary in network namespaces. They assert structure and zero lost writes,
 //! not timings (except the bounds the issue itself gives, with margins).
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+mod common;
 
+use std::net::IpAddr;
+
+use common::{Down, haplane_exe, one_lab_at_a_time};
 use lab::drill::{self, Placement, Scenario};
 use lab::{LabState, up, view};
-
-/// The haplane binary: $HAPLANE_EXE, else next to this test's target dir (a workspace build
-/// puts it in target/debug).
-fn haplane_exe() -> PathBuf {
-    if let Some(p) = std::env::var_os("HAPLANE_EXE") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("test exe path");
-    let debug = exe.parent().and_then(|d| d.parent()).expect("target/debug");
-    let bin = debug.join("haplane");
-    assert!(
-        bin.is_file(),
-        "{} not found: build it first (cargo build -p haplane) or set HAPLANE_EXE",
-        bin.display()
-    );
-    bin
-}
-
-/// One lab at a time: on 2 cores, two labs side by side would blur each other's numbers.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Removes the lab even when an assertion fails.
-struct Down(String);
-impl Drop for Down {
-    fn drop(&mut self) {
-        let _ = up::down(&self.0);
-    }
-}
 
 fn options(name: &str) -> up::UpOptions {
     fenced(name, "quorum")
@@ -78,7 +52,7 @@ fn assert_nothing_left(name: &str) {
 #[test]
 fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
     netlab::require_root!();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_lab_at_a_time();
     let name = format!("t{}", std::process::id());
     let _guard = Down(name.clone());
     let st = up::up(&options(&name)).expect("lab up");
@@ -247,7 +221,7 @@ fn lab_drill_loses_no_acknowledged_write_and_down_leaves_nothing() {
 #[test]
 fn with_two_lb_nodes_a_crashed_lb_holder_loses_no_write_and_down_leaves_nothing() {
     netlab::require_root!();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_lab_at_a_time();
     let name = format!("b{}", std::process::id());
     let _guard = Down(name.clone());
     let st = up::up(&up::UpOptions {
@@ -358,7 +332,7 @@ fn without_fencing_the_drill_reports_the_partition_as_split_brain() {
     // cut in two keeps a master on each side, both answering ARP for the VIP (keepalived
     // does the same: two holders in 62 % of samples, reference.md).
     netlab::require_root!();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_lab_at_a_time();
     let name = format!("u{}", std::process::id());
     let _guard = Down(name.clone());
     let st = up::up(&fenced(&name, "none")).expect("lab up");
@@ -383,7 +357,7 @@ fn without_fencing_the_drill_reports_the_partition_as_split_brain() {
 #[test]
 fn down_cleans_a_lab_whose_state_was_lost_by_a_killed_run() {
     netlab::require_root!();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = one_lab_at_a_time();
     let name = format!("k{}", std::process::id());
     let _guard = Down(name.clone());
     let st = up::up(&options(&name)).expect("lab up");
