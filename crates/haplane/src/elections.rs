@@ -88,13 +88,8 @@ impl Elections {
         }
         let running = me.running.clone();
         crate::spawn(async move {
-            let client = loop {
-                if let Some(c) = client.borrow_and_update().clone() {
-                    break c;
-                }
-                if client.changed().await.is_err() {
-                    return;
-                }
+            let Some(client) = crate::etcd::connected(&mut client).await else {
+                return;
             };
             let mut r = running.lock().await;
             for cfg in configs {

@@ -66,6 +66,18 @@ pub fn spawn_connector(
     rx
 }
 
+/// Waits until the connector has published its client (at once if it has); None when the
+/// connector is gone (the daemon is stopping).
+pub async fn connected(
+    client: &mut tokio::sync::watch::Receiver<Option<elect::Client>>,
+) -> Option<elect::Client> {
+    client
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|c| c.clone())
+}
+
 /// The etcd client's view of each member for /status (`etcd.members`) and /metrics: whether it
 /// answers, which one requests go to first, its round-trip time and why it is down.
 pub struct EtcdSection(pub tokio::sync::watch::Receiver<Option<elect::Client>>);

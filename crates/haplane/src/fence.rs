@@ -264,13 +264,8 @@ async fn watch_task(
     key: String,
     events: mpsc::UnboundedSender<KeyState>,
 ) {
-    let c = loop {
-        if let Some(c) = client.borrow_and_update().clone() {
-            break c;
-        }
-        if client.changed().await.is_err() {
-            return;
-        }
+    let Some(c) = crate::etcd::connected(&mut client).await else {
+        return;
     };
     loop {
         let mut watch = c.watch(key.as_str(), WatchOptions::new(), 0);

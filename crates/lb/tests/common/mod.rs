@@ -84,13 +84,8 @@ pub fn blackhole(port: u16) {
     );
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)]
+pub use testkit::{free_port, until as wait_for};
 
 /// One nginx process (master_process off, so SIGKILL takes it down whole), killed on drop.
 pub struct Nginx {
@@ -225,20 +220,6 @@ pub async fn wait_listening(addr: SocketAddr, limit: Duration) {
             start.elapsed() < limit,
             "{addr} not listening after {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Polls `cond` every 20 ms; returns the time it took, or None after `limit`.
-pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
