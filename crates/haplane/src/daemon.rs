@@ -296,7 +296,11 @@ async fn run_node(
         if let (Some(settings), Some(b)) = (&cluster.vip.track_balancer, &balancer) {
             runner.set_balancer_check(b.clone(), settings.clone());
         }
-        runner.run(stop_rx).await?;
+        // The router's own span inside the node's: its lines and its tasks' (tracked scripts,
+        // notify, GARP) say which instance.
+        let span =
+            tracing::info_span!("vrrp", instance = %runner.instance(), vrid = cluster.vip.vrid);
+        tracing::Instrument::instrument(runner.run(stop_rx), span).await?;
     } else {
         info!("no VRRP router on this node ({})", duties.describe());
         let mut stop_rx = stop_rx;

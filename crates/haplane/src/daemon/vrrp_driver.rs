@@ -623,6 +623,11 @@ impl VrrpRunner {
         }
     }
 
+    /// The VRRP instance's name (keepalived's vrrp_instance).
+    pub(super) fn instance(&self) -> String {
+        self.router.config().name.clone()
+    }
+
     pub(super) async fn run(
         mut self,
         mut stop: tokio::sync::watch::Receiver<bool>,
@@ -965,8 +970,7 @@ impl VrrpRunner {
                     }
                 }
                 Action::StateChanged { from, to, priority } => {
-                    info!(instance = %self.router.config().name,
-                        %from, %to, priority, "VRRP state changed");
+                    info!(%from, %to, priority, "VRRP state changed");
                     self.last_transition = status::unix_now();
                     self.notifier.notify(to, priority);
                 }
