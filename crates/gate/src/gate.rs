@@ -105,8 +105,9 @@ pub enum Defer {
     /// Another node holds the key (or this node does not know the key yet) and this node
     /// cannot take it over gracefully yet.
     ToHolder,
-    /// The key was this node's, but this node was not running for a while and etcd has not
-    /// confirmed the key since: it may have been taken over, so stay below any holder.
+    /// The key is (or was) this node's but gives it no hold: this node was not running for a
+    /// while and etcd has not confirmed the key since, or its renewals lapsed. It may have
+    /// been taken over, so stay below any holder, but above the nodes deferring to it.
     OwnKeyUnconfirmed,
 }
 

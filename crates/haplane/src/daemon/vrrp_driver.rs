@@ -31,9 +31,9 @@ pub const QUORUM_CHECK: &str = "etcd-quorum";
 /// key (the gate defers), so VRRP keeps the holder master instead of this node.
 pub const DEFER_CHECK: &str = "gate-defer";
 
-/// The built-in check that lowers the router's priority while the key was this node's but
-/// etcd has not confirmed it since the node stalled (frozen, starved): just above the nodes
-/// that defer to it, below any holder.
+/// The built-in check that lowers the router's priority while the key is this node's but
+/// holds nothing (etcd has not confirmed it since the node stalled, or its renewals lapsed):
+/// just above the nodes that defer to it, below any holder.
 pub const UNCONFIRMED_CHECK: &str = "gate-unconfirmed";
 
 /// The gate-defer check's weight for `node`: deferring, the VRRP nodes keep their order
