@@ -53,22 +53,13 @@ async fn snapshot_restores_into_a_fresh_member_with_every_key_written_before() {
     );
     let url = format!("http://127.0.0.1:{cp}");
     let _etcd = Proc(
+        // A member on the restored data dir (its membership comes from the snapshot restore).
         Command::new("etcd")
-            .args(["--name", "r0"])
-            .arg("--data-dir")
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
+            .args(
+                netlab::EtcdCluster::new("restored", [("r0".to_string(), peer.clone())])
+                    .member_args("r0", &data, std::slice::from_ref(&url))
+                    .expect("a member"),
+            )
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap(),

@@ -82,17 +82,18 @@ fn a_snapshot_restores_into_a_fresh_member_with_every_key_written_before() {
         ],
     );
     let mut cmd = lab.host("m1").command("etcd");
-    cmd.args(["--name", "r1"])
-        .arg(format!("--data-dir={}", restored.display()))
-        .args([
-            "--listen-client-urls=http://127.0.0.1:2389",
-            "--advertise-client-urls=http://127.0.0.1:2389",
-            "--listen-peer-urls=http://127.0.0.1:2390",
-            "--initial-advertise-peer-urls=http://127.0.0.1:2390",
-            "--initial-cluster=r1=http://127.0.0.1:2390",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    // A member on the restored data dir, through the one etcd command line (netlab).
+    let member = netlab::EtcdCluster::new(
+        "restored",
+        [("r1".to_string(), "http://127.0.0.1:2390".to_string())],
+    );
+    cmd.args(
+        member
+            .member_args("r1", &restored, &["http://127.0.0.1:2389".to_string()])
+            .expect("a member"),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     lab.host("m1").spawn(cmd).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let listing = loop {
