@@ -107,14 +107,15 @@ fn a_daemons_real_status_parses_into_the_contract_with_every_field_present() {
         panic!("{e}\nanswer: {raw:#}");
     }
 
-    // Issue 13, logs an SRE can use: every line the daemon's own code writes is inside one
-    // span that names the node, instead of a `node = …` field repeated on each line.
+    // Issue 13, logs an SRE can use: every line the daemon's own code and its balancer's
+    // tasks (listeners, health checks) write is inside one span that names the node,
+    // instead of a `node = …` field repeated on each line.
     let log = lab.haplane("m1").log_text();
     // (The cluster file's warnings come before the node is known.)
     let own: Vec<&str> = log
         .lines()
         .skip_while(|l| !l.contains("starting;"))
-        .filter(|l| l.contains(" haplane::"))
+        .filter(|l| l.contains(" haplane::") || l.contains(" lb::"))
         .collect();
     assert!(own.len() >= 3, "the daemon logged: {log}");
     for line in own {

@@ -509,12 +509,12 @@ fn start_probe(
     let sessions = Arc::new(ListenerSessions::default());
     let shared2 = shared.clone();
     shared.accept_loops.spawn_on(
-        async move {
+        tracing::Instrument::in_current_span(async move {
             match TcpListener::from_std(sock.into()) {
                 Ok(l) => accept_loop(shared2, l, addr, stop, sessions).await,
                 Err(e) => tracing::error!(listen = %addr, error = %e, "cannot register the probe listener"),
             }
-        },
+        }),
         &worker,
     );
     *lock(&shared.probe) = Some(Probe {
@@ -598,7 +598,7 @@ fn spawn_listener(shared: &Arc<Shared>, addr: SocketAddr, group: Vec<Socket>) {
         let sessions = sessions.clone();
         let accept_loops = shared.accept_loops.clone();
         accept_loops.spawn_on(
-            async move {
+            tracing::Instrument::in_current_span(async move {
                 // Registered with the reactor of the worker that runs this loop.
                 let listener = match TcpListener::from_std(sock.into()) {
                     Ok(l) => l,
@@ -608,7 +608,7 @@ fn spawn_listener(shared: &Arc<Shared>, addr: SocketAddr, group: Vec<Socket>) {
                     }
                 };
                 accept_loop(shared, listener, local, stop, sessions).await;
-            },
+            }),
             &worker,
         );
     }

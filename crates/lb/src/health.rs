@@ -58,7 +58,7 @@ impl Checker {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             // A random first offset spreads the checks of all backends over the interval.
             let first = this.cfg.interval.mul_f64(fastrand::f64());
             let mut next = tokio::time::Instant::now() + first;
@@ -82,7 +82,7 @@ impl Checker {
                 }
                 backend.record_check(result, this.cfg.rise, this.cfg.fall, this.policy);
             }
-        });
+        }));
     }
 
     fn jittered_interval(&self) -> Duration {
