@@ -138,3 +138,32 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Campaigns branch on a lost lease (the key is gone, campaign again) as a variant, not by
+    /// matching the flattened message; every other etcd error stays `Etcd` with its text.
+    #[test]
+    fn a_lease_etcd_no_longer_knows_is_its_own_variant() {
+        let gone = ElectError::etcd(
+            "lease keep-alive",
+            etcd_client::Error::LeaseKeepAliveError("lease not found".into()),
+        );
+        assert!(
+            matches!(
+                gone,
+                ElectError::LeaseNotFound {
+                    op: "lease keep-alive"
+                }
+            ),
+            "{gone:?}"
+        );
+        let other = ElectError::etcd("put", etcd_client::Error::InvalidArgs("bad key".into()));
+        assert!(
+            matches!(&other, ElectError::Etcd { op: "put", detail } if detail.contains("bad key")),
+            "{other:?}"
+        );
+    }
+}
