@@ -13,9 +13,57 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Answers, Cfg, Lab, assert_never_two_answer, longest_silence};
+use support::{Answers, Cfg, Lab, Sample, assert_never_two_answer, longest_silence, two_answering};
 
 const MASTERS: [&str; 3] = ["m1", "m2", "m3"];
+
+/// Samples from answer lists in order of arrival, 40 ms apart.
+fn probes(rounds: &[&[&str]]) -> Vec<Sample> {
+    let start = Instant::now();
+    rounds
+        .iter()
+        .enumerate()
+        .map(|(i, hosts)| {
+            let mut answering: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+            answering.sort();
+            Sample {
+                at: Duration::from_millis(40 * i as u64),
+                when: start + Duration::from_millis(40 * i as u64),
+                answering,
+                arrival: hosts
+                    .iter()
+                    .enumerate()
+                    .map(|(k, h)| (h.to_string(), Duration::from_millis(1 + 8 * k as u64)))
+                    .collect(),
+                addressed: Vec::new(),
+            }
+        })
+        .collect()
+}
+
+// The sampler's own rule (last session's only red CI run: one probe answered by the old
+// holder and, 7 ms into a clean handover, by the new one). A straddle has one exact shape;
+// everything else with two answers is split brain.
+#[test]
+fn a_probe_straddling_a_handover_is_not_split_brain_but_two_answers_in_any_other_shape_are() {
+    let straddle = probes(&[&["m2"], &["m2"], &["m2", "m1"], &["m1"], &["m1"]]);
+    assert!(two_answering(&straddle).is_empty());
+    // Two probes in a row with two answers: an overlap longer than a probe period.
+    let overlap = probes(&[&["m2"], &["m2", "m1"], &["m1", "m2"], &["m1"]]);
+    assert_eq!(two_answering(&overlap).len(), 2);
+    // The new holder answered first: it was answering before the old one stopped.
+    let reversed = probes(&[&["m2"], &["m1", "m2"], &["m1"]]);
+    assert_eq!(two_answering(&reversed).len(), 1);
+    // The old holder answers again afterwards: no handover happened.
+    let back = probes(&[&["m2"], &["m2", "m1"], &["m2"]]);
+    assert_eq!(two_answering(&back).len(), 1);
+    // Three answer one request.
+    let three = probes(&[&["m2"], &["m2", "m1", "m3"], &["m1"]]);
+    assert_eq!(two_answering(&three).len(), 1);
+    // At the edges there is no before or after to show a handover.
+    let edge = probes(&[&["m2", "m1"], &["m1"]]);
+    assert_eq!(two_answering(&edge).len(), 1);
+}
 
 fn fenced_lab(preempt: bool) -> Lab {
     let (lab, path) = fenced_lab_config(preempt, "");

@@ -112,6 +112,9 @@ pub struct ArpRound {
     pub sent: Instant,
     /// The distinct MAC addresses that answered for the target, in order of arrival.
     pub answers: Vec<Mac>,
+    /// How long after `sent` each of `answers` arrived (same order): a request that straddles
+    /// a handover is answered by the old holder first and by the new one later.
+    pub arrived: Vec<Duration>,
 }
 
 /// An ARP prober for one IPv4 address, bound to one host's `eth0`.
@@ -158,8 +161,12 @@ impl ArpProbe {
     pub fn probe(&self, window: Duration) -> Result<ArpRound, ProbeError> {
         let sent = Instant::now();
         self.send()?;
-        let answers = self.collect(sent + window)?;
-        Ok(ArpRound { sent, answers })
+        let (answers, arrived) = self.collect(sent, sent + window)?;
+        Ok(ArpRound {
+            sent,
+            answers,
+            arrived,
+        })
     }
 
     /// Probes every `interval` until `stop` is set, handing each round to `sink`; an answer
@@ -176,8 +183,12 @@ impl ArpProbe {
             let sent = Instant::now();
             self.send()?;
             next = (next + interval).max(sent);
-            let answers = self.collect(next)?;
-            sink(ArpRound { sent, answers });
+            let (answers, arrived) = self.collect(sent, next)?;
+            sink(ArpRound {
+                sent,
+                answers,
+                arrived,
+            });
         }
         Ok(())
     }
@@ -193,14 +204,22 @@ impl ArpProbe {
     /// Reads replies until `until`, then whatever is already queued: a prober woken late
     /// (descheduled past `until` on a busy machine) still credits the replies to this
     /// probe, not to the next one, which would leave this round falsely unanswered.
-    fn collect(&self, until: Instant) -> Result<Vec<Mac>, ProbeError> {
-        let mut answers = Vec::new();
+    fn collect(
+        &self,
+        sent: Instant,
+        until: Instant,
+    ) -> Result<(Vec<Mac>, Vec<Duration>), ProbeError> {
+        let mut answers = Answers {
+            sent,
+            macs: Vec::new(),
+            arrived: Vec::new(),
+        };
         let mut buf = [0u8; 128];
         loop {
             let now = Instant::now();
             if now >= until {
                 self.drain(&mut answers, &mut buf)?;
-                return Ok(answers);
+                return Ok((answers.macs, answers.arrived));
             }
             // A zero timeout would mean "block forever".
             let wait = (until - now).max(Duration::from_micros(100));
@@ -208,13 +227,7 @@ impl ArpProbe {
                 .set_read_timeout(Some(wait))
                 .map_err(|source| self.error("set timeout", source))?;
             match (&self.socket).read(&mut buf) {
-                Ok(n) => {
-                    if let Some(mac) = parse_reply(&buf[..n], self.target, self.mac)
-                        && !answers.contains(&mac)
-                    {
-                        answers.push(mac);
-                    }
-                }
+                Ok(n) => answers.note(parse_reply(&buf[..n], self.target, self.mac)),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -228,19 +241,13 @@ impl ArpProbe {
     }
 
     /// Reads the replies already queued, without waiting.
-    fn drain(&self, answers: &mut Vec<Mac>, buf: &mut [u8]) -> Result<(), ProbeError> {
+    fn drain(&self, answers: &mut Answers, buf: &mut [u8]) -> Result<(), ProbeError> {
         self.socket
             .set_nonblocking(true)
             .map_err(|source| self.error("set non-blocking", source))?;
         let result = loop {
             match (&self.socket).read(buf) {
-                Ok(n) => {
-                    if let Some(mac) = parse_reply(&buf[..n], self.target, self.mac)
-                        && !answers.contains(&mac)
-                    {
-                        answers.push(mac);
-                    }
-                }
+                Ok(n) => answers.note(parse_reply(&buf[..n], self.target, self.mac)),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break Ok(()),
                 Err(source) => break Err(self.error("receive", source)),
@@ -257,6 +264,24 @@ impl ArpProbe {
             ns: self.ns.clone(),
             what,
             source,
+        }
+    }
+}
+
+/// The distinct answers to one request, with when each first arrived.
+struct Answers {
+    sent: Instant,
+    macs: Vec<Mac>,
+    arrived: Vec<Duration>,
+}
+
+impl Answers {
+    fn note(&mut self, reply: Option<Mac>) {
+        if let Some(mac) = reply
+            && !self.macs.contains(&mac)
+        {
+            self.macs.push(mac);
+            self.arrived.push(self.sent.elapsed());
         }
     }
 }
