@@ -931,7 +931,10 @@ pub struct LoadBalancer {
     /// Connect timeout to a backend before trying the next. Default 1s.
     #[serde(default = "default_advert")]
     pub connect_timeout: Dur,
-    /// Consecutive failed connects that mark a backend down. Default 3.
+    /// Consecutive failed connects that mark a backend down. Default 3. A refused connect
+    /// always counts; a reset or timed-out one only when no other connect to that backend
+    /// succeeded from one `connect_timeout` before it started until it failed (else the
+    /// backend is overloaded, not dead).
     #[serde(default = "three")]
     pub passive_fall: u32,
     /// Close a dead backend's sessions (refuses, resets or times out). Default true.

@@ -215,7 +215,7 @@ impl Section for BalancerSection {
             }
         }
         type Get = fn(&lb::BackendStatus) -> u64;
-        let counters: [(&str, &str, Get); 8] = [
+        let counters: [(&str, &str, Get); 9] = [
             (
                 "haplane_lb_backend_connections",
                 "Tunnels opened to the backend.",
@@ -235,6 +235,11 @@ impl Section for BalancerSection {
                 "haplane_lb_backend_connect_errors",
                 "Failed connects to the backend.",
                 |b| b.connect_errors,
+            ),
+            (
+                "haplane_lb_backend_connects_overloaded",
+                "Failed connects (resets, timeouts) not counted toward passiveFall because others succeeded meanwhile.",
+                |b| b.connects_overloaded,
             ),
             (
                 "haplane_lb_backend_sessions_closed_on_down",

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::passive::{self, ConnectFailure, Verdict};
 use crate::status::{Admin, BackendStatus, Health};
 
 /// What the last active check saw.
@@ -61,6 +62,14 @@ pub(crate) struct DownPolicy {
     pub drain_timeout: Duration,
 }
 
+/// The settings passive detection needs (from the pool in force).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassivePolicy {
+    pub passive_fall: u32,
+    pub connect_timeout: Duration,
+    pub down: DownPolicy,
+}
+
 /// Why a session token fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CloseReason {
@@ -85,6 +94,12 @@ pub(crate) struct Backend {
     pub bytes_to_backend: AtomicU64,
     pub bytes_from_backend: AtomicU64,
     pub connect_errors: AtomicU64,
+    /// Of `connect_errors`, the resets and timeouts judged overloaded (not counted).
+    connects_overloaded: AtomicU64,
+    /// Microseconds since [`epoch`] (+1) of the latest successful connect; 0: none yet.
+    last_success_us: AtomicU64,
+    /// When an overloaded connect was last logged at info (milliseconds since [`epoch`]).
+    overload_logged_ms: AtomicU64,
     passive_failures: AtomicU32,
     down_transitions: AtomicU64,
     drain_transitions: AtomicU64,
@@ -114,8 +129,23 @@ fn now_ms() -> u64 {
     epoch().elapsed().as_millis() as u64 + 1
 }
 
+/// `at` as microseconds since [`epoch`], +1 so that 0 can mean "never".
+fn to_us(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_micros() as u64 + 1
+}
+
+fn from_us(us: u64) -> Option<Instant> {
+    (us != 0).then(|| epoch() + Duration::from_micros(us - 1))
+}
+
+/// At most one info line per backend this often about overloaded connects (a storm makes
+/// hundreds); each is at debug and all are counted.
+const OVERLOAD_LOG_INTERVAL_MS: u64 = 10_000;
+
 impl Backend {
     pub fn new(addr: SocketAddr, weight: u32) -> Self {
+        // Fix the origin before any connect's instant is taken, so none lies before it.
+        epoch();
         Backend {
             addr,
             weight: AtomicU32::new(weight),
@@ -130,6 +160,9 @@ impl Backend {
             bytes_to_backend: AtomicU64::new(0),
             bytes_from_backend: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
+            connects_overloaded: AtomicU64::new(0),
+            last_success_us: AtomicU64::new(0),
+            overload_logged_ms: AtomicU64::new(0),
             passive_failures: AtomicU32::new(0),
             down_transitions: AtomicU64::new(0),
             drain_transitions: AtomicU64::new(0),
@@ -278,26 +311,53 @@ impl Backend {
         from
     }
 
-    /// A connect failed (refused or timed out): counts toward `passive_fall`, then dead.
+    /// A connect that started at `started` failed. Unless [`passive::judge`] finds the backend
+    /// overloaded (another connect got through meanwhile), it counts toward `passive_fall`,
+    /// and `passive_fall` in a row make the backend dead.
     pub fn connect_failed(
         self: &std::sync::Arc<Self>,
-        passive_fall: u32,
-        policy: DownPolicy,
+        failure: ConnectFailure,
+        started: Instant,
+        pool: PassivePolicy,
         reason: &str,
-    ) {
+    ) -> Verdict {
         self.connect_errors.fetch_add(1, Relaxed);
-        let n = self.passive_failures.fetch_add(1, Relaxed) + 1;
-        if n >= passive_fall {
-            self.set_health(Health::Dead, Cause::PassiveConnect, reason, policy);
+        let last_success = from_us(self.last_success_us.load(Relaxed));
+        let verdict = passive::judge(failure, started, last_success, pool.connect_timeout);
+        match verdict {
+            Verdict::Overloaded => {
+                let total = self.connects_overloaded.fetch_add(1, Relaxed) + 1;
+                let now = now_ms();
+                let logged = self.overload_logged_ms.load(Relaxed);
+                if (logged == 0 || now >= logged + OVERLOAD_LOG_INTERVAL_MS)
+                    && self
+                        .overload_logged_ms
+                        .compare_exchange(logged, now, Relaxed, Relaxed)
+                        .is_ok()
+                {
+                    tracing::info!(backend = %self.addr, ?failure, reason, connects_overloaded = total,
+                        "backend overloaded: connects fail while others succeed; it stays up (not counted toward passiveFall)");
+                }
+            }
+            Verdict::Counts => {
+                let n = self.passive_failures.fetch_add(1, Relaxed) + 1;
+                if n >= pool.passive_fall {
+                    self.set_health(Health::Dead, Cause::PassiveConnect, reason, pool.down);
+                }
+            }
         }
+        verdict
     }
 
-    /// A connect succeeded. Without active checks this is the only way back up.
+    /// A connect succeeded at `at`. Without active checks this is the only way back up.
     pub fn connect_succeeded(
         self: &std::sync::Arc<Self>,
+        at: Instant,
         checks_enabled: bool,
         policy: DownPolicy,
     ) {
+        // fetch_max: a connect that finished earlier on another thread must not move it back.
+        self.last_success_us.fetch_max(to_us(at), Relaxed);
         if self.passive_failures.load(Relaxed) != 0 {
             self.passive_failures.store(0, Relaxed);
         }
@@ -368,6 +428,7 @@ impl Backend {
             bytes_to_backend: self.bytes_to_backend.load(Relaxed),
             bytes_from_backend: self.bytes_from_backend.load(Relaxed),
             connect_errors: self.connect_errors.load(Relaxed),
+            connects_overloaded: self.connects_overloaded.load(Relaxed),
             down_transitions: self.down_transitions.load(Relaxed),
             drain_transitions: self.drain_transitions.load(Relaxed),
             sessions_closed_on_down: self.sessions_closed_on_down.load(Relaxed),
@@ -455,13 +516,85 @@ mod tests {
         assert_eq!(b.health(), Health::Draining);
     }
 
+    const PASSIVE: PassivePolicy = PassivePolicy {
+        passive_fall: 3,
+        connect_timeout: Duration::from_secs(1),
+        down: POLICY,
+    };
+
     #[test]
     fn passive_connect_failures_make_a_backend_dead() {
         let b = backend();
         for _ in 0..3 {
-            b.connect_failed(3, POLICY, "refused");
+            let v = b.connect_failed(ConnectFailure::Refused, Instant::now(), PASSIVE, "refused");
+            assert_eq!(v, Verdict::Counts);
         }
         assert_eq!(b.health(), Health::Dead);
+    }
+
+    #[test]
+    fn resets_while_other_connects_succeed_leave_a_backend_up_with_its_sessions() {
+        let b = backend();
+        let token = b.session_token();
+        let t = Instant::now();
+        b.connect_succeeded(t, true, POLICY);
+        for _ in 0..10 {
+            let v = b.connect_failed(ConnectFailure::Reset, t, PASSIVE, "reset");
+            assert_eq!(v, Verdict::Overloaded);
+            let v = b.connect_failed(ConnectFailure::TimedOut, t, PASSIVE, "timed out");
+            assert_eq!(v, Verdict::Overloaded);
+        }
+        assert_eq!(b.health(), Health::Up);
+        assert!(!token.is_cancelled());
+        let s = b.status(Duration::ZERO);
+        assert_eq!((s.connect_errors, s.connects_overloaded), (20, 20));
+        assert_eq!(s.down_transitions, 0);
+    }
+
+    #[test]
+    fn an_overloaded_connect_does_not_advance_the_failure_streak() {
+        let b = backend();
+        let t = Instant::now();
+        let late = t + Duration::from_secs(5);
+        // Two refusals, then overloaded resets: the streak stays at two...
+        b.connect_failed(ConnectFailure::Refused, t, PASSIVE, "refused");
+        b.connect_failed(ConnectFailure::Refused, t, PASSIVE, "refused");
+        b.last_success_us.store(to_us(late), Relaxed);
+        for _ in 0..5 {
+            b.connect_failed(ConnectFailure::Reset, late, PASSIVE, "reset");
+        }
+        assert_eq!(b.health(), Health::Up);
+        // ...so the next failure that counts is the third.
+        b.connect_failed(ConnectFailure::Refused, late, PASSIVE, "refused");
+        assert_eq!(b.health(), Health::Dead);
+    }
+
+    #[test]
+    fn resets_long_after_the_last_success_make_a_backend_dead() {
+        let b = backend();
+        let t = Instant::now();
+        b.connect_succeeded(t, true, POLICY);
+        // Each attempt started more than connect_timeout after that success.
+        let later = t + Duration::from_millis(1_001);
+        for _ in 0..3 {
+            let v = b.connect_failed(ConnectFailure::Reset, later, PASSIVE, "reset");
+            assert_eq!(v, Verdict::Counts);
+        }
+        assert_eq!(b.health(), Health::Dead);
+        assert_eq!(b.status(Duration::ZERO).connects_overloaded, 0);
+    }
+
+    #[test]
+    fn an_older_success_does_not_replace_a_newer_one() {
+        let b = backend();
+        let t = Instant::now() + Duration::from_secs(1);
+        b.connect_succeeded(t, true, POLICY);
+        b.connect_succeeded(t - Duration::from_secs(1), true, POLICY);
+        let got = from_us(b.last_success_us.load(Relaxed)).unwrap();
+        assert!(
+            t.saturating_duration_since(got) < Duration::from_micros(1),
+            "{got:?} vs {t:?}"
+        );
     }
 
     #[test]

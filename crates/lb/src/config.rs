@@ -25,7 +25,10 @@ pub struct LbConfig {
     pub health_check: HealthCheckConfig,
     /// A connect slower than this counts as a failure and is retried on the next backend (1 s).
     pub connect_timeout: Duration,
-    /// Consecutive failed connects (refused or timed out) that mark a backend down (3).
+    /// Consecutive failed connects that mark a backend down (3). A refused connect always
+    /// counts; a reset or timed-out one only when no other connect to that backend succeeded
+    /// from one `connect_timeout` before it started until it failed: otherwise the backend is
+    /// overloaded (a full listen queue), not dead, and stays up.
     pub passive_fall: u32,
     /// Close established sessions of a backend when it is marked dead (true), like haproxy's
     /// `on-marked-down shutdown-sessions`, so clients reconnect at once. A draining backend

@@ -12,6 +12,7 @@ mod config;
 mod datapath;
 mod error;
 mod health;
+mod passive;
 mod policy;
 mod session;
 mod status;

@@ -166,11 +166,16 @@ mod tests {
     }
 
     fn mark_dead(b: &Arc<Backend>) {
-        let policy = crate::backend::DownPolicy {
-            shutdown_sessions: false,
-            drain_timeout: Duration::from_secs(1),
+        let policy = crate::backend::PassivePolicy {
+            passive_fall: 1,
+            connect_timeout: Duration::from_secs(1),
+            down: crate::backend::DownPolicy {
+                shutdown_sessions: false,
+                drain_timeout: Duration::from_secs(1),
+            },
         };
-        b.connect_failed(1, policy, "test");
+        let refused = crate::passive::ConnectFailure::Refused;
+        b.connect_failed(refused, std::time::Instant::now(), policy, "test");
     }
 
     #[test]

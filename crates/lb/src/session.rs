@@ -4,15 +4,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::backend::{Backend, CloseReason};
+use crate::backend::{Backend, CloseReason, PassivePolicy};
 use crate::balancer::{ListenerSessions, Pool, Shared};
 use crate::datapath::one_way;
+use crate::passive::{ConnectFailure, Verdict};
 use crate::policy::Tier;
 
 /// Decrements a backend's active count however the session ends.
@@ -124,8 +125,13 @@ fn scopeguard(shared: &Arc<Shared>) -> impl Drop + '_ {
 }
 
 /// Tries healthy backends in policy order, then — only when none is left — every other one.
-/// A refused or timed-out connect moves on at once, so the client never sees it.
+/// A refused, reset or timed-out connect moves on at once, so the client never sees it.
 async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
+    let passive = PassivePolicy {
+        passive_fall: pool.passive_fall,
+        connect_timeout: pool.connect_timeout,
+        down: pool.down_policy,
+    };
     let mut tried: Vec<usize> = Vec::new();
     for tier in [Tier::Healthy, Tier::HealthyUnramped, Tier::LastResort] {
         loop {
@@ -145,11 +151,15 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
             if pool.max_per_backend.is_some_and(|m| before >= m) {
                 continue; // lost a race for the last slot
             }
-            let err = match tokio::time::timeout(pool.connect_timeout, TcpStream::connect(b.addr))
-                .await
+            let started = Instant::now();
+            let (failure, err) = match tokio::time::timeout(
+                pool.connect_timeout,
+                TcpStream::connect(b.addr),
+            )
+            .await
             {
                 Ok(Ok(s)) => {
-                    b.connect_succeeded(pool.checks_enabled, pool.down_policy);
+                    b.connect_succeeded(Instant::now(), pool.checks_enabled, pool.down_policy);
                     return Some((s, active));
                 }
                 Ok(Err(e)) if local_shortage(&e) => {
@@ -157,11 +167,18 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
                     tracing::warn!(%peer, backend = %b.addr, error = %e, "cannot open backend socket");
                     return None;
                 }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("connect timed out after {:?}", pool.connect_timeout),
+                Ok(Err(e)) => (ConnectFailure::of(&e), e.to_string()),
+                Err(_) => (
+                    ConnectFailure::TimedOut,
+                    format!("connect timed out after {:?}", pool.connect_timeout),
+                ),
             };
-            tracing::info!(%peer, backend = %b.addr, ?tier, error = %err, "connect failed, trying next backend");
-            b.connect_failed(pool.passive_fall, pool.down_policy, &err);
+            // An overloaded backend says so itself (rate-limited); only real failures here.
+            if b.connect_failed(failure, started, passive, &err) == Verdict::Counts {
+                tracing::info!(%peer, backend = %b.addr, ?tier, error = %err, "connect failed, trying next backend");
+            } else {
+                tracing::debug!(%peer, backend = %b.addr, ?tier, error = %err, "connect failed (overloaded), trying next backend");
+            }
         }
     }
     None

@@ -57,6 +57,9 @@ pub struct BackendStatus {
     pub bytes_from_backend: u64,
     /// Connects that were refused, failed or timed out.
     pub connect_errors: u64,
+    /// Of `connect_errors`, the resets and timeouts while other connects to it succeeded: an
+    /// overloaded backend (a full listen queue), so not counted toward `passive_fall`.
+    pub connects_overloaded: u64,
     /// Times it went from up to dead.
     pub down_transitions: u64,
     /// Times it went from up to draining.

@@ -93,6 +93,7 @@ pub struct Nginx {
     pub dir: tempfile::TempDir,
     child: Option<Child>,
     extra: String,
+    backlog: u32,
 }
 
 pub const BIG: usize = 1 << 20;
@@ -108,6 +109,16 @@ impl Nginx {
 
     /// `extra` goes into the server block (e.g. TLS settings).
     pub async fn start_with(extra: &str) -> Nginx {
+        Self::start_full(extra, 4096).await
+    }
+
+    /// An nginx whose listen queue holds only `backlog` connections (`listen ... backlog=`),
+    /// so a burst of connects overflows it the way a reconnect storm overflows an apiserver's.
+    pub async fn start_with_backlog(backlog: u32) -> Nginx {
+        Self::start_full("", backlog).await
+    }
+
+    async fn start_full(extra: &str, backlog: u32) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("www")).unwrap();
         std::fs::write(dir.path().join("www/big"), big_body()).unwrap();
@@ -116,6 +127,7 @@ impl Nginx {
             dir,
             child: None,
             extra: extra.to_string(),
+            backlog,
         };
         n.spawn().await;
         n
@@ -129,6 +141,7 @@ impl Nginx {
         let d = self.dir.path().display();
         let port = self.port;
         let extra = &self.extra;
+        let backlog = self.backlog;
         format!(
             r#"daemon off;
 master_process off;
@@ -142,7 +155,7 @@ http {{
   uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
   keepalive_timeout 300s; keepalive_requests 1000000;
   server {{
-    listen 127.0.0.1:{port} backlog=4096 {extra_listen};
+    listen 127.0.0.1:{port} backlog={backlog} {extra_listen};
     {extra}
     location = / {{ return 200 "backend {port}\n"; }}
     location = /readyz {{ if (-f {d}/notready) {{ return 503 "not ready\n"; }} return 200 "ok\n"; }}
