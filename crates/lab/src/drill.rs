@@ -257,8 +257,9 @@ pub struct PathResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct FaultEffect {
     /// From the last write acknowledged before the fault to the first acknowledged after it,
-    /// ms: the gap the fault caused (`longest_gap_ms` may lie elsewhere, in a stall of the
-    /// machine or at the heal).
+    /// or around the first write that failed after the fault (and before any heal) if that
+    /// is longer, ms: the gap the fault caused (`longest_gap_ms` may lie elsewhere, in a stall
+    /// of the machine or at the heal).
     pub gap_ms: u64,
     /// Start to end of the first write acknowledged after the fault, ms: a new connection
     /// (with the balancer's failover past a dead backend) and etcd's commit.
@@ -281,18 +282,37 @@ pub struct Failure {
 }
 
 /// The writes of one path (`mine`, times since the drill's origin) around a fault at
-/// `fault` (same clock).
-fn fault_effect(mine: &[&Attempt], fault: u64) -> FaultEffect {
+/// `fault`, healed at `heal` if the scenario heals (same clock).
+fn fault_effect(mine: &[&Attempt], fault: u64, heal: Option<u64>) -> FaultEffect {
     let rel = |t: u64| t as i64 - fault as i64;
-    let last_before = mine
+    let last_ack_by = |t: u64| {
+        mine.iter()
+            .filter(|a| a.ok && a.end_ms <= t)
+            .map(|a| a.end_ms)
+            .max()
+    };
+    let first_ack_after = |t: u64| {
+        mine.iter()
+            .filter(|a| a.ok && a.end_ms > t)
+            .min_by_key(|a| a.end_ms)
+    };
+    let gap = |from: Option<u64>, to: Option<&&Attempt>| match (from, to) {
+        (Some(b), Some(a)) => a.end_ms - b,
+        _ => 0,
+    };
+    let last_before = last_ack_by(fault);
+    let first_after = first_ack_after(fault);
+    // A fault takes a moment to bite (a freeze stops one process after another, a partition's
+    // rules load): writes acknowledged just after the marker would make the gap across it look
+    // short. So the gap around the first write that failed after the fault, if that came
+    // before the heal, counts too.
+    let first_failure = mine
         .iter()
-        .filter(|a| a.ok && a.end_ms <= fault)
-        .map(|a| a.end_ms)
-        .max();
-    let first_after = mine
-        .iter()
-        .filter(|a| a.ok && a.end_ms > fault)
+        .filter(|a| !a.ok && a.end_ms > fault && heal.is_none_or(|h| a.start_ms < h))
         .min_by_key(|a| a.end_ms);
+    let failure_gap = first_failure.map_or(0, |f| {
+        gap(last_ack_by(f.start_ms), first_ack_after(f.end_ms))
+    });
     let mut before: Vec<u64> = mine
         .iter()
         .filter(|a| a.ok && a.end_ms <= fault)
@@ -300,10 +320,7 @@ fn fault_effect(mine: &[&Attempt], fault: u64) -> FaultEffect {
         .collect();
     before.sort_unstable();
     FaultEffect {
-        gap_ms: match (last_before, first_after) {
-            (Some(b), Some(a)) => a.end_ms - b,
-            _ => 0,
-        },
+        gap_ms: gap(last_before, first_after).max(failure_gap),
         first_ok_latency_ms: first_after.map(|a| a.end_ms - a.start_ms),
         baseline_latency_ms: before.get(before.len() / 2).copied(),
         failures: mine
@@ -1397,7 +1414,7 @@ fn finish(
                     *m.entry(e.to_string()).or_default() += 1;
                     m
                 }),
-            fault: fault.map(|f| fault_effect(&mine, start + f)),
+            fault: fault.map(|f| fault_effect(&mine, start + f, heal.map(|h| start + h))),
         });
         clients.insert(name.to_string(), availability(&ack_times, dur));
         ack_series.push(ack_times);
@@ -1539,13 +1556,38 @@ mod tests {
             a(6, 1060, 1300, None),
         ];
         let mine: Vec<&Attempt> = log.iter().collect();
-        let f = fault_effect(&mine, 1000);
+        let f = fault_effect(&mine, 1000, None);
         assert_eq!(f.gap_ms, 40, "990 to 1030");
         assert_eq!(f.first_ok_latency_ms, Some(26));
         assert_eq!(f.baseline_latency_ms, Some(10));
         assert_eq!(f.failures.len(), 1);
         assert_eq!((f.failures[0].start_ms, f.failures[0].end_ms), (-5, 4));
         assert_eq!(f.failures[0].error, "closed");
+    }
+
+    #[test]
+    fn the_fault_gap_is_the_outage_even_when_writes_still_succeed_just_after_the_marker() {
+        let a = |seq, start_ms, end_ms, ok| Attempt {
+            path: 0,
+            seq,
+            start_ms,
+            end_ms,
+            ok,
+            error: (!ok).then_some("timeout"),
+        };
+        // Marker at 1011; the freeze bites at about 1030; writes time out until 2663. Measured
+        // from the marker this was a 20 ms gap (holder-freeze, 2026-12-04), the client felt 1632.
+        let mut log = vec![a(1, 990, 991, true), a(2, 1029, 1031, true)];
+        let mut t = 1031;
+        for seq in 3..11 {
+            log.push(a(seq, t, t + 200, false));
+            t += 200;
+        }
+        log.push(a(11, 2661, 2663, true));
+        let mine: Vec<&Attempt> = log.iter().collect();
+        assert_eq!(fault_effect(&mine, 1011, None).gap_ms, 1632);
+        // A failure after the heal is the heal's, not the fault's.
+        assert_eq!(fault_effect(&mine, 1011, Some(1020)).gap_ms, 40);
     }
 
     #[test]
