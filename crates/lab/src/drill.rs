@@ -452,6 +452,8 @@ pub struct DrillResult {
     pub fencing: String,
     /// The lab's `vip.preempt`.
     pub preempt: bool,
+    /// etcd's `--election-timeout` on the lab's masters, in ms.
+    pub etcd_election_timeout_ms: u64,
     /// What the balancers serve.
     pub service: String,
     /// The writers' timeouts.
@@ -778,6 +780,7 @@ pub fn run(st: &LabState, opts: &DrillOptions) -> Result<DrillResult, LabError> 
         lab: st.name.clone(),
         fencing: st.fencing.clone(),
         preempt: st.preempt,
+        etcd_election_timeout_ms: st.etcd_election_timeout_ms,
         service: if st.apiserver.is_some() {
             format!("kube-apiserver :{}", st.port)
         } else {
@@ -1637,6 +1640,7 @@ mod tests {
             status_port: 9470,
             fencing: "quorum".into(),
             preempt: false,
+            etcd_election_timeout_ms: 1000,
             masters: (1..=3).map(|i| node(format!("m{i}"), 10 + i)).collect(),
             lbs: (1..=lbs as u8)
                 .map(|i| node(format!("lb{i}"), 20 + i))

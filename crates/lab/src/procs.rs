@@ -161,10 +161,13 @@ pub fn etcd_argv(st: &LabState, node: &NodeInfo) -> Vec<String> {
             .member_args(&node.name, &st.etcd_data(&node.name), &clients)
             .unwrap_or_default(),
     );
-    // etcd's defaults, said out loud: the drill's timings assume them.
+    // etcd's defaults (1000 and 100), said out loud, unless `lab up --etcd-election-timeout`
+    // asked otherwise: a raft election bounds every failover that takes etcd's leader with it.
+    // The heartbeat stays a tenth of the election timeout, as etcd's tuning guide advises.
+    let election = st.etcd_election_timeout_ms;
     argv.extend([
-        "--heartbeat-interval=100".to_string(),
-        "--election-timeout=1000".to_string(),
+        format!("--heartbeat-interval={}", (election / 10).max(10)),
+        format!("--election-timeout={election}"),
         "--log-level=info".to_string(),
     ]);
     argv

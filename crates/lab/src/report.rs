@@ -250,7 +250,7 @@ td.bad {{ background: #f8d0d0; font-weight: bold; }} td.good {{ background: #e3f
 p.note {{ color: #a33; font-size: 13px; }}
 </style></head><body>
 <h1>haplane drill on lab {lab}</h1>
-<p>Fencing: <b>{fencing}</b>, preempt: <b>{preempt}</b>. Balancers serve: {service}. Clients on a worker write sequenced keys (etcd v3 API) every 20 ms through the VIP and through the node-local balancer; a write fails after {timeout} ms, and a disconnected client sends a new SYN every {retry} ms. Every 10 ms the worker probes who answers ARP for the VIP, and the masters' interfaces are checked for the address.</p>
+<p>Fencing: <b>{fencing}</b>, preempt: <b>{preempt}</b>, etcd election timeout: <b>{election} ms</b>. Balancers serve: {service}. Clients on a worker write sequenced keys (etcd v3 API) every 20 ms through the VIP and through the node-local balancer; a write fails after {timeout} ms, and a disconnected client sends a new SYN every {retry} ms. Every 10 ms the worker probes who answers ARP for the VIP, and the masters' interfaces are checked for the address.</p>
 <p><b>Lost acknowledged writes: {lost}</b>. Split-brain samples (two nodes answering): <b>{split}</b> (address on two nodes: {asplit}). All scenarios completed and recovered: <b>{done}</b>.</p>
 "#,
         lab = esc(&r.lab),
@@ -261,6 +261,7 @@ p.note {{ color: #a33; font-size: 13px; }}
         asplit = r.address_split_samples,
         done = r.all_completed,
         preempt = r.preempt,
+        election = r.etcd_election_timeout_ms,
         timeout = r.client.request_timeout.as_millis(),
         retry = r.client.connect_retry.as_millis(),
     );

@@ -46,6 +46,10 @@ pub struct LabState {
     /// The cluster file's `vip.preempt` (labs made before the option had `false`).
     #[serde(default)]
     pub preempt: bool,
+    /// etcd's `--election-timeout` in ms (`lab up --etcd-election-timeout`; labs made before
+    /// the option ran etcd's default, 1000).
+    #[serde(default = "default_election_timeout_ms")]
+    pub etcd_election_timeout_ms: u64,
     /// The masters.
     pub masters: Vec<NodeInfo>,
     /// Dedicated balancer nodes (`lab up --lb-nodes N`): VRRP for the VIP and the balancer in
@@ -63,6 +67,10 @@ pub struct LabState {
 /// The state directory of lab `name`.
 pub fn state_dir(name: &str) -> PathBuf {
     Path::new(STATE_ROOT).join(name)
+}
+
+fn default_election_timeout_ms() -> u64 {
+    1000
 }
 
 impl LabState {

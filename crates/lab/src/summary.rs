@@ -143,10 +143,11 @@ pub fn text(r: &DrillResult) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "drill on lab {} (fencing {}, preempt {}, balancing {}; writes time out after {} ms, SYN every {} ms)",
+        "drill on lab {} (fencing {}, preempt {}, etcd election timeout {} ms, balancing {}; writes time out after {} ms, SYN every {} ms)",
         r.lab,
         r.fencing,
         r.preempt,
+        r.etcd_election_timeout_ms,
         r.service,
         r.client.request_timeout.as_millis(),
         r.client.connect_retry.as_millis()

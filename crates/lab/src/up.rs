@@ -33,6 +33,8 @@ pub struct UpOptions {
     pub fencing: String,
     /// `vip.preempt`: whether a returning higher-priority node takes the VIP back.
     pub preempt: bool,
+    /// etcd's `--election-timeout` in ms (etcd's default 1000); the heartbeat is a tenth of it.
+    pub etcd_election_timeout_ms: u64,
     /// The haplane binary.
     pub haplane: std::path::PathBuf,
 }
@@ -242,6 +244,7 @@ pub fn up(opts: &UpOptions) -> Result<LabState, LabError> {
             status_port: 9470,
             fencing: opts.fencing.clone(),
             preempt: opts.preempt,
+            etcd_election_timeout_ms: opts.etcd_election_timeout_ms,
             masters: masters.iter().map(info).collect::<Result<_, _>>()?,
             lbs: lbs.iter().map(info).collect::<Result<_, _>>()?,
             workers: workers.iter().map(info).collect::<Result<_, _>>()?,
@@ -501,6 +504,7 @@ mod tests {
             status_port: 9470,
             fencing: "quorum".into(),
             preempt: false,
+            etcd_election_timeout_ms: 1000,
             masters: (1..=masters)
                 .map(|i| node(format!("m{i}"), i as u8))
                 .collect(),
@@ -547,5 +551,39 @@ mod tests {
             ["192.0.2.11:2379", "192.0.2.12:2379", "192.0.2.13:2379"]
         );
         assert_eq!(c.etcd_members().len(), 3);
+    }
+
+    #[test]
+    fn etcd_runs_the_chosen_election_timeout_with_a_tenth_of_it_as_heartbeat() {
+        let mut st = state(3, 1, false);
+        let argv = crate::procs::etcd_argv(&st, &st.masters[0]);
+        assert!(
+            argv.contains(&"--election-timeout=1000".to_string()),
+            "{argv:?}"
+        );
+        assert!(
+            argv.contains(&"--heartbeat-interval=100".to_string()),
+            "{argv:?}"
+        );
+        st.etcd_election_timeout_ms = 500;
+        let argv = crate::procs::etcd_argv(&st, &st.masters[0]);
+        assert!(
+            argv.contains(&"--election-timeout=500".to_string()),
+            "{argv:?}"
+        );
+        assert!(
+            argv.contains(&"--heartbeat-interval=50".to_string()),
+            "{argv:?}"
+        );
+    }
+
+    #[test]
+    fn a_state_file_written_before_the_election_timeout_option_reads_as_etcds_default() {
+        let mut v = serde_json::to_value(state(3, 1, false)).unwrap();
+        v.as_object_mut()
+            .unwrap()
+            .remove("etcd_election_timeout_ms");
+        let st: LabState = serde_json::from_value(v).unwrap();
+        assert_eq!(st.etcd_election_timeout_ms, 1000);
     }
 }

@@ -20,6 +20,7 @@ fn lab(name: &str, fencing: &str) -> lab::LabState {
         apiserver: None,
         fencing: fencing.into(),
         preempt: false,
+        etcd_election_timeout_ms: 1000,
         haplane: haplane_exe(),
     })
     .expect("lab up")

@@ -23,6 +23,7 @@ fn fenced(name: &str, fencing: &str) -> up::UpOptions {
         apiserver: None,
         fencing: fencing.into(),
         preempt: false,
+        etcd_election_timeout_ms: 1000,
         haplane: haplane_exe(),
     }
 }

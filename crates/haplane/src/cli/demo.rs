@@ -48,6 +48,7 @@ fn lab_demo(haplane: PathBuf) -> anyhow::Result<ExitCode> {
         apiserver: None,
         fencing: "quorum".to_string(),
         preempt: false,
+        etcd_election_timeout_ms: 1000,
         haplane,
     })?;
     let result = (|| {

@@ -60,6 +60,11 @@ struct UpArgs {
     /// fault.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
     preempt: bool,
+    /// etcd's `--election-timeout` on the masters, in ms (etcd's default 1000; the heartbeat
+    /// is a tenth of it). A holder that is also etcd's raft leader cannot be replaced before
+    /// the other members elect a new leader, so this bounds those failovers.
+    #[arg(long, default_value_t = 1000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=50000))]
+    etcd_election_timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +165,7 @@ fn up_command(a: UpArgs) -> anyhow::Result<ExitCode> {
         apiserver: a.apiserver,
         fencing: a.fencing,
         preempt: a.preempt,
+        etcd_election_timeout_ms: a.etcd_election_timeout,
         haplane,
     })?;
     let topo = netlab::Topology::open(&st.name)?;
