@@ -543,6 +543,7 @@ impl VrrpRunner {
                 }
             }
             self.refreshed_for = deadline;
+            self.garp.set_hold(deadline);
             let refresh = self.holds_vip;
             if !refresh && let Some(h) = self.handover.as_mut() {
                 // Before the address: forward the old holder's sessions back to it, or end our
