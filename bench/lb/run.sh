@@ -7,7 +7,8 @@
 #
 # Usage: bench/lb/run.sh [seconds-per-figure]
 # Env:   ROUNDS (3)       interleaved rounds per figure; the median is printed
-#        THREADS ("1 2")  proxy threads per phase: haproxy nbthread N, haplane loadBalancer.threads N
+#        THREADS ("1 2")  proxy threads per phase: haproxy nbthread N, haplane loadBalancer.threads N;
+#                         "" skips the throughput phases (storm and memory only)
 #        WRK_CONN (64)    wrk connections (8 for the 1 MiB objects)
 #        STORM (10000)    reconnect-storm client connections; 0 skips the storm
 #        STORM_ROUNDS (2) storms per proxy, alternating; the median is printed
@@ -23,7 +24,7 @@ root=$(cd "$here/../.." && pwd)
 dur=${1:-5}
 rounds=${ROUNDS:-3}
 conns=${WRK_CONN:-64}
-phases=${THREADS:-"1 2"}
+phases=${THREADS-"1 2"}
 storm=${STORM:-10000}
 storm_rounds=${STORM_ROUNDS:-2}
 idle_points=${IDLE_POINTS-"4000 8500"}
