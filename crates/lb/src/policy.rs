@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::backend::Backend;
 use crate::config::Policy;
+use crate::status::Health;
 
 /// Which backends a pick may return.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,9 +18,15 @@ pub(crate) enum Tier {
     /// The same backends, without the slow-start admission: used when the ramp turned every
     /// healthy candidate away (the only healthy backend still ramps).
     HealthyUnramped,
-    /// Everything else: when no healthy backend is left, try them all anyway rather than refuse
-    /// (the lesson of k3s PR #10241).
+    /// When no healthy backend is left, try the others anyway rather than refuse (the lesson
+    /// of k3s PR #10241); first those that still answer their checks (draining, drained by the
+    /// admin, weight 0)...
     LastResort,
+    /// ...and only then the dead ones, which did not answer at all. A frozen host's kernel
+    /// still completes the handshake, so a connect to it "succeeds" and the client hangs: while
+    /// the answering backends only fail readiness (every etcd member's /health is 503 during
+    /// the raft election that follows its leader's freeze), a new session must not land there.
+    LastResortDead,
 }
 
 #[derive(Debug)]
@@ -28,6 +35,10 @@ pub(crate) struct Selector {
     /// Smooth weighted round-robin order (nginx's algorithm), one slot per unit of weight.
     schedule: Vec<usize>,
     cursor: AtomicUsize,
+    /// The last-resort tiers' own rotation: one connect asks every tier before them, and with
+    /// a shared cursor each connect would advance it by as many steps, so with as many
+    /// backends as tiers every last-resort pick landed on the same backend.
+    last_resort_cursor: AtomicUsize,
     slow_start: Duration,
 }
 
@@ -37,6 +48,7 @@ impl Selector {
             policy,
             schedule: smooth_wrr(weights),
             cursor: AtomicUsize::new(fastrand::usize(..1024)),
+            last_resort_cursor: AtomicUsize::new(fastrand::usize(..1024)),
             slow_start,
         }
     }
@@ -56,14 +68,15 @@ impl Selector {
                 return false;
             }
             match tier {
-                Tier::LastResort => !b.in_service(),
+                Tier::LastResort => !b.in_service() && b.health() != Health::Dead,
+                Tier::LastResortDead => !b.in_service() && b.health() == Health::Dead,
                 Tier::HealthyUnramped => b.in_service(),
                 Tier::Healthy => b.in_service() && admitted(b.ramp(self.slow_start)),
             }
         };
-        if tier == Tier::LastResort {
+        if matches!(tier, Tier::LastResort | Tier::LastResortDead) {
             // Order matters little here; rotate so concurrent clients spread out.
-            let start = self.cursor.fetch_add(1, Relaxed);
+            let start = self.last_resort_cursor.fetch_add(1, Relaxed);
             return (0..n).map(|k| (start + k) % n).find(|&i| eligible(i));
         }
         match self.policy {
@@ -214,13 +227,43 @@ mod tests {
         }
         let s = Selector::new(Policy::LeastConnections, &[1, 1], Duration::ZERO);
         assert_eq!(s.pick(&b, Tier::Healthy, |_| true), None);
-        let first = s.pick(&b, Tier::LastResort, |_| true).unwrap();
-        let second = s.pick(&b, Tier::LastResort, |i| i != first).unwrap();
+        assert_eq!(s.pick(&b, Tier::LastResort, |_| true), None, "none answers");
+        let first = s.pick(&b, Tier::LastResortDead, |_| true).unwrap();
+        let second = s.pick(&b, Tier::LastResortDead, |i| i != first).unwrap();
         assert_ne!(first, second);
         assert_eq!(
-            s.pick(&b, Tier::LastResort, |i| i != first && i != second),
+            s.pick(&b, Tier::LastResortDead, |i| i != first && i != second),
             None
         );
+    }
+
+    #[test]
+    fn last_resort_offers_backends_that_answer_their_checks_before_dead_ones() {
+        // Seen in the lab's holder-freeze with etcd's leader on the frozen node: during the
+        // raft election every live member answers 503 (draining), the frozen one answers
+        // nothing (dead) but its kernel still accepts connects, so a session sent there hangs.
+        let b = backends(&[1, 1, 1]);
+        let policy = crate::backend::DownPolicy {
+            shutdown_sessions: true,
+            drain_timeout: Duration::from_secs(60),
+        };
+        mark_dead(&b[0]);
+        let not_ready = || Err(crate::backend::CheckFailure::NotReady("status 503".into()));
+        b[1].record_check(not_ready(), 1, 1, policy);
+        b[2].record_check(not_ready(), 1, 1, policy);
+        let s = Selector::new(Policy::RoundRobin, &[1, 1, 1], Duration::ZERO);
+        let mut landed = [0; 3];
+        for _ in 0..30 {
+            // As the session's connect asks: the healthy tiers first, which find nothing.
+            assert_eq!(s.pick(&b, Tier::Healthy, |_| true), None);
+            assert_eq!(s.pick(&b, Tier::HealthyUnramped, |_| true), None);
+            landed[s.pick(&b, Tier::LastResort, |_| true).unwrap()] += 1;
+        }
+        assert_eq!(landed[0], 0, "a draining backend comes before the dead one");
+        assert!(landed[1] >= 5 && landed[2] >= 5, "both share: {landed:?}");
+        assert_eq!(s.pick(&b, Tier::LastResort, |i| i == 0), None);
+        assert_eq!(s.pick(&b, Tier::LastResortDead, |_| true), Some(0));
+        assert_eq!(s.pick(&b, Tier::LastResortDead, |i| i != 0), None);
     }
 
     #[test]

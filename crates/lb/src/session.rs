@@ -124,7 +124,8 @@ fn scopeguard(shared: &Arc<Shared>) -> impl Drop + '_ {
     G(shared)
 }
 
-/// Tries healthy backends in policy order, then — only when none is left — every other one.
+/// Tries healthy backends in policy order, then — only when none is left — the ones that still
+/// answer their checks, then the dead ones.
 /// A refused, reset or timed-out connect moves on at once, so the client never sees it.
 async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
     let passive = PassivePolicy {
@@ -133,7 +134,12 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
         down: pool.down_policy,
     };
     let mut tried: Vec<usize> = Vec::new();
-    for tier in [Tier::Healthy, Tier::HealthyUnramped, Tier::LastResort] {
+    for tier in [
+        Tier::Healthy,
+        Tier::HealthyUnramped,
+        Tier::LastResort,
+        Tier::LastResortDead,
+    ] {
         loop {
             let usable = |i: usize| {
                 !tried.contains(&i)

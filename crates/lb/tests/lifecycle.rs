@@ -157,6 +157,45 @@ fn a_session_to_a_dead_backend_is_closed_but_one_to_a_draining_backend_is_kept()
 }
 
 #[test]
+fn with_every_backend_out_of_service_new_sessions_go_to_the_draining_ones_not_the_frozen_one() {
+    // The lab's holder-freeze with etcd's leader on the frozen node: during the raft election
+    // every live member's /health answers 503, the frozen member answers nothing, but its
+    // kernel still accepts connects, so a session sent there hangs until the client gives up.
+    in_netns(|| async {
+        let ns = [
+            Nginx::start().await,
+            Nginx::start().await,
+            Nginx::start().await,
+        ];
+        let mut cfg = lb_config(&[ns[0].addr(), ns[1].addr(), ns[2].addr()]);
+        fast_checks(&mut cfg);
+        let b = Balancer::start(cfg).await.unwrap();
+        let lb = b.local_addrs()[0];
+        ns[0].freeze(true);
+        ns[1].set_ready(false);
+        ns[2].set_ready(false);
+        wait_for(Duration::from_secs(3), || {
+            status_of(&b, ns[0].addr()).state == Health::Dead
+                && status_of(&b, ns[1].addr()).state == Health::Draining
+                && status_of(&b, ns[2].addr()).state == Health::Draining
+        })
+        .await
+        .expect("the frozen one dead, the others draining");
+        let mut landed = std::collections::BTreeMap::new();
+        for i in 0..30 {
+            let r = tokio::time::timeout(Duration::from_secs(1), get(lb, "/")).await;
+            let body = r
+                .unwrap_or_else(|_| panic!("request {i} hung: sent to the frozen backend"))
+                .unwrap();
+            *landed.entry(port_of(&body)).or_insert(0) += 1;
+        }
+        assert_eq!(landed.get(&ns[0].port), None, "{landed:?}");
+        assert!(landed.len() == 2, "both draining ones serve: {landed:?}");
+        ns[0].freeze(false);
+    });
+}
+
+#[test]
 fn draining_sessions_are_closed_after_the_backend_drain_timeout() {
     in_netns(|| async {
         let ns = [Nginx::start().await, Nginx::start().await];

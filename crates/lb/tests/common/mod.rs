@@ -198,6 +198,21 @@ http {{
         }
     }
 
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a frozen process, as on a host that hangs. Its
+    /// kernel still completes handshakes into the listen queue, so connects succeed and then
+    /// nothing answers.
+    pub fn freeze(&self, frozen: bool) {
+        use nix::sys::signal::{Signal, kill};
+        let child = self.child.as_ref().expect("nginx running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let sig = if frozen {
+            Signal::SIGSTOP
+        } else {
+            Signal::SIGCONT
+        };
+        kill(pid, sig).expect("signal nginx");
+    }
+
     /// Starts again on the same port.
     pub async fn restart(&mut self) {
         self.kill();
