@@ -18,6 +18,13 @@
 //!   is `invalid`, and forwarded as well). (nft's `socket` expression
 //!   cannot tell: for a non-SYN packet it finds the VIP's listening socket.)
 //!
+//! A master **preempted** by a returning higher-priority one (RFC 5798 §6.4.3) is alive and
+//! well too, and hands over the same way: it parks the VIP, and the new master, which heard
+//! its adverts until it took over, forwards to it. Only to haplane masters of the cluster file:
+//! a keepalived peer sends priority 0 when it stops but does not park, and forwarding its
+//! sessions there would blackhole them where a reset from the new holder lets clients
+//! reconnect at once.
+//!
 //! [`Handover`] is the sans-IO part: it decides when to park, unpark, forward and stop, from
 //! the events the VRRP driver feeds it, and says when it next needs [`Handover::handle_timeout`].
 //! The daemon's `daemon/handover.rs` carries its actions out; [`Maintenance`] is the handle the
@@ -59,6 +66,8 @@ pub enum HandoverAction {
 pub enum ParkReason {
     Maintenance,
     Shutdown,
+    /// A higher-priority master took over (preemption).
+    Preempted,
 }
 
 /// The handover decisions of one node.
@@ -72,15 +81,26 @@ pub struct Handover {
     maintenance_since: Option<Instant>,
     shutting_down: bool,
     parked: Option<(ParkReason, Instant)>,
-    /// The last priority-0 advert: who sent it, when.
-    stopping_master: Option<(IpAddr, Instant)>,
+    /// This master was just outranked by a live one: the VIP that leaves now is parked.
+    preempted: bool,
+    /// The masters that park when they give the VIP away (haplane's, from the cluster file).
+    parking_peers: Vec<IpAddr>,
+    /// The master that handed over last, by a priority-0 advert or by being preempted by us:
+    /// who, when.
+    departing_master: Option<(IpAddr, Instant)>,
     holding: bool,
     forwarding: Option<(IpAddr, Instant)>,
     actions: VecDeque<HandoverAction>,
 }
 
 impl Handover {
-    pub fn new(maintenance_window: Duration, shutdown_window: Duration) -> Self {
+    /// `parking_peers`: the other masters that park the VIP when they hand it over, so that
+    /// forwarding to them carries their sessions (haplane's VRRP nodes).
+    pub fn new(
+        maintenance_window: Duration,
+        shutdown_window: Duration,
+        parking_peers: Vec<IpAddr>,
+    ) -> Self {
         Handover {
             maintenance_window,
             shutdown_window,
@@ -88,7 +108,9 @@ impl Handover {
             maintenance_since: None,
             shutting_down: false,
             parked: None,
-            stopping_master: None,
+            preempted: false,
+            parking_peers,
+            departing_master: None,
             holding: false,
             forwarding: None,
             actions: VecDeque::new(),
@@ -139,18 +161,21 @@ impl Handover {
     }
 
     /// The driver is about to take the VIP off the interface: park it instead? Only a graceful
-    /// departure parks (maintenance, shutdown); losing the VIP to a fault or a preempting
-    /// master does not, as no new holder forwards to us then.
+    /// departure parks (maintenance, shutdown, preemption by a live master); losing the VIP to
+    /// a fault or to the fence does not, as no new holder forwards to us then.
     pub fn should_park(&mut self, now: Instant) -> bool {
+        let preempted = std::mem::take(&mut self.preempted);
         let reason = if self.shutting_down {
             ParkReason::Shutdown
         } else if self.maintenance {
             ParkReason::Maintenance
+        } else if preempted {
+            ParkReason::Preempted
         } else {
             return false;
         };
         let window = match reason {
-            ParkReason::Maintenance => self.maintenance_window,
+            ParkReason::Maintenance | ParkReason::Preempted => self.maintenance_window,
             ParkReason::Shutdown => self.shutdown_window,
         };
         self.parked = Some((reason, now + window));
@@ -159,7 +184,30 @@ impl Handover {
 
     /// A priority-0 advert arrived from `from` while we were backup.
     pub fn handle_stopping_master(&mut self, now: Instant, from: IpAddr) {
-        self.stopping_master = Some((from, now));
+        self.note_departing(now, from);
+    }
+
+    /// We became master while `from` was still advertising as master: we preempted it
+    /// (RFC 5798 §6.4.2), and it parks the VIP when our advert reaches it.
+    pub fn handle_outranked_master(&mut self, now: Instant, from: IpAddr) {
+        self.note_departing(now, from);
+    }
+
+    /// As master, we were outranked by the live master `by` (RFC 5798 §6.4.3): the VIP that
+    /// leaves now is parked, as the new master forwards our sessions to us (when it is one of
+    /// ours; a keepalived master would not).
+    pub fn handle_preempted(&mut self, by: IpAddr) {
+        self.preempted = self.parking_peers.contains(&by);
+    }
+
+    fn note_departing(&mut self, now: Instant, from: IpAddr) {
+        if self.parking_peers.contains(&from) {
+            self.departing_master = Some((from, now));
+        } else {
+            // Not one of ours (a keepalived peer): it does not park, so its sessions' packets
+            // must reach us and be reset, not be forwarded into a blackhole.
+            self.departing_master = None;
+        }
     }
 
     /// The driver added (true) or removed (false) the VIP on the interface.
@@ -169,13 +217,14 @@ impl Handover {
         }
         self.holding = holding;
         if holding {
+            self.preempted = false;
             if self.parked.take().is_some() {
                 // Ours again: the parked sessions carry on on the interface.
                 self.actions.push_back(HandoverAction::Unpark {
                     close_sessions: false,
                 });
             }
-            if let Some((from, at)) = self.stopping_master.take()
+            if let Some((from, at)) = self.departing_master.take()
                 && now.saturating_duration_since(at) <= HANDOVER_RECENT
             {
                 self.forwarding = Some((from, now + self.forward_window()));
@@ -203,7 +252,7 @@ impl Handover {
     pub fn poll_timeout(&self) -> Option<Instant> {
         // A shutdown park ends with the daemon (handle_exit), after the balancer drained.
         let park = match self.parked {
-            Some((ParkReason::Maintenance, until)) => Some(until),
+            Some((ParkReason::Maintenance | ParkReason::Preempted, until)) => Some(until),
             _ => None,
         };
         [park, self.forwarding.map(|(_, until)| until)]
@@ -213,7 +262,7 @@ impl Handover {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((ParkReason::Maintenance, until)) = self.parked
+        if let Some((ParkReason::Maintenance | ParkReason::Preempted, until)) = self.parked
             && now >= until
         {
             self.parked = None;
@@ -366,7 +415,7 @@ mod tests {
     #[test]
     fn entering_maintenance_fails_the_check_and_a_departing_vip_is_parked_for_the_window() {
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_holding(t, true);
         h.handle_maintenance(t, true);
         assert_eq!(
@@ -392,7 +441,7 @@ mod tests {
     #[test]
     fn a_backup_entering_maintenance_has_nothing_to_park() {
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_maintenance(t, true);
         assert_eq!(
             drain(&mut h),
@@ -401,19 +450,72 @@ mod tests {
     }
 
     #[test]
-    fn a_vip_lost_to_a_fault_or_a_preempting_master_is_not_parked() {
-        // Nobody forwards to us then (no priority 0 was sent), so parking would only keep
-        // clients hanging where a reset from the new holder makes them reconnect.
+    fn a_vip_lost_to_a_fault_or_the_fence_is_not_parked() {
+        // Nobody forwards to us then (no priority 0 was sent, nobody preempted us), so parking
+        // would only keep clients hanging where a reset from the new holder makes them
+        // reconnect.
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_holding(t, true);
         assert!(!h.should_park(t));
     }
 
     #[test]
+    fn a_preempted_master_parks_its_vip_for_the_maintenance_window() {
+        // RFC 5798 §6.4.3: a higher-priority advert sends the master to backup; the preempting
+        // master forwards our sessions, so they are served here until they end.
+        let t = Instant::now();
+        let mut h = Handover::new(M, S, vec![old()]);
+        h.handle_holding(t, true);
+        h.handle_preempted(old());
+        assert!(h.should_park(t));
+        h.handle_holding(t, false);
+        assert_eq!(h.parked(), Some((ParkReason::Preempted, t + M)));
+        assert_eq!(h.poll_timeout(), Some(t + M));
+        h.handle_timeout(t + M);
+        assert_eq!(
+            drain(&mut h),
+            vec![HandoverAction::Unpark {
+                close_sessions: true
+            }]
+        );
+        // One preemption parks one departure: a later fault does not park.
+        h.handle_holding(t + M, true);
+        assert!(!h.should_park(t + M));
+    }
+
+    #[test]
+    fn a_master_that_preempts_a_live_master_forwards_its_sessions_to_it() {
+        let t = Instant::now();
+        let mut h = Handover::new(M, S, vec![old()]);
+        h.handle_outranked_master(t, old());
+        h.handle_holding(t + Duration::from_millis(10), true);
+        assert_eq!(
+            drain(&mut h),
+            vec![HandoverAction::StartForwarding { to: old() }]
+        );
+    }
+
+    #[test]
+    fn a_departing_master_that_is_not_a_haplane_node_gets_nothing_forwarded() {
+        // A keepalived peer sends priority 0 when it stops (VRRP_PRIO_STOP) but keeps no parked
+        // VIP: its sessions' packets must reach the new holder and be reset.
+        let t = Instant::now();
+        let keepalived: IpAddr = "192.0.2.99".parse().unwrap();
+        let mut h = Handover::new(M, S, vec![old()]);
+        h.handle_stopping_master(t, keepalived);
+        h.handle_holding(t, true);
+        assert_eq!(drain(&mut h), vec![]);
+        h.handle_holding(t, false);
+        h.handle_outranked_master(t, keepalived);
+        h.handle_holding(t, true);
+        assert_eq!(drain(&mut h), vec![]);
+    }
+
+    #[test]
     fn a_shutdown_parks_until_the_daemon_exits() {
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_holding(t, true);
         h.handle_shutdown();
         assert!(h.should_park(t));
@@ -435,7 +537,7 @@ mod tests {
     #[test]
     fn a_takeover_right_after_priority_zero_forwards_to_the_old_holder_for_the_window() {
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_stopping_master(t, old());
         h.handle_holding(t + Duration::from_millis(60), true);
         assert_eq!(
@@ -452,7 +554,7 @@ mod tests {
     #[test]
     fn a_takeover_long_after_priority_zero_or_without_one_does_not_forward() {
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_holding(t, true);
         assert_eq!(
             drain(&mut h),
@@ -468,7 +570,7 @@ mod tests {
     #[test]
     fn losing_the_vip_stops_forwarding() {
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_stopping_master(t, old());
         h.handle_holding(t, true);
         drain(&mut h);
@@ -480,7 +582,7 @@ mod tests {
     #[test]
     fn exiting_maintenance_keeps_the_park_and_holding_again_ends_it_without_closing() {
         let t = Instant::now();
-        let mut h = Handover::new(M, S);
+        let mut h = Handover::new(M, S, vec![old()]);
         h.handle_holding(t, true);
         h.handle_maintenance(t, true);
         assert!(h.should_park(t));
@@ -509,7 +611,7 @@ mod tests {
 
     #[test]
     fn a_new_holder_forwards_for_the_longer_window_as_it_cannot_tell_why_the_master_left() {
-        let h = Handover::new(Duration::from_secs(10), Duration::from_secs(30));
+        let h = Handover::new(Duration::from_secs(10), Duration::from_secs(30), vec![]);
         assert_eq!(h.forward_window(), Duration::from_secs(30));
     }
 }

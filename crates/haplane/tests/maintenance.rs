@@ -44,8 +44,12 @@ fn start_nginx(lab: &mut Lab, host: &str) {
 }
 
 fn cluster(lab: &Lab) -> std::path::PathBuf {
+    cluster_with(lab, false)
+}
+
+fn cluster_with(lab: &Lab, preempt: bool) -> std::path::PathBuf {
     let cfg = Cfg {
-        preempt: false,
+        preempt,
         ..Cfg::new(&[("m1", "192.0.2.11", 150), ("m2", "192.0.2.12", 100)])
     };
     let extra = format!(
@@ -212,6 +216,75 @@ fn maintenance_hands_the_vip_over_without_a_failed_request_or_a_reset_stream() {
     assert_eq!(lab.status("m1")["maintenance"]["active"], false);
     // No preemption here: the VIP stays where it went.
     lab.assert_holders_stay(&["m2"], Duration::from_millis(500));
+}
+
+#[test]
+fn a_preempting_master_takes_the_vip_without_cutting_a_stream_or_failing_a_request() {
+    // RFC 5798 §6.4.3: a returning higher-priority master (m1, 150) outranks the holder (m2,
+    // 100), which goes backup at once. Issue 14: a node's return must cost no more than a
+    // graceful handover, so the preempted holder parks the VIP and the preempting one,
+    // which heard its adverts until it took over, forwards its sessions to it.
+    if support::skip() {
+        return;
+    }
+    let mut lab = Lab::new(&["m1", "m2", "c"]);
+    let config = cluster_with(&lab, true);
+    start_nginx(&mut lab, "m1");
+    start_nginx(&mut lab, "m2");
+    lab.start_haplane("m2", &config);
+    lab.wait_holders(&["m2"], Duration::from_secs(6));
+    wait_backends_up(&lab, "m2");
+
+    let stop = AtomicBool::new(false);
+    let client = lab.host("c");
+    let (streams, requests, m1) = std::thread::scope(|s| {
+        let streams: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| client.enter(|| fetch("/slow/big")).unwrap()))
+            .collect();
+        let loop_ = s.spawn(|| {
+            client
+                .enter(|| {
+                    let mut results = Vec::new();
+                    while !stop.load(Relaxed) {
+                        results.push((Instant::now(), fetch("/")));
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    results
+                })
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(1000));
+        let m1 = lab.spawn_haplane("m1", &config, &[]);
+        lab.wait_holders(&["m1"], Duration::from_secs(6));
+        let streams: Vec<_> = streams.into_iter().map(|t| t.join().unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Relaxed);
+        (streams, loop_.join().unwrap(), m1)
+    });
+    lab.daemons.push(m1);
+
+    for r in &streams {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&STREAM_BYTES),
+            "a stream through the preempted holder was cut: {r:?}\n{}",
+            lab.logs()
+        );
+    }
+    let failed: Vec<_> = requests.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(requests.len() > 40, "{} requests", requests.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}\n{}",
+        failed.len(),
+        requests.len(),
+        lab.logs()
+    );
+    let m2 = lab.status("m2");
+    assert_eq!(m2["maintenance"]["parked"], "preempted", "{m2}");
+    assert_eq!(m2["vrrp"][0]["state"], "BACKUP", "{m2}");
+    let m1 = lab.status("m1");
+    assert_eq!(m1["maintenance"]["forwardingTo"], "192.0.2.12", "{m1}");
 }
 
 #[test]

@@ -195,6 +195,11 @@ pub(crate) struct HandoverDriver {
     /// another router is master.
     inactive_at_enter: u64,
     priority_zero_seen: u64,
+    adverts_seen: u64,
+    /// The master whose advert we last heard as backup, and when: a takeover soon after it
+    /// (within two advert intervals; a crashed or cut-off master has been silent for three)
+    /// preempted a live master.
+    last_master_advert: Option<(IpAddr, Instant)>,
 }
 
 impl HandoverDriver {
@@ -216,11 +221,23 @@ impl HandoverDriver {
             check_after_park: None,
             inactive_at_enter: 0,
             priority_zero_seen: 0,
+            adverts_seen: 0,
+            last_master_advert: None,
         }
     }
 
-    /// A packet was handled: a priority-0 advert seen as backup names the stopping master.
+    /// A packet was handled: a priority-0 advert seen as backup names the stopping master;
+    /// any advert seen as backup names the live master.
     pub fn after_packet(&mut self, now: Instant, router: &Router) {
+        let adverts = router.counters().adverts_received;
+        if adverts != self.adverts_seen {
+            self.adverts_seen = adverts;
+            if router.state() == State::Backup
+                && let Some(master) = router.master_address()
+            {
+                self.last_master_advert = Some((master, now));
+            }
+        }
         let p0 = router.counters().priority_zero_received;
         if p0 != self.priority_zero_seen {
             self.priority_zero_seen = p0;
@@ -229,6 +246,32 @@ impl HandoverDriver {
             {
                 self.core.handle_stopping_master(now, master);
             }
+        }
+    }
+
+    /// The router asks for the VIP: as a new master that preempted a live one, forward that
+    /// one's sessions to it once we hold the VIP.
+    pub fn before_vips_added(&mut self, now: Instant, router: &Router) {
+        let own = router.config().primary_address;
+        let recent = 2 * router.config().advert_interval;
+        if router.state() == State::Master
+            && let Some((master, at)) = self.last_master_advert.take()
+            && master != own
+            && now.saturating_duration_since(at) <= recent
+        {
+            info!(old_master = %master, "preempted a live master: its sessions will be forwarded to it");
+            self.core.handle_outranked_master(now, master);
+        }
+    }
+
+    /// The router gives the VIP up: outranked by a live master (it is backup under it, RFC
+    /// 5798 §6.4.3, not in FAULT), it parks the VIP for the sessions it carries.
+    pub fn before_vips_removed(&mut self, router: &Router) {
+        if router.state() == State::Backup
+            && let Some(by) = router.master_address()
+        {
+            info!(new_master = %by, "preempted: parking the VIP for the sessions through it");
+            self.core.handle_preempted(by);
         }
     }
 
@@ -391,9 +434,17 @@ pub(crate) async fn for_master(
     }
     let (maintenance, commands, report) =
         crate::maintenance::Maintenance::channel(&node.name, takeover);
+    // The other haplane routers: they park the VIP when they hand it over (their VRRP
+    // source address is their node address on the VIP's interface).
+    let parking_peers = cluster
+        .vrrp_nodes()
+        .filter(|n| n.name != node.name)
+        .map(|n| n.address)
+        .collect();
     let core = Handover::new(
         cluster.vip.maintenance_drain_timeout.get(),
         lb.drain_timeout.get(),
+        parking_peers,
     );
     (
         maintenance,

@@ -950,6 +950,9 @@ impl VrrpRunner {
                     }
                 }
                 Action::AddVips(_) => {
+                    if let Some(h) = self.handover.as_mut() {
+                        h.before_vips_added(Instant::now(), &self.router);
+                    }
                     self.want_vip = true;
                     if let Some(g) = self.gate.as_mut() {
                         g.want(Instant::now(), true);
@@ -957,6 +960,9 @@ impl VrrpRunner {
                     self.sync_vip().await;
                 }
                 Action::RemoveVips(_) => {
+                    if let Some(h) = self.handover.as_mut() {
+                        h.before_vips_removed(&self.router);
+                    }
                     self.want_vip = false;
                     if let Some(g) = self.gate.as_mut() {
                         g.want(Instant::now(), false);

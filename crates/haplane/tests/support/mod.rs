@@ -87,6 +87,15 @@ impl Lab {
 
     /// As [`Lab::start_haplane`], with extra environment variables for the daemon.
     pub fn start_haplane_env(&mut self, host: &str, config: &Path, env: &[(&str, &str)]) -> usize {
+        let daemon = self.spawn_haplane(host, config, env);
+        self.daemons.push(daemon);
+        self.daemons.len() - 1
+    }
+
+    /// Starts the daemon as [`Lab::start_haplane_env`] does, but leaves it to the caller to
+    /// add to `daemons` (so it can be started while other threads borrow the lab); the
+    /// topology kills it when dropped either way.
+    pub fn spawn_haplane(&self, host: &str, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let log = self.dir.path().join(format!("{host}-haplane.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = self.host(host).command(env!("CARGO_BIN_EXE_haplane"));
@@ -97,12 +106,11 @@ impl Lab {
             .stdout(Stdio::null())
             .stderr(file);
         let handle = self.host(host).spawn(cmd).expect("spawn haplane");
-        self.daemons.push(Daemon {
+        Daemon {
             name: format!("haplane on {host}"),
             handle,
             log,
-        });
-        self.daemons.len() - 1
+        }
     }
 
     /// Start keepalived (VRRP only, foreground) with `conf` on `host`.
