@@ -266,8 +266,9 @@ impl HandoverDriver {
 
     /// The router gives the VIP up: outranked by a live master (it is backup under it, RFC
     /// 5798 §6.4.3, not in FAULT), it parks the VIP for the sessions it carries.
-    pub fn before_vips_removed(&mut self, router: &Router) {
-        if router.state() == State::Backup
+    pub fn before_vips_removed(&mut self, router: &Router, holds_vip: bool) {
+        if holds_vip
+            && router.state() == State::Backup
             && let Some(by) = router.master_address()
         {
             info!(new_master = %by, "preempted: parking the VIP for the sessions through it");

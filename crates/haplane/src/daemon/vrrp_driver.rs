@@ -961,7 +961,7 @@ impl VrrpRunner {
                 }
                 Action::RemoveVips(_) => {
                     if let Some(h) = self.handover.as_mut() {
-                        h.before_vips_removed(&self.router);
+                        h.before_vips_removed(&self.router, self.holds_vip);
                     }
                     self.want_vip = false;
                     if let Some(g) = self.gate.as_mut() {
