@@ -18,6 +18,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -1051,6 +1052,31 @@ pub struct Etcd {
     /// Lease TTL for elections and the fenced VIP (whole seconds, at least 2s). Default 2s.
     #[serde(default = "default_ttl")]
     pub lease_ttl: Dur,
+    /// etcd's `--election-timeout` for the members `haplane plan` renders (kubeadm's
+    /// `etcd.local.extraArgs`, or `etcd.env`). Default unset: etcd's own, 1000ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_timeout: Option<Dur>,
+    /// etcd's `--heartbeat-interval` for the members `haplane plan` renders. Default unset:
+    /// etcd's own, 100ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval: Option<Dur>,
+}
+
+/// etcd's own `--election-timeout` and `--heartbeat-interval` defaults.
+pub const ETCD_DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(1000);
+pub const ETCD_DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
+
+impl Etcd {
+    /// The raft timers the rendered members run with: (election timeout, heartbeat interval),
+    /// etcd's defaults where unset.
+    pub fn raft_timers(&self) -> (Duration, Duration) {
+        (
+            self.election_timeout
+                .map_or(ETCD_DEFAULT_ELECTION_TIMEOUT, |d| d.get()),
+            self.heartbeat_interval
+                .map_or(ETCD_DEFAULT_HEARTBEAT_INTERVAL, |d| d.get()),
+        )
+    }
 }
 
 /// What the leader of an election does.

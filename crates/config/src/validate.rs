@@ -640,6 +640,39 @@ fn etcd(c: &Cluster, f: &mut Findings) {
                 ),
             );
         }
+        let (election, heartbeat) = etcd.raft_timers();
+        for (key, d) in [
+            ("etcd.electionTimeout", etcd.election_timeout),
+            ("etcd.heartbeatInterval", etcd.heartbeat_interval),
+        ] {
+            if let Some(d) = d
+                && (d.get().subsec_nanos() % 1_000_000 != 0 || d.get().is_zero())
+            {
+                f.error(
+                    key,
+                    format!("{d} is not valid: etcd takes whole milliseconds, above 0"),
+                );
+            }
+        }
+        // etcd refuses to start otherwise (its embed.Config.Validate).
+        if election < 5 * heartbeat {
+            f.error(
+                "etcd.electionTimeout",
+                format!(
+                    "{} is not valid with heartbeatInterval {}: etcd needs the election timeout at least 5 times the heartbeat (its tuning guide says about 10 times)",
+                    crate::Dur(election),
+                    crate::Dur(heartbeat)
+                ),
+            );
+        } else if election > Duration::from_millis(50_000) {
+            f.error(
+                "etcd.electionTimeout",
+                format!(
+                    "{} is not valid: etcd allows at most 50s",
+                    crate::Dur(election)
+                ),
+            );
+        }
         let ttl = etcd.lease_ttl.get();
         if ttl.subsec_nanos() != 0 || ttl < Duration::from_secs(2) {
             f.error(

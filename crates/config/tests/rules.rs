@@ -1,6 +1,7 @@
 //! The cluster file's rules, one test per rule: each bad file gets a message naming the key.
 
 use std::path::Path;
+use std::time::Duration;
 
 use config::{Cluster, ConfigError, Fencing, ListenAddr, Severity};
 
@@ -237,6 +238,50 @@ fn a_sub_second_lease_ttl_is_rejected_because_etcd_uses_whole_seconds() {
     let text =
         format!("{GOOD}etcd: {{endpoints: [\"http://192.0.2.11:2379\"], leaseTtl: 500ms}}\n");
     assert_error(&text, "etcd.leaseTtl", "whole seconds");
+}
+
+#[test]
+fn etcd_raft_timers_etcd_would_refuse_are_rejected_with_its_rule() {
+    // etcd's embed.Config.Validate: election timeout at least 5 × heartbeat, at most 50 s.
+    let etcd = |timers: &str| {
+        format!("{GOOD}etcd: {{endpoints: [\"http://192.0.2.11:2379\"], {timers}}}\n")
+    };
+    assert_error(
+        &etcd("electionTimeout: 400ms, heartbeatInterval: 100ms"),
+        "etcd.electionTimeout",
+        "at least 5 times the heartbeat",
+    );
+    // The heartbeat left at etcd's 100ms default counts too.
+    assert_error(
+        &etcd("electionTimeout: 300ms"),
+        "etcd.electionTimeout",
+        "at least 5 times",
+    );
+    assert_error(
+        &etcd("electionTimeout: 60s, heartbeatInterval: 1s"),
+        "etcd.electionTimeout",
+        "at most 50s",
+    );
+    assert_error(
+        &etcd("heartbeatInterval: 0s"),
+        "etcd.heartbeatInterval",
+        "whole milliseconds, above 0",
+    );
+}
+
+#[test]
+fn etcd_raft_timers_etcd_accepts_load() {
+    let three = GOOD.replace(
+        "  - {name: m2, address: 192.0.2.12, priority: 100}\n",
+        "  - {name: m2, address: 192.0.2.12, priority: 100}\n  - {name: m3, address: 192.0.2.13, priority: 90}\n",
+    );
+    let text = format!("{three}etcd: {{electionTimeout: 500ms, heartbeatInterval: 50ms}}\n");
+    let cluster = load(&text).expect("valid");
+    let etcd = cluster.etcd.expect("etcd section");
+    assert_eq!(
+        etcd.raft_timers(),
+        (Duration::from_millis(500), Duration::from_millis(50))
+    );
 }
 
 #[test]

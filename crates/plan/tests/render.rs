@@ -125,6 +125,68 @@ fn v1beta3_uses_maps_for_extra_args_and_its_own_api_version() {
     assert!(!init.contains("v1beta4"));
 }
 
+/// `name`'s cluster file with `etcd.electionTimeout` and `etcd.heartbeatInterval` added to
+/// its etcd section (a new one when it has none), loaded as a user's file would be.
+fn with_raft_timers(name: &str, election: &str, heartbeat: &str) -> config::Cluster {
+    let text = std::fs::read_to_string(fixture(name)).unwrap();
+    let timers = format!("  electionTimeout: {election}\n  heartbeatInterval: {heartbeat}\n");
+    let text = match text.find("\netcd:\n") {
+        Some(at) => {
+            let at = at + "\netcd:\n".len();
+            format!("{}{timers}{}", &text[..at], &text[at..])
+        }
+        None => format!("{text}\netcd:\n{timers}"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let (cluster, _) = plan::load(&path).expect("the cluster file with raft timers loads");
+    cluster
+}
+
+#[test]
+fn etcd_raft_timers_from_the_cluster_file_reach_the_stacked_members_extra_args() {
+    // Issue 14: with etcd's leader on the failed holder a failover waits for etcd's election
+    // (1.2-1.9 s at etcd's default 1000 ms election timeout, docs/lab.md), so the cluster file
+    // carries the faster timers into kubeadm's etcd.local.extraArgs.
+    let c = with_raft_timers("seed002.yaml", "500ms", "50ms");
+    let v4 = plan::render(&c, &opts()).unwrap();
+    let init = v4.get("dev3/kubeadm.yaml").unwrap();
+    assert!(
+        init.contains("    extraArgs:\n      - name: heartbeat-interval\n        value: \"50\"\n      - name: election-timeout\n        value: \"500\""),
+        "{init}"
+    );
+    let o = PlanOptions {
+        kubeadm_api: KubeadmApi::V1beta3,
+        ..opts()
+    };
+    let v3 = plan::render(&c, &o).unwrap();
+    let init = v3.get("dev3/kubeadm.yaml").unwrap();
+    assert!(
+        init.contains(
+            "    extraArgs:\n      heartbeat-interval: \"50\"\n      election-timeout: \"500\""
+        ),
+        "{init}"
+    );
+    // Unset, etcd keeps its own defaults and the file says nothing (the goldens pin that).
+    let plain = plan_of("seed002.yaml", &opts());
+    assert!(
+        !plain
+            .get("dev3/kubeadm.yaml")
+            .unwrap()
+            .contains("election-timeout")
+    );
+}
+
+#[test]
+fn etcd_raft_timers_reach_the_external_members_environment() {
+    let c = with_raft_timers("seed001.yaml", "500ms", "50ms");
+    let env = plan::render(&c, &opts()).unwrap();
+    let env = env.get("etcd2/etcd.env").unwrap();
+    assert!(env.contains("ETCD_ELECTION_TIMEOUT=\"500\""), "{env}");
+    assert!(env.contains("ETCD_HEARTBEAT_INTERVAL=\"50\""), "{env}");
+}
+
 #[test]
 fn external_etcd_members_get_tls_and_an_odd_initial_cluster() {
     let p = plan_of("seed001.yaml", &opts());

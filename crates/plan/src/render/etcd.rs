@@ -53,5 +53,25 @@ pub(crate) fn member_env(ctx: &Ctx, node: &Node) -> String {
     for (k, v) in vars {
         let _ = writeln!(s, "{k}=\"{v}\"");
     }
+    for (flag, ms) in raft_flags(c) {
+        let var = format!("ETCD_{}", flag.to_uppercase().replace('-', "_"));
+        let _ = writeln!(s, "{var}=\"{ms}\"");
+    }
     s
+}
+
+/// etcd's raft timers as flags (`election-timeout`, `heartbeat-interval`, in milliseconds)
+/// when the cluster file sets either; otherwise none, and etcd keeps its own defaults.
+pub(crate) fn raft_flags(c: &config::Cluster) -> Vec<(&'static str, String)> {
+    let Some(etcd) = c.etcd.as_ref() else {
+        return Vec::new();
+    };
+    if etcd.election_timeout.is_none() && etcd.heartbeat_interval.is_none() {
+        return Vec::new();
+    }
+    let (election, heartbeat) = etcd.raft_timers();
+    vec![
+        ("heartbeat-interval", heartbeat.as_millis().to_string()),
+        ("election-timeout", election.as_millis().to_string()),
+    ]
 }

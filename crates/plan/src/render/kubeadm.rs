@@ -158,6 +158,9 @@ fn cluster_configuration(ctx: &Ctx, out: &mut String, endpoint: &str) {
             for n in c.masters() {
                 let _ = writeln!(out, "      - {}", q(&n.address.to_string()));
             }
+            // etcd's raft timers, when the cluster file sets them (docs/config.md: a faster
+            // election shortens a failover whose holder was also etcd's leader).
+            args(ctx, out, "    ", "extraArgs", &super::etcd::raft_flags(c));
         }
         EtcdTopology::External => {
             let etcd = c.etcd.as_ref();
