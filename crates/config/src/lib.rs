@@ -938,6 +938,10 @@ pub struct LoadBalancer {
     /// backend is overloaded, not dead).
     #[serde(default = "three")]
     pub passive_fall: u32,
+    /// When every backend failed a client's connect but one was only overloaded (a full
+    /// listen queue), how many more rounds it gets, 10, 20, 40 ms... apart. Default 3.
+    #[serde(default = "three")]
+    pub connect_retries: u32,
     /// Close a dead backend's sessions (refuses, resets or times out). Default true.
     #[serde(default = "yes")]
     pub shutdown_sessions_on_down: bool,
@@ -988,6 +992,7 @@ impl Default for LoadBalancer {
             health_check: HealthCheck::default(),
             connect_timeout: Dur::from_secs(1),
             passive_fall: 3,
+            connect_retries: 3,
             shutdown_sessions_on_down: true,
             backend_drain_timeout: default_backend_drain(),
             slow_start: default_slow_start(),

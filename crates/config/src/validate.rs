@@ -566,6 +566,15 @@ fn load_balancer(c: &Cluster, f: &mut Findings) {
     if lb.passive_fall == 0 {
         f.error("loadBalancer.passiveFall", "must be at least 1");
     }
+    if lb.connect_retries > 10 {
+        f.error(
+            "loadBalancer.connectRetries",
+            format!(
+                "{} is too many: at most 10 (the pauses double from 10ms, so 10 retries already hold a client about 10s)",
+                lb.connect_retries
+            ),
+        );
+    }
     if lb.max_connections == 0 {
         f.error("loadBalancer.maxConnections", "must be at least 1");
     }

@@ -270,6 +270,12 @@ fn etcd_raft_timers_etcd_would_refuse_are_rejected_with_its_rule() {
 }
 
 #[test]
+fn more_than_ten_connect_retries_are_rejected() {
+    let text = format!("{GOOD}loadBalancer: {{connectRetries: 11}}\n");
+    assert_error(&text, "loadBalancer.connectRetries", "at most 10");
+}
+
+#[test]
 fn etcd_raft_timers_etcd_accepts_load() {
     let three = GOOD.replace(
         "  - {name: m2, address: 192.0.2.12, priority: 100}\n",

@@ -101,6 +101,7 @@ pub fn lb_config(cluster: &Cluster, node: &Node) -> Option<lb::LbConfig> {
         },
         connect_timeout: c.connect_timeout.get(),
         passive_fall: c.passive_fall,
+        connect_retries: c.connect_retries,
         shutdown_sessions_on_down: c.shutdown_sessions_on_down,
         backend_drain_timeout: c.backend_drain_timeout.get(),
         slow_start: c.slow_start.get(),

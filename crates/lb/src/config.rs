@@ -30,6 +30,10 @@ pub struct LbConfig {
     /// from one `connect_timeout` before it started until it failed: otherwise the backend is
     /// overloaded (a full listen queue), not dead, and stays up.
     pub passive_fall: u32,
+    /// When one round of connects found every backend failing but one of them only overloaded
+    /// (its listen queue full while other connects get through), how many more rounds a
+    /// client's session gets, after 10, 20, 40 ms... (3, as haproxy's `retries`; 0: none).
+    pub connect_retries: u32,
     /// Close established sessions of a backend when it is marked dead (true), like haproxy's
     /// `on-marked-down shutdown-sessions`, so clients reconnect at once. A draining backend
     /// (answers, but not ready) keeps its sessions; see `backend_drain_timeout`.
@@ -88,6 +92,7 @@ impl Default for LbConfig {
             health_check: HealthCheckConfig::default(),
             connect_timeout: Duration::from_secs(1),
             passive_fall: 3,
+            connect_retries: 3,
             shutdown_sessions_on_down: true,
             backend_drain_timeout: Duration::from_secs(180),
             slow_start: Duration::from_secs(30),
@@ -132,6 +137,9 @@ impl LbConfig {
         }
         if self.passive_fall == 0 {
             return bad("passiveFall: must be at least 1");
+        }
+        if self.connect_retries > 10 {
+            return bad("connectRetries: at most 10 (the pauses double from 10ms)");
         }
         if self.max_connections == 0 {
             return bad("maxConnections: must be at least 1");

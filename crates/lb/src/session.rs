@@ -124,10 +124,47 @@ fn scopeguard(shared: &Arc<Shared>) -> impl Drop + '_ {
     G(shared)
 }
 
+/// Connects the client's session to a backend: rounds of [`connect_round`], and when a round
+/// found every backend refusing, resetting or timing out while one of them was merely
+/// overloaded (a full listen queue: other connects to it got through), up to
+/// `connect_retries` more after 10, 20, 40 ms... so a reconnect storm's queue can drain
+/// instead of the client being closed (haproxy's `retries`). A round where nothing was
+/// overloaded ends it at once: refusals everywhere mean nothing listens, and a client that
+/// is closed reconnects by itself.
+async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
+    let mut backoff = CONNECT_RETRY_BACKOFF;
+    let mut retries = 0;
+    loop {
+        match connect_round(pool, peer).await {
+            Round::Connected(s, a) => return Some((s, a)),
+            Round::Overloaded if retries < pool.connect_retries => {
+                retries += 1;
+                tracing::debug!(%peer, retries, ?backoff, "every backend failed, one of them overloaded: retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Round::Overloaded | Round::Failed => return None,
+        }
+    }
+}
+
+/// The first pause between two connect rounds; it doubles each time.
+const CONNECT_RETRY_BACKOFF: Duration = Duration::from_millis(10);
+
+/// How one round of connects ended.
+enum Round {
+    Connected(TcpStream, Active),
+    /// Every backend failed, and at least one failure was judged overloaded.
+    Overloaded,
+    /// Every backend failed (or this host is short of sockets).
+    Failed,
+}
+
 /// Tries healthy backends in policy order, then — only when none is left — the ones that still
 /// answer their checks, then the dead ones.
 /// A refused, reset or timed-out connect moves on at once, so the client never sees it.
-async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
+async fn connect_round(pool: &Pool, peer: SocketAddr) -> Round {
+    let mut overloaded = false;
     let passive = PassivePolicy {
         passive_fall: pool.passive_fall,
         connect_timeout: pool.connect_timeout,
@@ -166,12 +203,12 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
             {
                 Ok(Ok(s)) => {
                     b.connect_succeeded(Instant::now(), pool.checks_enabled, pool.down_policy);
-                    return Some((s, active));
+                    return Round::Connected(s, active);
                 }
                 Ok(Err(e)) if local_shortage(&e) => {
                     // Our own fd or port exhaustion says nothing about the backend.
                     tracing::warn!(%peer, backend = %b.addr, error = %e, "cannot open backend socket");
-                    return None;
+                    return Round::Failed;
                 }
                 Ok(Err(e)) => (ConnectFailure::of(&e), e.to_string()),
                 Err(_) => (
@@ -183,11 +220,16 @@ async fn connect(pool: &Pool, peer: SocketAddr) -> Option<(TcpStream, Active)> {
             if b.connect_failed(failure, started, passive, &err) == Verdict::Counts {
                 tracing::info!(%peer, backend = %b.addr, ?tier, error = %err, "connect failed, trying next backend");
             } else {
+                overloaded = true;
                 tracing::debug!(%peer, backend = %b.addr, ?tier, error = %err, "connect failed (overloaded), trying next backend");
             }
         }
     }
-    None
+    if overloaded {
+        Round::Overloaded
+    } else {
+        Round::Failed
+    }
 }
 
 fn local_shortage(e: &std::io::Error) -> bool {
