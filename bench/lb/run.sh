@@ -285,6 +285,14 @@ if [ "$storm" -gt 0 ]; then
     read -r line <&"${STORM[0]}"
     exec {STORM[1]}>&-
     wait "$STORM_PID" 2>/dev/null || true
+    if [ "$proxy" = haplane ]; then
+      # Where haplane's failed attempts came from: clients it closed because no backend could
+      # be connected, and connects it judged overloaded or failed (stderr, one line per storm).
+      local st; st=$(curl -s "http://127.0.0.1:$status_port/status" || true)
+      echo "  (haplane storm: $(grep -o '"failedConnections": *[0-9]*' <<<"$st" | head -1)," \
+        "$(grep -o '"connectErrors": *[0-9]*' <<<"$st" | paste -sd' ')," \
+        "$(grep -o '"connectsOverloaded": *[0-9]*' <<<"$st" | paste -sd' '))" >&2
+    fi
     stop_pid "$pid"; stop_pid "$b_pid"
     echo "${line#DONE }"
   }
