@@ -348,6 +348,14 @@ impl Gate {
                                 let until = p.sent + self.cfg.hold;
                                 self.until = Some(self.until.map_or(until, |u| u.max(until)));
                                 self.renewals += 1;
+                                // A take (create, or swap of another's key) that VRRP let go
+                                // of while it was in flight: hand the key back at once, as a
+                                // graceful holder does, instead of making the new master wait
+                                // out the takeover wait on a key nobody renews.
+                                if !self.want && self.armed && !self.releasing {
+                                    self.releasing = true;
+                                    self.release_tries = 0;
+                                }
                             }
                         }
                         Op::Delete { .. } => {

@@ -136,6 +136,46 @@ fn a_graceful_release_closes_the_fence_before_it_deletes_the_key() {
 }
 
 #[test]
+fn a_key_won_after_vrrp_let_go_is_deleted_at_once_not_left_for_the_takeover_wait() {
+    // Seen in the drill's graceful-shutdown: both backups became VRRP master after the
+    // priority-0 advert, the lower one created the key, then yielded to the higher one before
+    // the answer came; holding a key it no longer wanted, it let the new master wait out the
+    // whole takeover wait (690 ms without a holder) instead of deleting it.
+    let t0 = Instant::now();
+    let mut g = Gate::new(GateConfig::new("c"), t0).unwrap();
+    let (id, _) = sent(&drain(&mut g)).unwrap();
+    g.handle_response(
+        t0,
+        id,
+        Ok(Outcome::Read(KeyState {
+            revision: 4,
+            value: None,
+        })),
+    );
+    g.handle_want(t0, true);
+    let (id, op) = sent(&drain(&mut g)).unwrap();
+    assert_eq!(op, Op::Create);
+    g.handle_want(t0 + ms(2), false);
+    drain(&mut g);
+    g.handle_response(t0 + ms(3), id, Ok(Outcome::Done { revision: 5 }));
+    let actions = drain(&mut g);
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Send {
+                op: Op::Delete { expect: 5 },
+                ..
+            }
+        )),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Hold { .. })),
+        "{actions:?}"
+    );
+}
+
+#[test]
 fn a_holder_whose_renewals_fail_drops_the_vip_at_its_deadline_and_keeps_its_key() {
     let t0 = Instant::now();
     let mut g = Gate::new(GateConfig::new("a"), t0).unwrap();
