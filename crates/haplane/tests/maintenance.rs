@@ -98,6 +98,32 @@ fn fetch(path: &str) -> Result<usize, String> {
     Ok(buf.len() - start)
 }
 
+/// Every stream arrived whole and no request of the loop failed (the handover's promise).
+fn assert_nothing_cut_or_failed(
+    lab: &Lab,
+    streams: &[Result<usize, String>],
+    requests: &[(Instant, Result<usize, String>)],
+    old_holder: &str,
+) {
+    for r in streams {
+        assert_eq!(
+            r.as_ref().ok(),
+            Some(&STREAM_BYTES),
+            "a stream through {old_holder} was cut: {r:?}\n{}",
+            lab.logs()
+        );
+    }
+    let failed: Vec<_> = requests.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(requests.len() > 40, "{} requests", requests.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}\n{}",
+        failed.len(),
+        requests.len(),
+        lab.logs()
+    );
+}
+
 fn wait_backends_up(lab: &Lab, host: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -165,23 +191,7 @@ fn maintenance_hands_the_vip_over_without_a_failed_request_or_a_reset_stream() {
         (streams, loop_.join().unwrap())
     });
 
-    for r in &streams {
-        assert_eq!(
-            r.as_ref().ok(),
-            Some(&STREAM_BYTES),
-            "a stream through the old holder was cut: {r:?}\n{}",
-            lab.logs()
-        );
-    }
-    let failed: Vec<_> = requests.iter().filter(|(_, r)| r.is_err()).collect();
-    assert!(requests.len() > 40, "{} requests", requests.len());
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}\n{}",
-        failed.len(),
-        requests.len(),
-        lab.logs()
-    );
+    assert_nothing_cut_or_failed(&lab, &streams, &requests, "the old holder");
 
     // The old sessions closed properly through the forwarding (FIN, ACK): none left open.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -263,23 +273,7 @@ fn a_preempting_master_takes_the_vip_without_cutting_a_stream_or_failing_a_reque
     });
     lab.daemons.push(m1);
 
-    for r in &streams {
-        assert_eq!(
-            r.as_ref().ok(),
-            Some(&STREAM_BYTES),
-            "a stream through the preempted holder was cut: {r:?}\n{}",
-            lab.logs()
-        );
-    }
-    let failed: Vec<_> = requests.iter().filter(|(_, r)| r.is_err()).collect();
-    assert!(requests.len() > 40, "{} requests", requests.len());
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}\n{}",
-        failed.len(),
-        requests.len(),
-        lab.logs()
-    );
+    assert_nothing_cut_or_failed(&lab, &streams, &requests, "the preempted holder");
     let m2 = lab.status("m2");
     assert_eq!(m2["maintenance"]["parked"], "preempted", "{m2}");
     assert_eq!(m2["vrrp"][0]["state"], "BACKUP", "{m2}");
