@@ -88,6 +88,8 @@ pub struct Handover {
     /// The master that handed over last, by a priority-0 advert or by being preempted by us:
     /// who, when.
     departing_master: Option<(IpAddr, Instant)>,
+    /// The master whose advert we last heard as backup: who, when, and its advert interval.
+    last_master_advert: Option<(IpAddr, Instant, Duration)>,
     holding: bool,
     forwarding: Option<(IpAddr, Instant)>,
     actions: VecDeque<HandoverAction>,
@@ -111,6 +113,7 @@ impl Handover {
             preempted: false,
             parking_peers,
             departing_master: None,
+            last_master_advert: None,
             holding: false,
             forwarding: None,
             actions: VecDeque::new(),
@@ -187,10 +190,23 @@ impl Handover {
         self.note_departing(now, from);
     }
 
-    /// We became master while `from` was still advertising as master: we preempted it
-    /// (RFC 5798 §6.4.2), and it parks the VIP when our advert reaches it.
-    pub fn handle_outranked_master(&mut self, now: Instant, from: IpAddr) {
+    /// As backup we heard an advert from the master `from`, which advertises every
+    /// `interval` (its Master_Adver_Interval, RFC 5798 §6.4.2).
+    pub fn handle_master_advert(&mut self, now: Instant, from: IpAddr, interval: Duration) {
+        self.last_master_advert = Some((from, now, interval));
+    }
+
+    /// We became master. If the last master we heard advertised within two of its intervals
+    /// (one that crashed, froze or was cut off has been silent for three, Master_Down_Interval),
+    /// it is alive: we preempted it (RFC 5798 §6.4.2), and it parks the VIP when our advert
+    /// reaches it. Returns that master when its sessions will be forwarded to it.
+    pub fn handle_became_master(&mut self, now: Instant) -> Option<IpAddr> {
+        let (from, at, interval) = self.last_master_advert.take()?;
+        if now.saturating_duration_since(at) > 2 * interval {
+            return None;
+        }
         self.note_departing(now, from);
+        self.departing_master.map(|(a, _)| a)
     }
 
     /// As master, we were outranked by the live master `by` (RFC 5798 §6.4.3): the VIP that
@@ -484,15 +500,38 @@ mod tests {
         assert!(!h.should_park(t + M));
     }
 
+    const ADVERT: Duration = Duration::from_millis(100);
+
     #[test]
     fn a_master_that_preempts_a_live_master_forwards_its_sessions_to_it() {
         let t = Instant::now();
         let mut h = Handover::new(M, S, vec![old()]);
-        h.handle_outranked_master(t, old());
-        h.handle_holding(t + Duration::from_millis(10), true);
+        h.handle_master_advert(t, old(), ADVERT);
+        assert_eq!(h.handle_became_master(t + ADVERT), Some(old()));
+        h.handle_holding(t + Duration::from_millis(110), true);
         assert_eq!(
             drain(&mut h),
             vec![HandoverAction::StartForwarding { to: old() }]
+        );
+    }
+
+    #[test]
+    fn a_takeover_after_the_masters_silence_is_no_preemption_at_its_own_interval() {
+        // RFC 5798 §6.4.2: Master_Down_Interval is three of the master's intervals, which in
+        // v3 it announces and may differ from ours: a master silent for three of its 100 ms
+        // has crashed even if we advertise every second, and nothing goes to it.
+        let t = Instant::now();
+        let mut h = Handover::new(M, S, vec![old()]);
+        h.handle_master_advert(t, old(), ADVERT);
+        assert_eq!(h.handle_became_master(t + 3 * ADVERT), None);
+        h.handle_holding(t + 3 * ADVERT, true);
+        assert_eq!(drain(&mut h), vec![]);
+        // A slow master (1 s) heard 1.5 s ago is still alive.
+        let mut h = Handover::new(M, S, vec![old()]);
+        h.handle_master_advert(t, old(), Duration::from_secs(1));
+        assert_eq!(
+            h.handle_became_master(t + Duration::from_millis(1500)),
+            Some(old())
         );
     }
 
@@ -507,7 +546,8 @@ mod tests {
         h.handle_holding(t, true);
         assert_eq!(drain(&mut h), vec![]);
         h.handle_holding(t, false);
-        h.handle_outranked_master(t, keepalived);
+        h.handle_master_advert(t, keepalived, ADVERT);
+        assert_eq!(h.handle_became_master(t), None);
         h.handle_holding(t, true);
         assert_eq!(drain(&mut h), vec![]);
     }

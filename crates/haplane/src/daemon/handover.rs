@@ -196,10 +196,6 @@ pub(crate) struct HandoverDriver {
     inactive_at_enter: u64,
     priority_zero_seen: u64,
     adverts_seen: u64,
-    /// The master whose advert we last heard as backup, and when: a takeover soon after it
-    /// (within two advert intervals; a crashed or cut-off master has been silent for three)
-    /// preempted a live master.
-    last_master_advert: Option<(IpAddr, Instant)>,
 }
 
 impl HandoverDriver {
@@ -222,7 +218,6 @@ impl HandoverDriver {
             inactive_at_enter: 0,
             priority_zero_seen: 0,
             adverts_seen: 0,
-            last_master_advert: None,
         }
     }
 
@@ -235,7 +230,8 @@ impl HandoverDriver {
             if router.state() == State::Backup
                 && let Some(master) = router.master_address()
             {
-                self.last_master_advert = Some((master, now));
+                self.core
+                    .handle_master_advert(now, master, router.master_adver_interval());
             }
         }
         let p0 = router.counters().priority_zero_received;
@@ -252,15 +248,10 @@ impl HandoverDriver {
     /// The router asks for the VIP: as a new master that preempted a live one, forward that
     /// one's sessions to it once we hold the VIP.
     pub fn before_vips_added(&mut self, now: Instant, router: &Router) {
-        let own = router.config().primary_address;
-        let recent = 2 * router.config().advert_interval;
         if router.state() == State::Master
-            && let Some((master, at)) = self.last_master_advert.take()
-            && master != own
-            && now.saturating_duration_since(at) <= recent
+            && let Some(master) = self.core.handle_became_master(now)
         {
             info!(old_master = %master, "preempted a live master: its sessions will be forwarded to it");
-            self.core.handle_outranked_master(now, master);
         }
     }
 
