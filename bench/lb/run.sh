@@ -266,8 +266,14 @@ stop_pid "$nginx_pid"
 # Reconnect storm: $storm keep-alive clients all on backend A; B starts; A is killed. How long
 # until every client has noticed, reconnected through the proxy and been answered (by B)?
 if [ "$storm" -gt 0 ]; then
-  storm_once() { # proxy → "answered all_ms p50 p99 failed"
-    local proxy=$1 port pid a_pid b_pid
+  # The kernel's counters of listen-queue overflows and aborted connections, for the storm's
+  # stderr line: where a client's failed attempt came from when no proxy counter says.
+  kernel_counters() { nstat -asz TcpExtListenOverflows TcpExtListenDrops TcpExtTCPAbortOnData TcpExtTCPAbortOnClose TcpExtSyncookiesSent TcpExtTCPReqQFullDrop TcpExtTCPBacklogDrop 2>/dev/null | awk 'NR > 1 && $1 ~ /^TcpExt/ { print $1, $2 }'; }
+  kernel_delta() { # before after → "name +delta ..." for the counters that moved
+    join <(sort <<<"$1") <(sort <<<"$2") | awk '$3 != $2 { printf "%s +%d ", substr($1, 7), $3 - $2 }'
+  }
+  storm_once() { # proxy → "answered all_ms p50 p99 failed connect reset eof other"
+    local proxy=$1 port pid a_pid b_pid k0
     start_nginx nginx "$nginx_port"; a_pid=$REPLY
     case $proxy in
       haproxy) start_haproxy 1 "127.0.0.1:$nginx_port" "127.0.0.1:$nginx2_port"; pid=$REPLY; port=$hap_port;;
@@ -279,19 +285,23 @@ if [ "$storm" -gt 0 ]; then
     [ "$line" = "READY $storm" ] || echo "  ($proxy: only ${line#READY } of $storm clients connected)" >&2
     start_nginx nginx2 "$nginx2_port"; b_pid=$REPLY
     sleep 3 # B is marked up by both (rise 2 x 1 s)
+    k0=$(kernel_counters)
     echo ARM >&"${STORM[1]}"
     read -r line <&"${STORM[0]}" # ARMED
     kill -KILL "$a_pid"; wait "$a_pid" 2>/dev/null || true
     read -r line <&"${STORM[0]}"
     exec {STORM[1]}>&-
     wait "$STORM_PID" 2>/dev/null || true
+    local d; read -r _ _ _ _ _ _ d <<<"$line"
+    echo "  ($proxy storm: failed attempts by what the client saw: connect/reset/eof/other ${d// //}; kernel: $(kernel_delta "$k0" "$(kernel_counters)"))" >&2
     if [ "$proxy" = haplane ]; then
       # Where haplane's failed attempts came from: clients it closed because no backend could
       # be connected, and connects it judged overloaded or failed (stderr, one line per storm).
       local st; st=$(curl -s "http://127.0.0.1:$status_port/status" || true)
       echo "  (haplane storm: $(grep -o '"failedConnections": *[0-9]*' <<<"$st" | head -1)," \
         "$(grep -o '"connectErrors": *[0-9]*' <<<"$st" | paste -sd' ')," \
-        "$(grep -o '"connectsOverloaded": *[0-9]*' <<<"$st" | paste -sd' '))" >&2
+        "$(grep -o '"connectsOverloaded": *[0-9]*' <<<"$st" | paste -sd' ')," \
+        "$(grep -o '"sessionsClosedOnDown": *[0-9]*' <<<"$st" | paste -sd' '))" >&2
     fi
     stop_pid "$pid"; stop_pid "$b_pid"
     echo "${line#DONE }"
@@ -300,7 +310,7 @@ if [ "$storm" -gt 0 ]; then
   for ((r = 0; r < storm_rounds; r++)); do
     for proxy in haproxy haplane; do
       [ $((r % 2)) = 1 ] && proxy=$([ "$proxy" = haproxy ] && echo haplane || echo haproxy)
-      read -r got all p50 p99 failed <<<"$(storm_once "$proxy")"
+      read -r got all p50 p99 failed _ <<<"$(storm_once "$proxy")"
       T[$proxy.got]+=" $got"; T[$proxy.all]+=" $all"; T[$proxy.p50]+=" $p50"; T[$proxy.p99]+=" $p99"; T[$proxy.failed]+=" $failed"
     done
   done

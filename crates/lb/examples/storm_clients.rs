@@ -7,8 +7,10 @@
 //! every connection that the proxy closes (its backend was killed) reconnects at once and makes
 //! a request; a refused or failed attempt is retried after 10 ms (a client's shortest back-off).
 //! When all N have been answered again (or after 60 s) it prints
-//! `DONE <answered> <all_ms> <p50_ms> <p99_ms> <failed_attempts>`: `all_ms` is the time from
-//! ARM until the last of them was answered.
+//! `DONE <answered> <all_ms> <p50_ms> <p99_ms> <failed_attempts> <connect> <reset> <eof> <other>`:
+//! `all_ms` is the time from ARM until the last of them was answered; the last four split the
+//! failed attempts by what the client saw: its connect to the proxy failed, the connection was
+//! reset, it ended (EOF) before an answer, or anything else (an answer other than 200).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,11 +54,56 @@ async fn exchange(s: &mut TcpStream) -> std::io::Result<bool> {
     }
 }
 
+/// Failed attempts after ARM, by what the client saw.
+#[derive(Default)]
+struct Failures {
+    connect: AtomicU64,
+    reset: AtomicU64,
+    eof: AtomicU64,
+    other: AtomicU64,
+}
+
+impl Failures {
+    fn count(&self, seen: &Failure) {
+        let counter = match seen {
+            Failure::Connect => &self.connect,
+            Failure::Reset => &self.reset,
+            Failure::Eof => &self.eof,
+            Failure::Other => &self.other,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    fn total(&self) -> u64 {
+        [&self.connect, &self.reset, &self.eof, &self.other]
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .sum()
+    }
+}
+
+enum Failure {
+    Connect,
+    Reset,
+    Eof,
+    Other,
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => Failure::Reset,
+            std::io::ErrorKind::UnexpectedEof => Failure::Eof,
+            _ => Failure::Other,
+        }
+    }
+}
+
 async fn client(
     addr: SocketAddr,
     open: Arc<Semaphore>,
     mut armed: watch::Receiver<Option<Instant>>,
-    failures: Arc<AtomicU64>,
+    failures: Arc<Failures>,
     ready: tokio::sync::mpsc::Sender<()>,
 ) -> Option<Duration> {
     let mut s = {
@@ -76,14 +123,20 @@ async fn client(
     let t0 = (*armed.wait_for(|a| a.is_some()).await.ok()?)?;
     loop {
         let attempt = async {
-            let mut s = TcpStream::connect(addr).await?;
+            let mut s = TcpStream::connect(addr)
+                .await
+                .map_err(|_| Failure::Connect)?;
             let _ = s.set_nodelay(true);
-            exchange(&mut s).await
+            match exchange(&mut s).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Failure::Other),
+                Err(e) => Err(Failure::from(e)),
+            }
         };
         match attempt.await {
-            Ok(true) => return Some(t0.elapsed()),
-            _ => {
-                failures.fetch_add(1, Relaxed);
+            Ok(()) => return Some(t0.elapsed()),
+            Err(seen) => {
+                failures.count(&seen);
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -107,7 +160,7 @@ fn main() {
     rt.block_on(async move {
         let open = Arc::new(Semaphore::new(256));
         let (arm_tx, arm_rx) = watch::channel(None);
-        let failures = Arc::new(AtomicU64::new(0));
+        let failures = Arc::new(Failures::default());
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(n.max(1));
         let tasks: Vec<_> = (0..n)
             .map(|_| {
@@ -154,12 +207,16 @@ fn main() {
             times.get(((times.len() as f64 * p) as usize).min(times.len().saturating_sub(1)))
         };
         println!(
-            "DONE {} {:.0} {:.0} {:.0} {}",
+            "DONE {} {:.0} {:.0} {:.0} {} {} {} {} {}",
             times.len(),
             ms(times.last()),
             ms(pct(0.5)),
             ms(pct(0.99)),
-            failures.load(Relaxed)
+            failures.total(),
+            failures.connect.load(Relaxed),
+            failures.reset.load(Relaxed),
+            failures.eof.load(Relaxed),
+            failures.other.load(Relaxed),
         );
     });
 }
