@@ -216,7 +216,7 @@ impl Section for BalancerSection {
             }
         }
         type Get = fn(&lb::BackendStatus) -> u64;
-        let counters: [(&str, &str, Get); 9] = [
+        let counters: [(&str, &str, Get); 10] = [
             (
                 "haplane_lb_backend_connections",
                 "Tunnels opened to the backend.",
@@ -261,6 +261,11 @@ impl Section for BalancerSection {
                 "haplane_lb_backend_draining_transitions",
                 "Times the backend went from up to draining.",
                 |b| b.drain_transitions,
+            ),
+            (
+                "haplane_lb_backend_close_bursts",
+                "Times the backend closed a burst of idle sessions at once and became suspect until a check passed.",
+                |b| b.close_bursts,
             ),
         ];
         for (name, help, get) in counters {

@@ -19,8 +19,10 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering::R
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::burst::{self, CloseBurst};
 use crate::passive::{self, ConnectFailure, Verdict};
 use crate::status::{Admin, BackendStatus, Health};
 
@@ -106,6 +108,13 @@ pub(crate) struct Backend {
     pub sessions_closed_on_down: AtomicU64,
     pub sessions_closed_drain_timeout: AtomicU64,
     check: Mutex<CheckState>,
+    /// Idle sessions it closed lately (see [`crate::burst`]).
+    burst: Mutex<CloseBurst>,
+    /// Microseconds since [`epoch`] (+1) of the close burst that made it suspect; 0: not.
+    suspect_since_us: AtomicU64,
+    close_bursts: AtomicU64,
+    /// Wakes its checker for a check now (after a close burst).
+    pub check_now: Notify,
     /// Cancelled (and replaced) when the sessions must close; `close_reason` says why.
     sessions: Mutex<CancellationToken>,
     close_reason: AtomicU8,
@@ -124,7 +133,7 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     // +1 so that 0 keeps meaning "not ramping" even in the first millisecond.
     epoch().elapsed().as_millis() as u64 + 1
 }
@@ -169,6 +178,10 @@ impl Backend {
             sessions_closed_on_down: AtomicU64::new(0),
             sessions_closed_drain_timeout: AtomicU64::new(0),
             check: Mutex::new(CheckState::default()),
+            burst: Mutex::new(CloseBurst::default()),
+            suspect_since_us: AtomicU64::new(0),
+            close_bursts: AtomicU64::new(0),
+            check_now: Notify::new(),
             sessions: Mutex::new(CancellationToken::new()),
             close_reason: AtomicU8::new(0),
         }
@@ -186,9 +199,54 @@ impl Backend {
         self.health() == Health::Up
     }
 
-    /// Takes new sessions: up, admin ready and weight above 0.
+    /// Takes new sessions: up, admin ready, weight above 0 and not suspect.
     pub fn in_service(&self) -> bool {
-        self.is_up() && self.admin() == Admin::Ready && self.weight.load(Relaxed) > 0
+        self.is_up()
+            && self.admin() == Admin::Ready
+            && self.weight.load(Relaxed) > 0
+            && !self.is_suspect()
+    }
+
+    /// It closed a burst of idle sessions and no check has passed since ([`crate::burst`]).
+    pub fn is_suspect(&self) -> bool {
+        self.suspect_since_us.load(Relaxed) != 0
+    }
+
+    /// It closed a session first, at `now`, after the session was silent for `silent`. A burst
+    /// of those makes it suspect until a check that starts afterwards passes; one is run at
+    /// once. Without active checks nothing could end it, so nothing starts it.
+    pub fn closed_a_session(&self, now: Instant, silent: Duration, checks_enabled: bool) {
+        if !checks_enabled || silent < burst::IDLE_BEFORE {
+            return;
+        }
+        if !lock(&self.burst).handle_backend_close(now, silent) {
+            return;
+        }
+        if self
+            .suspect_since_us
+            .compare_exchange(0, to_us(now), Relaxed, Relaxed)
+            .is_ok()
+        {
+            let total = self.close_bursts.fetch_add(1, Relaxed) + 1;
+            tracing::warn!(backend = %self.addr, active = self.active.load(Relaxed), close_bursts = total,
+                "backend suspect: it closed {} idle sessions within {:?}; no new sessions until a check passes",
+                burst::BURST_CLOSES, burst::BURST_WINDOW);
+            self.check_now.notify_one();
+        }
+    }
+
+    /// A check that started at `started` passed: a suspicion older than the check ends.
+    pub fn check_passed(&self, started: Instant) {
+        let since = self.suspect_since_us.load(Relaxed);
+        if since != 0
+            && to_us(started) > since
+            && self
+                .suspect_since_us
+                .compare_exchange(since, 0, Relaxed, Relaxed)
+                .is_ok()
+        {
+            tracing::info!(backend = %self.addr, "backend no longer suspect: a check passed after its close burst");
+        }
     }
 
     /// The share of its weight in force: ramps linearly from 0 to 1 over `slow_start` after the
@@ -422,6 +480,8 @@ impl Backend {
             state: health,
             admin: self.admin(),
             in_service: self.in_service(),
+            suspect: self.is_suspect(),
+            close_bursts: self.close_bursts.load(Relaxed),
             slow_start_ramp: (ramp < 1.0 && health == Health::Up).then_some(ramp),
             active_connections: self.active.load(Relaxed) as u64,
             total_connections: self.total.load(Relaxed),

@@ -8,12 +8,13 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::backend::lock;
+use crate::backend::{lock, now_ms};
 
 /// Copy buffer, one per worker thread, borrowed only inside a non-async section.
 const SCRATCH: usize = 64 * 1024;
@@ -70,7 +71,9 @@ enum Step {
 /// other direction keeps flowing: a half-close is carried through. `ended` is shared by the
 /// two directions of a session: the second one to reach EOF skips the shutdown, since both
 /// sockets are closed right after and close(2) sends the same FIN (their receive queues are
-/// empty: both were read to EOF), one syscall less per connection.
+/// empty: both were read to EOF), one syscall less per connection. `activity` holds the time of
+/// the session's latest burst either way ([`now_ms`]); when `src` ends first, `on_first_eof`
+/// learns how long the session had been silent, before the half-close is passed on.
 pub(crate) async fn one_way(
     src: &TcpStream,
     dst: &TcpStream,
@@ -78,6 +81,7 @@ pub(crate) async fn one_way(
     activity: &AtomicU64,
     use_splice: bool,
     ended: &AtomicBool,
+    on_first_eof: &(dyn Fn(Duration) + Sync),
 ) -> io::Result<()> {
     let mut bulk = false;
     loop {
@@ -89,9 +93,11 @@ pub(crate) async fn one_way(
         } else {
             copy_burst(src, dst, bytes, &mut bulk).await?
         };
-        activity.fetch_add(1, Relaxed);
+        let now = now_ms();
+        let before = activity.swap(now, Relaxed);
         if eof {
             if !ended.swap(true, Relaxed) {
+                on_first_eof(Duration::from_millis(now.saturating_sub(before)));
                 socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write)?;
             }
             return Ok(());

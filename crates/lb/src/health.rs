@@ -66,6 +66,8 @@ impl Checker {
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep_until(next) => {}
+                    // A close burst made it suspect: check now (see crate::burst).
+                    _ = backend.check_now.notified() => {}
                 }
                 let started = Instant::now();
                 next = tokio::time::Instant::now() + this.jittered_interval();
@@ -77,8 +79,11 @@ impl Checker {
                         Err(_) => Err(CheckFailure::Unreachable(format!("timed out after {:?}", this.cfg.timeout))),
                     },
                 };
-                if let Err(e) = &result {
-                    tracing::debug!(backend = %backend.addr, error = ?e, "health check failed");
+                match &result {
+                    Ok(_) => backend.check_passed(started),
+                    Err(e) => {
+                        tracing::debug!(backend = %backend.addr, error = ?e, "health check failed")
+                    }
                 }
                 backend.record_check(result, this.cfg.rise, this.cfg.fall, this.policy);
             }

@@ -8,6 +8,7 @@
 
 mod backend;
 mod balancer;
+mod burst;
 mod config;
 mod datapath;
 mod error;

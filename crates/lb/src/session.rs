@@ -10,7 +10,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::backend::{Backend, CloseReason, PassivePolicy};
+use crate::backend::{Backend, CloseReason, PassivePolicy, now_ms};
 use crate::balancer::{ListenerSessions, Pool, Shared};
 use crate::datapath::one_way;
 use crate::passive::{ConnectFailure, Verdict};
@@ -48,8 +48,30 @@ pub(crate) async fn run(
     tune(&server, pool.tcp_keepalive);
     backend.total.fetch_add(1, Relaxed);
     let down = backend.session_token();
-    let activity = AtomicU64::new(0);
+    let activity = AtomicU64::new(now_ms());
     let ended = AtomicBool::new(false);
+    // The backend ending a silent session first may be its death (crate::burst).
+    let backend_closed = |silent: Duration| {
+        backend.closed_a_session(Instant::now(), silent, pool.checks_enabled);
+    };
+    let from_backend = async {
+        let r = one_way(
+            &server,
+            &client,
+            &backend.bytes_from_backend,
+            &activity,
+            pool.splice,
+            &ended,
+            &backend_closed,
+        )
+        .await;
+        if r.is_err() && !ended.load(Relaxed) {
+            // A reset from the backend: an end too.
+            let silent = now_ms().saturating_sub(activity.load(Relaxed));
+            backend_closed(Duration::from_millis(silent));
+        }
+        r
+    };
     let tunnel = async {
         tokio::try_join!(
             one_way(
@@ -58,16 +80,10 @@ pub(crate) async fn run(
                 &backend.bytes_to_backend,
                 &activity,
                 pool.splice,
-                &ended
+                &ended,
+                &|_| {}
             ),
-            one_way(
-                &server,
-                &client,
-                &backend.bytes_from_backend,
-                &activity,
-                pool.splice,
-                &ended
-            ),
+            from_backend,
         )
     };
     tokio::select! {

@@ -41,8 +41,13 @@ pub struct BackendStatus {
     pub state: Health,
     /// Admin state: `ready`, or `drain` (set with `haplane lb drain`).
     pub admin: Admin,
-    /// Takes new sessions now: up, admin ready, weight above 0.
+    /// Takes new sessions now: up, admin ready, weight above 0, not suspect.
     pub in_service: bool,
+    /// It closed a burst of idle sessions at once (a killed process does) and no check has
+    /// passed since: no new sessions while another backend is in service.
+    pub suspect: bool,
+    /// Times a burst of idle closes made it suspect.
+    pub close_bursts: u64,
     /// While it ramps up after coming back (slow start): the share of its weight in force,
     /// 0..1. Absent when not ramping.
     #[serde(skip_serializing_if = "Option::is_none")]
