@@ -54,24 +54,6 @@ pub(crate) async fn run(
     let backend_closed = |silent: Duration| {
         backend.closed_a_session(Instant::now(), silent, pool.checks_enabled);
     };
-    let from_backend = async {
-        let r = one_way(
-            &server,
-            &client,
-            &backend.bytes_from_backend,
-            &activity,
-            pool.splice,
-            &ended,
-            &backend_closed,
-        )
-        .await;
-        if r.is_err() && !ended.load(Relaxed) {
-            // A reset from the backend: an end too.
-            let silent = now_ms().saturating_sub(activity.load(Relaxed));
-            backend_closed(Duration::from_millis(silent));
-        }
-        r
-    };
     let tunnel = async {
         tokio::try_join!(
             one_way(
@@ -83,7 +65,15 @@ pub(crate) async fn run(
                 &ended,
                 &|_| {}
             ),
-            from_backend,
+            one_way(
+                &server,
+                &client,
+                &backend.bytes_from_backend,
+                &activity,
+                pool.splice,
+                &ended,
+                &backend_closed
+            ),
         )
     };
     tokio::select! {
