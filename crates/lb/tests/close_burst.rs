@@ -111,6 +111,17 @@ fn slow_checks(cfg: &mut lb::LbConfig) {
     cfg.slow_start = Duration::ZERO;
 }
 
+/// A closer and an nginx behind a balancer with [`slow_checks`].
+async fn closer_beside_nginx() -> (Closer, Nginx, Balancer, SocketAddr) {
+    let closer = Closer::start().await;
+    let other = Nginx::start().await;
+    let mut cfg = lb_config(&[closer.addr, other.addr()]);
+    slow_checks(&mut cfg);
+    let b = Balancer::start(cfg).await.unwrap();
+    let lb = b.local_addrs()[0];
+    (closer, other, b, lb)
+}
+
 /// Opens 40 keep-alive sessions through the balancer (round-robin: 20 on each backend), lets
 /// them idle past the 1 s that makes a close "idle", and returns the ones on `port`.
 async fn idle_sessions_on(lb: SocketAddr, port: u16) -> Vec<Conn> {
@@ -146,12 +157,7 @@ async fn all_closed(sessions: Vec<Conn>) {
 #[test]
 fn a_backend_that_closed_its_idle_sessions_at_once_gets_no_new_session_while_it_does_not_answer() {
     in_netns(|| async {
-        let dying = Closer::start().await;
-        let other = Nginx::start().await;
-        let mut cfg = lb_config(&[dying.addr, other.addr()]);
-        slow_checks(&mut cfg);
-        let b = Balancer::start(cfg).await.unwrap();
-        let lb = b.local_addrs()[0];
+        let (dying, other, b, lb) = closer_beside_nginx().await;
         let sessions = idle_sessions_on(lb, dying.addr.port()).await;
         dying.close_all(false);
         all_closed(sessions).await;
@@ -187,12 +193,7 @@ fn a_backend_that_closed_its_idle_sessions_but_answers_is_back_after_one_check()
     // The false alarm: a live backend's idle timeout closing connections that were all opened
     // together. The check run at once answers, long before a regular one (every 60 s).
     in_netns(|| async {
-        let closer = Closer::start().await;
-        let other = Nginx::start().await;
-        let mut cfg = lb_config(&[closer.addr, other.addr()]);
-        slow_checks(&mut cfg);
-        let b = Balancer::start(cfg).await.unwrap();
-        let lb = b.local_addrs()[0];
+        let (closer, _other, b, lb) = closer_beside_nginx().await;
         let sessions = idle_sessions_on(lb, closer.addr.port()).await;
         closer.close_all(true);
         all_closed(sessions).await;
