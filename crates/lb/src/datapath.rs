@@ -72,9 +72,11 @@ enum Step {
 /// two directions of a session: the second one to reach EOF skips the shutdown, since both
 /// sockets are closed right after and close(2) sends the same FIN (their receive queues are
 /// empty: both were read to EOF), one syscall less per connection. `activity` holds the time of
-/// the session's latest burst either way ([`now_ms`]); when `src` ends first (EOF, or an error
-/// while the other direction still runs), `on_first_end` learns how long the session had been
-/// silent, before the end is passed on.
+/// the session's latest burst either way ([`now_ms`]); when `src` reaches EOF first,
+/// `on_first_eof` learns how long the session had been silent, before the half-close is passed
+/// on. Errors are not reported: a killed process resets only the sockets it left data unread
+/// on (sessions waiting for it, not silent ones), and a failed write to `dst` says nothing
+/// about `src`.
 pub(crate) async fn one_way(
     src: &TcpStream,
     dst: &TcpStream,
@@ -82,35 +84,23 @@ pub(crate) async fn one_way(
     activity: &AtomicU64,
     use_splice: bool,
     ended: &AtomicBool,
-    on_first_end: &(dyn Fn(Duration) + Sync),
+    on_first_eof: &(dyn Fn(Duration) + Sync),
 ) -> io::Result<()> {
-    let silent = |now: u64, before: u64| Duration::from_millis(now.saturating_sub(before));
     let mut bulk = false;
     loop {
-        let burst = match src.readable().await {
-            Ok(()) if use_splice && bulk => {
-                splice_burst(src, dst, bytes).await.map(|(eof, moved)| {
-                    bulk = moved >= BULK;
-                    eof
-                })
-            }
-            Ok(()) => copy_burst(src, dst, bytes, &mut bulk).await,
-            Err(e) => Err(e),
+        src.readable().await?;
+        let eof = if use_splice && bulk {
+            let (eof, moved) = splice_burst(src, dst, bytes).await?;
+            bulk = moved >= BULK;
+            eof
+        } else {
+            copy_burst(src, dst, bytes, &mut bulk).await?
         };
         let now = now_ms();
-        let eof = match burst {
-            Ok(eof) => eof,
-            Err(e) => {
-                if !ended.load(Relaxed) {
-                    on_first_end(silent(now, activity.load(Relaxed)));
-                }
-                return Err(e);
-            }
-        };
         let before = activity.swap(now, Relaxed);
         if eof {
             if !ended.swap(true, Relaxed) {
-                on_first_end(silent(now, before));
+                on_first_eof(Duration::from_millis(now.saturating_sub(before)));
                 socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write)?;
             }
             return Ok(());
